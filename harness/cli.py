@@ -1,0 +1,153 @@
+"""The ``harness`` command line: run, score, leaderboard, plugins."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import HarnessError
+
+app = typer.Typer(help="Evaluate small language models with samplers, verifiers and tasks from plugins.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+
+Output = Annotated[Path, typer.Option("--output", "-o", help="Directory holding run records and the cache.")]
+
+
+def _guard(command):
+    """Bad input ends in one line on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except HarnessError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted: finished batches are cached; rerun the same command to resume", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _task_args(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise HarnessError(f"--task-arg takes KEY=VALUE, got {pair!r}")
+        out[key] = value
+    return out
+
+
+@app.command()
+@_guard
+def run(
+    policy: Annotated[str, typer.Option(help="smollm2, sft, dpo, rloo, model or adapter dir, hub id.")] = "smollm2",
+    task: Annotated[str, typer.Option(help="Task name (see `harness plugins`).")] = "countdown",
+    sampler: Annotated[str, typer.Option(help="Sampler name: greedy, bon, ...")] = "greedy",
+    n: Annotated[int, typer.Option("--n", help="Samples per problem.")] = 1,
+    verifier: Annotated[str | None, typer.Option(help="Verifier that scores samples for the sampler.")] = None,
+    grader: Annotated[str | None, typer.Option(help="Verifier that grades accuracy (default: the task's).")] = None,
+    oracle: Annotated[bool, typer.Option(help="Allow selecting with a verifier that reads the gold answer.")] = False,
+    split: Annotated[str, typer.Option(help="Task split.")] = "test",
+    limit: Annotated[int | None, typer.Option(help="Number of problems.")] = None,
+    seed: Annotated[int, typer.Option(help="Seeds problem order, the engine and sampling.")] = 0,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature (default 0.7; greedy: 0).")] = None,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
+    max_tokens: Annotated[int, typer.Option(help="Generation budget per sample.")] = 256,
+    backend: Annotated[str, typer.Option(help="auto (vLLM if it starts, else transformers), vllm or hf.")] = "auto",
+    chat_template: Annotated[bool, typer.Option(help="Apply the tokenizer's chat template when it has one.")] = True,
+    system_prompt: Annotated[str | None, typer.Option(help="System message for chat templates.")] = None,
+    task_arg: Annotated[list[str] | None, typer.Option(help="Task option KEY=VALUE (repeatable).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Prompts per generation call (and per cache flush).")] = 32,
+    max_model_len: Annotated[int, typer.Option(help="vLLM context length.")] = 4096,
+    tensor_parallel_size: Annotated[int, typer.Option(help="vLLM tensor parallelism.")] = 1,
+    data_parallel_size: Annotated[int, typer.Option(help="vLLM data parallelism.")] = 1,
+    output: Output = Path("runs"),
+) -> None:
+    """Generate, verify, select and record one run; rerunning the same command resumes it."""
+    from harness.pipeline import EngineOptions, RunConfig, execute
+
+    if batch_size < 1:
+        raise HarnessError(f"--batch-size must be at least 1, got {batch_size}")
+    config = RunConfig(policy=policy, task=task, sampler=sampler, n=n, verifier=verifier, grader=grader,
+                       oracle=oracle, split=split, limit=limit, seed=seed, temperature=temperature, top_p=top_p,
+                       max_tokens=max_tokens, backend=backend, chat_template=chat_template,
+                       system_prompt=system_prompt, task_args=_task_args(task_arg or []))
+    options = EngineOptions(batch_size, max_model_len, tensor_parallel_size, data_parallel_size)
+    run_dir = execute(config, output, options)
+    _report(run_dir)
+
+
+def _report(run_dir: Path) -> None:
+    from harness.record import read_summary
+
+    s = read_summary(run_dir)
+    m = s["metric"]
+    low, high = m["ci95"]
+    side = "  ".join(f"{k} {v:.3f}" for k, v in s.get("metrics", {}).items())
+    Console().print(f"{s['run_id']}: {m['name']} {m['value']:.3f} [{low:.3f}, {high:.3f}]  {side}")
+    Console().print(f"record: {run_dir}")
+
+
+@app.command()
+@_guard
+def score(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `harness run`.")],
+    verifier: Annotated[str | None, typer.Option(help="Verifier that scores samples for the sampler.")] = None,
+    grader: Annotated[str | None, typer.Option(help="Verifier that grades accuracy (default: the task's).")] = None,
+    oracle: Annotated[bool, typer.Option(help="Allow selecting with a verifier that reads the gold answer.")] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Default: the run's parent.")] = None,
+) -> None:
+    """Re-score a run's samples with other verifiers, without generating, into a new run record."""
+    from harness.pipeline import rescore
+
+    if not run_dir.is_dir():
+        raise HarnessError(f"{run_dir} is not a directory")
+    new = rescore(run_dir, verifier, grader, oracle, output or run_dir.parent)
+    _report(new)
+
+
+@app.command("leaderboard")
+@_guard
+def show_leaderboard(
+    output: Output = Path("runs"),
+    format: Annotated[str, typer.Option("--format", help="table, md, csv or json.")] = "table",
+) -> None:
+    """Every run in the output directory: metric with 95% interval, tokens, speed, wall time."""
+    from harness import leaderboard
+
+    text = leaderboard.render(output, format)
+    if text is not None:
+        typer.echo(text, nl=False)
+
+
+@app.command()
+@_guard
+def plugins() -> None:
+    """List every task, verifier and sampler, with the distribution it came from."""
+    from harness.plugins import registry
+
+    reg = registry()
+    table = Table(title="harness plugins")
+    for col in ("kind", "name", "from", "notes"):
+        table.add_column(col)
+    for kind, found in reg.components.items():
+        for name, obj in sorted(found.items()):
+            notes = {"task": lambda o: f"graded by {o.verifier}",
+                     "verifier": lambda o: "reference-free" if o.reference_free else "reads gold answer",
+                     "sampler": lambda o: "greedy" if o.greedy else ("uses scores" if o.uses_scores else "")}[kind](obj)
+            table.add_row(kind, name, reg.sources[kind, name], notes)
+    Console().print(table)
+    for problem in reg.problems:
+        typer.echo(f"warning: {problem}", err=True)
+
+
+if __name__ == "__main__":
+    app()

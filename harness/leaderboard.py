@@ -1,0 +1,85 @@
+"""One table of every run in an output directory, as a rich table, Markdown, CSV or JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import HarnessError
+from harness.pipeline import iter_summaries
+
+FORMATS = ("table", "md", "csv", "json")
+COLUMNS = ("policy", "task", "sampler", "n", "verifier", "metric", "value", "ci95", "examples",
+           "tokens", "tok/s", "wall_s", "run")
+
+
+def rows(output: Path) -> list[dict]:
+    """One flat row per run, best first within each task."""
+    out = []
+    for run_dir, s in iter_summaries(output):
+        m, t = s["metric"], s.get("timings", {})
+        out.append({
+            "policy": s.get("policy", {}).get("name", s["config"].get("policy")),
+            "task": s.get("task", s["config"].get("task")),
+            "sampler": s.get("sampler", s["config"].get("sampler")),
+            "n": s["config"].get("n"),
+            "verifier": s.get("verifier") or "-",
+            "metric": m["name"],
+            "value": m["value"],
+            "ci95": m.get("ci95"),
+            "examples": s.get("counts", {}).get("examples"),
+            "tokens": s.get("tokens", {}).get("generated"),
+            "tok/s": t.get("tokens_per_s"),
+            "wall_s": t.get("wall_s"),
+            "run": run_dir.name,
+        } | {f"{k}": v for k, v in s.get("metrics", {}).items()})
+    return sorted(out, key=lambda r: (r["task"], -r["value"]))
+
+
+def _cell(key: str, value) -> str:
+    if value is None:
+        return "-"
+    if key == "ci95":
+        return f"[{value[0]:.3f}, {value[1]:.3f}]"
+    if key in ("tok/s", "wall_s"):
+        return f"{value:,.1f}"
+    if key == "tokens":
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def render(output: Path, fmt: str = "table", console: Console | None = None) -> str | None:
+    """Print the rich table (``table``) or return the text of the other formats."""
+    if fmt not in FORMATS:
+        raise HarnessError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if not output.is_dir():
+        raise HarnessError(f"output directory {output} does not exist; run `harness run` first")
+    data = rows(output)
+    extra = sorted({k for r in data for k in r} - set(COLUMNS))
+    columns = [*COLUMNS[:8], *extra, *COLUMNS[8:]]
+    if fmt == "json":
+        return json.dumps(data, indent=2)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({k: _cell(k, r.get(k)) for k in columns} for r in data)
+        return buf.getvalue()
+    if fmt == "md":
+        lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(_cell(k, r.get(k)) for k in columns) + " |" for r in data]
+        return "\n".join(lines) + "\n"
+    table = Table(title=f"harness leaderboard ({output})", show_lines=False)
+    for k in columns:
+        table.add_column(k, justify="right" if k in ("n", "value", "examples", "tokens", "tok/s", "wall_s") else "left")
+    for r in data:
+        table.add_row(*(_cell(k, r.get(k)) for k in columns))
+    (console or Console()).print(table)
+    return None

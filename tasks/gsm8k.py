@@ -1,0 +1,204 @@
+"""GSM8K (Cobbe et al. 2021): grade-school math word problems with a numeric answer.
+
+Rows come from the Hugging Face dataset ``openai/gsm8k`` (config ``main``), or, offline,
+from a local copy: a directory holding ``train.jsonl`` and ``test.jsonl``, or one JSONL
+file in GSM8K's layout (``question``, and an ``answer`` whose last line is ``#### N``).
+Two prompt formats: zero-shot chain of thought for chat models, and the 8-shot chain of
+thought of Wei et al. (2022) for base models, worded exactly as lm-evaluation-harness's
+``gsm8k_cot`` task so that scores compare.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import harness
+from harness.errors import choices
+
+SPLITS = ("train", "test")
+HUB_DATASET = ("openai/gsm8k", "main")
+
+CHAT_TEMPLATE = (
+    "{question}\n\n"
+    "Reason step by step. Then finish with a final line of exactly this form, with just the number "
+    "and no units:\nFinal answer: <number>"
+)
+
+# Wei et al. (2022) exemplars, verbatim from lm-evaluation-harness 0.4 (tasks/gsm8k/gsm8k-cot.yaml).
+EXEMPLARS = (
+    (
+        "There are 15 trees in the grove. Grove workers will plant trees in the grove today. After they "
+        "are done, there will be 21 trees. How many trees did the grove workers plant today?",
+        "There are 15 trees originally. Then there were 21 trees after some more were planted. So there "
+        "must have been 21 - 15 = 6. The answer is 6.",
+    ),
+    (
+        "If there are 3 cars in the parking lot and 2 more cars arrive, how many cars are in the parking lot?",
+        "There are originally 3 cars. 2 more cars arrive. 3 + 2 = 5. The answer is 5.",
+    ),
+    (
+        "Leah had 32 chocolates and her sister had 42. If they ate 35, how many pieces do they have left "
+        "in total?",
+        "Originally, Leah had 32 chocolates. Her sister had 42. So in total they had 32 + 42 = 74. After "
+        "eating 35, they had 74 - 35 = 39. The answer is 39.",
+    ),
+    (
+        "Jason had 20 lollipops. He gave Denny some lollipops. Now Jason has 12 lollipops. How many "
+        "lollipops did Jason give to Denny?",
+        "Jason started with 20 lollipops. Then he had 12 after giving some to Denny. So he gave Denny "
+        "20 - 12 = 8. The answer is 8.",
+    ),
+    (
+        "Shawn has five toys. For Christmas, he got two toys each from his mom and dad. How many toys does "
+        "he have now?",
+        "Shawn started with 5 toys. If he got 2 toys each from his mom and dad, then that is 4 more toys. "
+        "5 + 4 = 9. The answer is 9.",
+    ),
+    (
+        "There were nine computers in the server room. Five more computers were installed each day, from "
+        "monday to thursday. How many computers are now in the server room?",
+        "There were originally 9 computers. For each of 4 days, 5 more computers were added. So 5 * 4 = 20 "
+        "computers were added. 9 + 20 is 29. The answer is 29.",
+    ),
+    (
+        "Michael had 58 golf balls. On tuesday, he lost 23 golf balls. On wednesday, he lost 2 more. How "
+        "many golf balls did he have at the end of wednesday?",
+        "Michael started with 58 golf balls. After losing 23 on tuesday, he had 58 - 23 = 35. After losing "
+        "2 more, he had 35 - 2 = 33 golf balls. The answer is 33.",
+    ),
+    (
+        "Olivia has $23. She bought five bagels for $3 each. How much money does she have left?",
+        "Olivia had 23 dollars. 5 bagels for 3 dollars each will be 5 x 3 = 15 dollars. So she has 23 - 15 "
+        "dollars left. 23 - 15 is 8. The answer is 8.",
+    ),
+)
+FEWSHOT_CONTEXT = "".join(f"Q: {q}\nA: {a}\n\n" for q, a in EXEMPLARS)
+
+
+def chat_prompt(question: str) -> str:
+    """Zero-shot chain of thought that asks for the ``Final answer:`` line the sympy verifier reads first."""
+    return CHAT_TEMPLATE.format(question=question)
+
+
+def fewshot_prompt(question: str) -> str:
+    """lm-eval's ``gsm8k_cot`` context: base models continue after ``A:`` and say ``The answer is N.``"""
+    return f"{FEWSHOT_CONTEXT}Q: {question}\nA:"
+
+
+PROMPTS: dict[str, Callable[[str], str]] = {"chat": chat_prompt, "8shot": fewshot_prompt}
+
+
+def reference_of(answer: str) -> str:
+    """The number after ``####``, without thousands separators ("1,000" -> "1000")."""
+    return answer.rsplit("####", 1)[-1].strip().replace(",", "")
+
+
+def _checked(row: Any, where: str) -> dict[str, str]:
+    if not (
+        isinstance(row, dict)
+        and isinstance(row.get("question"), str)
+        and isinstance(row.get("answer"), str)
+        and "####" in row["answer"]
+        and reference_of(row["answer"])
+    ):
+        raise harness.HarnessError(
+            f"{where}: a GSM8K row needs string fields 'question' and 'answer' ending in '#### <number>'"
+        )
+    return {"question": row["question"], "answer": row["answer"]}
+
+
+def _read_jsonl(path: Path) -> list[dict[str, str]]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise harness.HarnessError(f"cannot read GSM8K data {path}: {reason}") from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise harness.HarnessError(f"{path}:{number}: not valid JSON") from None
+        rows.append(_checked(row, f"{path}:{number}"))
+    return rows
+
+
+def _hub_rows(split: str) -> list[dict[str, str]]:
+    """The hub copy; offline it fails, and the fix is a local copy, so say that."""
+    try:
+        from datasets import load_dataset
+
+        rows = load_dataset(*HUB_DATASET, split=split).to_list()
+    except Exception as exc:  # offline, missing package, hub errors: all have the same remedy
+        raise harness.HarnessError(
+            f"cannot load {HUB_DATASET[0]} from the Hugging Face hub ({type(exc).__name__}); pass "
+            "data=PATH with a local GSM8K directory (train.jsonl, test.jsonl) or JSONL file"
+        ) from None
+    return [_checked(row, f"{HUB_DATASET[0]} {split} row {i}") for i, row in enumerate(rows)]
+
+
+def load_rows(data: str | None, split: str) -> list[dict[str, str]]:
+    """The ``question``/``answer`` rows of ``split``; a single JSONL file serves whichever split is asked."""
+    if split not in SPLITS:
+        raise choices("split", split, list(SPLITS))
+    if data is None:
+        return _hub_rows(split)
+    path = Path(data).expanduser()
+    return _read_jsonl(path / f"{split}.jsonl" if path.is_dir() else path)
+
+
+@dataclass(frozen=True)
+class Gsm8kTask:
+    """GSM8K graded by the ``sympy`` verifier against the ``####`` number."""
+
+    name: ClassVar[str] = "gsm8k"
+    verifier: ClassVar[str] = "sympy"
+
+    data: str | None = None
+    prompt: str = "chat"
+
+    def configure(self, **options: Any) -> Gsm8kTask:
+        """A copy with ``options`` applied (``data``: a local path; ``prompt``: chat or 8shot)."""
+        fields = [f.name for f in dataclasses.fields(self)]
+        for key in options:
+            if key not in fields:
+                raise choices("gsm8k option", key, fields)
+        if "prompt" in options and options["prompt"] not in PROMPTS:
+            raise choices("gsm8k prompt", str(options["prompt"]), list(PROMPTS))
+        if options.get("data") is not None:
+            options["data"] = str(options["data"])
+        return dataclasses.replace(self, **options)
+
+    def examples(
+        self, split: str = "test", limit: int | None = None, seed: int = 0
+    ) -> Iterator[harness.Example]:
+        """File order for seed 0 (so a limit takes the first rows, as lm-eval does); a seeded shuffle otherwise."""
+        rows = load_rows(self.data, split)  # read now, so a bad path fails at the call
+        order = list(range(len(rows)))
+        if seed:
+            random.Random(seed).shuffle(order)
+        build = PROMPTS[self.prompt]
+        return iter(
+            [
+                harness.Example(
+                    prompt=build(rows[i]["question"]),
+                    reference=reference_of(rows[i]["answer"]),
+                    meta={"solution": rows[i]["answer"]},
+                    id=f"gsm8k-{split}-{i}",
+                )
+                for i in order[:limit]
+            ]
+        )
+
+
+@harness.hookimpl
+def register_tasks() -> list:
+    return [Gsm8kTask()]

