@@ -162,8 +162,8 @@ def execute(config: RunConfig, output: Path, options: EngineOptions = EngineOpti
         generation_seconds = _generate(engine, cache, keys, rendered, missing, sampling, options.batch_size)
     samples = [[cache.get(k) for k in ks] for ks in keys]
     rows = [
-        {"id": ex.id, "prompt": ex.prompt, "shots": ex.shots, "rendered_prompt": text, "reference": ex.reference, "meta": ex.meta,
-         "samples": [_completion_row(c, s) for c, s in got]}
+        {"id": ex.id, "prompt": ex.prompt, "shots": ex.shots, "rendered_prompt": text, "reference": ex.reference,
+         "meta": ex.meta, "samples": [_completion_row(c, s) for c, s in got]}
         for ex, (text, _), got in zip(examples, rendered, samples, strict=True)
     ]
     facts = {"engine": engine_name, "policy": {"name": policy.name, "model": policy.model, "adapter": policy.adapter,

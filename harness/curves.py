@@ -1,0 +1,143 @@
+"""Inference-scaling curves from ONE generation of N samples per problem.
+
+Drawing N samples once and asking "what would a selector have scored with only N' of
+them?" for every N' <= N costs no extra generation, and averaging over all size-N'
+subsets (instead of taking the first N') removes the luck of which samples came first.
+Selection reuses the samplers' own ``select``, so a curve's last point is exactly the
+accuracy the run reported with that sampler.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.errors import HarnessError
+from harness.metrics import mean
+from harness.types import Candidate, Completion, Sampler, Score
+
+EXACT_CAP = 5000
+DRAWS = 2000
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Chen et al. (2021)'s unbiased pass@k, ``1 - C(n-c, k) / C(n, k)``, as a product (no huge binomials)."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An expected accuracy and how it was computed: ``"exact"`` or ``"monte-carlo(<draws>)"``."""
+
+    accuracy: float
+    method: str
+
+
+def expected_selection_accuracy(candidates: Sequence[Candidate], correct: Sequence[bool], sampler: Sampler,
+                                size: int, *, cap: int = EXACT_CAP, draws: int = DRAWS,
+                                seed: int | Sequence[int] = 0) -> Estimate:
+    """The sampler's accuracy averaged over every size-``size`` subset of one problem's samples.
+
+    Exact (every subset enumerated) when there are at most ``cap`` subsets; otherwise the
+    mean over ``draws`` uniformly random subsets from ``numpy.random.default_rng(seed)``.
+    A subset keeps the samples' original order, so order-dependent ties resolve as in a run.
+    The same seed draws the same subsets for every sampler: curves compare on equal luck.
+    """
+    n = len(candidates)
+    if len(correct) != n:
+        raise ValueError(f"{n} candidates but {len(correct)} correctness flags")
+    if not 1 <= size <= n:
+        raise ValueError(f"subset size must be in [1, {n}], got {size}")
+    method = _method(n, size, cap, draws)
+    if method == "exact":
+        subsets: list[Sequence[int]] = list(itertools.combinations(range(n), size))
+    else:
+        rng = np.random.default_rng(seed)
+        subsets = [np.sort(rng.choice(n, size=size, replace=False)).tolist() for _ in range(draws)]
+    hits = sum(correct[subset[_choose(sampler, [candidates[i] for i in subset])]] for subset in subsets)
+    return Estimate(hits / len(subsets), method)
+
+
+def _method(n: int, size: int, cap: int, draws: int) -> str:
+    return "exact" if math.comb(n, size) <= cap else f"monte-carlo({draws})"
+
+
+def _choose(sampler: Sampler, candidates: list[Candidate]) -> int:
+    chosen = sampler.select(candidates)
+    if not isinstance(chosen, int) or not 0 <= chosen < len(candidates):
+        raise HarnessError(f"sampler {sampler.name!r} chose {chosen!r} among {len(candidates)}")
+    return chosen
+
+
+def row_candidates(row: dict) -> tuple[list[Candidate], list[bool]]:
+    """A record row's samples as the sampler saw them, and which ones the grader accepted."""
+    candidates = [Candidate(Completion(s["text"], s["tokens"], s["logprob"], s["finish_reason"]),
+                            s["grade"]["answer"], Score(**s["score"]) if s.get("score") else None)
+                  for s in row["samples"]]
+    return candidates, [s["grade"]["value"] >= 1.0 for s in row["samples"]]
+
+
+def subset_sizes(n: int) -> list[int]:
+    """1, 2, 4, ... below ``n``, then ``n`` itself: a log2 axis that ends at the run's own N."""
+    return [2 ** i for i in range(n.bit_length()) if 2 ** i < n] + [n]
+
+
+def scaling_curves(rows: list[dict], samplers: dict[str, Sampler], ks: list[int] | None = None, seed: int = 0,
+                   *, cap: int = EXACT_CAP, draws: int = DRAWS) -> dict:
+    """Accuracy, pass@k and token cost against the number of samples N', from one run's record rows.
+
+    ``ks`` are the N' values (default ``subset_sizes(N)``). Returns a JSON-serialisable dict::
+
+        {"n": [1, 2, 4, 5],                      # N' (samples per problem)
+         "tokens": [...],                        # expected generated tokens per problem at N'
+         "pass@k": [...],                        # mean unbiased pass@N' over problems
+         "accuracy": {"majority": [...], ...},   # mean expected selection accuracy at N'
+         "samplers": ["majority", ...],          # the keys of "accuracy", in the order given
+         "skipped": {"bon": "..."},              # samplers that could not be evaluated, and why
+         "method": ["exact", ..., "monte-carlo(2000)", "exact"],  # per N', for every problem
+         "problems": 30, "samples": 5, "seed": 0}
+
+    Samplers that read scores are skipped unless every sample carries a selection-verifier
+    score. Monte-Carlo problems are seeded with ``[seed, problem index]``.
+    """
+    if not rows:
+        raise HarnessError("no rows to compute scaling curves from")
+    n = len(rows[0]["samples"])
+    if any(len(r["samples"]) != n for r in rows):
+        raise HarnessError("scaling curves need the same number of samples for every problem")
+    sizes = subset_sizes(n) if ks is None else sorted(set(ks))
+    if not sizes or not all(1 <= k <= n for k in sizes):
+        raise HarnessError(f"curve sizes must be in [1, {n}], got {ks}")
+    problems = [row_candidates(r) for r in rows]
+    scored = all(c.score is not None for cands, _ in problems for c in cands)
+    usable = {name: s for name, s in samplers.items() if scored or not s.uses_scores}
+    accuracy: dict[str, list[float]] = {name: [] for name in usable}
+    methods: list[str] = []
+    for k in sizes:
+        for name, sampler in usable.items():
+            estimates = [expected_selection_accuracy(cands, correct, sampler, k, cap=cap, draws=draws, seed=[seed, i])
+                         for i, (cands, correct) in enumerate(problems)]
+            accuracy[name].append(mean([e.accuracy for e in estimates]))
+        methods.append(_method(n, k, cap, draws))
+    per_sample = mean([s["tokens"] for r in rows for s in r["samples"]])
+    return {
+        "n": sizes,
+        "tokens": [k * per_sample for k in sizes],
+        "pass@k": [mean([pass_at_k(n, sum(correct), k) for _, correct in problems]) for k in sizes],
+        "accuracy": accuracy,
+        "samplers": list(usable),
+        "skipped": {name: "needs selection-verifier scores; the samples have none"
+                    for name in samplers if name not in usable},
+        "method": methods,
+        "problems": len(rows),
+        "samples": n,
+        "seed": seed,
+    }

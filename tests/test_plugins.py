@@ -1,0 +1,81 @@
+"""The plugin contract, exercised by a real third-party distribution pip-installed from tests/fixtures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, harness_cli
+
+import harness
+from harness.errors import HarnessError
+from harness.plugins import Registry
+from plugins.countdown import CountdownVerifier
+
+FIXTURE = ROOT / "tests" / "fixtures" / "harness-shortest"
+
+
+@pytest.fixture(scope="module")
+def third_party():
+    """Install the fixture distribution into this environment for the module, then remove it."""
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(FIXTURE)]
+    subprocess.run(pip, check=True, capture_output=True)
+    yield
+    subprocess.run([sys.executable, "-m", "pip", "uninstall", "-q", "-y", "harness-shortest"], check=True,
+                   capture_output=True)
+
+
+def test_builtins_come_from_the_entry_point_group():
+    assert harness.get_task("countdown").verifier == "countdown"
+    assert harness.get_verifier("countdown").reference_free is True
+    assert harness.get_verifier("sympy").reference_free is False
+    assert harness.get_sampler("bon").uses_scores and harness.get_sampler("greedy").greedy
+    with pytest.raises(HarnessError, match="choose one of: .*countdown"):
+        harness.get_task("nope")
+
+
+def test_two_plugins_registering_one_name_is_an_error_naming_both():
+    reg = Registry()
+    reg.add("verifier", CountdownVerifier(), "first-dist:a")
+    with pytest.raises(HarnessError, match="first-dist:a.*second-dist:b"):
+        reg.add("verifier", CountdownVerifier(), "second-dist:b")
+
+
+def test_plugins_lists_third_party_and_reports_broken_ones(third_party):
+    result = harness_cli("plugins", env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    assert "shortest" in result.stdout and "harness-shortest:shortest" in result.stdout
+    assert "countdown" in result.stdout and "harness:countdown-verifier" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert any("harness-shortest:broken" in w and "broken on purpose" in w for w in warnings), warnings
+    assert any("no-score" in w and "contract" in w for w in warnings), warnings
+    assert "Traceback" not in result.stderr
+
+
+def test_third_party_verifier_selects_in_harness_run(third_party, tiny_llama, tmp_path):
+    out = tmp_path / "runs"
+    harness_cli("run", "--policy", str(tiny_llama), "--limit", "2", "--sampler", "bon", "--n", "3",
+                "--verifier", "shortest", "--max-tokens", "24", "--backend", "hf", "-o", str(out), check=True)
+    (run_dir,) = [p.parent for p in out.glob("*/summary.json")]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["verifier"] == "shortest" and summary["grader"] == "countdown"
+    for line in (run_dir / "samples.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        for s in row["samples"]:
+            assert s["score"]["value"] == pytest.approx(1 / (1 + len(s["text"])))
+            assert s["score"]["answer"] == str(len(s["text"]))
+        lengths = [len(s["text"]) for s in row["samples"]]
+        assert lengths[row["selected"]] == min(lengths)
+
+
+def test_gold_reading_verifier_needs_oracle_and_reports_pass_at_n(third_party, tiny_llama, tmp_path):
+    args = ["run", "--policy", str(tiny_llama), "--limit", "2", "--sampler", "bon", "--n", "2",
+            "--verifier", "peeks-at-gold", "--max-tokens", "8", "--backend", "hf", "-o", str(tmp_path)]
+    refused = harness_cli(*args)
+    assert refused.returncode == 2 and "--oracle" in refused.stderr and "shortest" in refused.stderr
+    harness_cli(*args, "--oracle", check=True)
+    (summary,) = [json.loads(p.read_text()) for p in Path(tmp_path).glob("*/summary.json")]
+    assert summary["metric"]["name"] == "pass@2" and summary["oracle"] is True
