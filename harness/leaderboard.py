@@ -76,10 +76,14 @@ def render(output: Path, fmt: str = "table", console: Console | None = None) -> 
         lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(_cell(k, r.get(k)) for k in columns) + " |" for r in data]
         return "\n".join(lines) + "\n"
+    columns.remove("run")  # the table is for reading; md, csv and json keep the run id
     table = Table(title=f"harness leaderboard ({output})", show_lines=False)
     for k in columns:
         table.add_column(k, justify="right" if k in ("n", "value", "examples", "tokens", "tok/s", "wall_s") else "left")
     for r in data:
         table.add_row(*(_cell(k, r.get(k)) for k in columns))
-    (console or Console()).print(table)
+    console = console or Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 200)  # piped output: never squeeze the columns
+    console.print(table)
     return None
