@@ -130,6 +130,18 @@ def show_leaderboard(
 
 @app.command()
 @_guard
+def plot(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories of runs with --n > 1.")],
+    out: Annotated[Path, typer.Option("--out", help="PNG file to write.")] = Path("scaling.png"),
+) -> None:
+    """Plot accuracy against N and against generated tokens, per sampler and policy."""
+    from harness.plot import plot as draw
+
+    typer.echo(f"wrote {draw(run_dirs, out)}")
+
+
+@app.command()
+@_guard
 def plugins() -> None:
     """List every task, verifier and sampler, with the distribution it came from."""
     from harness.plugins import registry

@@ -37,8 +37,15 @@ def rows(output: Path) -> list[dict]:
             "tok/s": t.get("tokens_per_s"),
             "wall_s": t.get("wall_s"),
             "run": run_dir.name,
-        } | {f"{k}": v for k, v in s.get("metrics", {}).items()})
+        } | s.get("metrics", {}) | _curve_columns(s))
     return sorted(out, key=lambda r: (r["task"], -r["value"]))
+
+
+def _curve_columns(summary: dict) -> dict:
+    """The run's own sampler at N' = 1, 2, 4, ... (from the same samples), as columns ``@1``, ``@2``, ..."""
+    curves = summary.get("curves") or {}
+    values = curves.get("accuracy", {}).get(summary.get("sampler"))
+    return {f"@{n}": v for n, v in zip(curves.get("n", []), values or [], strict=False)}
 
 
 def _cell(key: str, value) -> str:
@@ -62,7 +69,7 @@ def render(output: Path, fmt: str = "table", console: Console | None = None) -> 
     if not output.is_dir():
         raise HarnessError(f"output directory {output} does not exist; run `harness run` first")
     data = rows(output)
-    extra = sorted({k for r in data for k in r} - set(COLUMNS))
+    extra = sorted({k for r in data for k in r} - set(COLUMNS), key=lambda k: (k.startswith("@"), len(k), k))
     columns = [*COLUMNS[:8], *extra, *COLUMNS[8:]]
     if fmt == "json":
         return json.dumps(data, indent=2)

@@ -24,6 +24,7 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.cache import GenerationCache, sample_key
+from harness.curves import scaling_curves
 from harness.engines import Renderer, Request, Sampling, load_engine
 from harness.errors import HarnessError
 from harness.metrics import bootstrap_ci, mean
@@ -307,9 +308,16 @@ def _summary(config: RunConfig, the_plan: Plan, rows: list[dict], facts: dict, r
         },
         "tokens": {"generated": tokens, "per_example": tokens / len(rows), "per_sample": tokens / len(every)},
         "timings": {**facts.get("timings", {}), "tokens_per_s": tokens / seconds if seconds else None},
+        "curves": _curves(rows, config.seed) if config.n > 1 else None,
         "versions": _versions(),
         "git": _git_revision(),
     }
+
+
+def _curves(rows: list[dict], seed: int) -> dict:
+    """Every non-greedy sampler's expected accuracy at N' = 1, 2, 4, ... <= N, from these same samples."""
+    samplers = {name: s for name, s in registry().components["sampler"].items() if not s.greedy}
+    return scaling_curves(rows, samplers, seed=seed)
 
 
 def _versions() -> dict[str, str | None]:

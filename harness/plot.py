@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter, NullLocator
+from matplotlib.ticker import LogFormatter, NullLocator
 
 from harness.errors import HarnessError
 from harness.record import read_summary
@@ -55,9 +55,10 @@ def plot(run_dirs: list[Path], out: Path) -> Path:
     ticks = sorted({k for _, _, curves in runs for k in curves["n"]})
     by_n.set_xticks(ticks, labels=[str(k) for k in ticks])
     by_n.set_xlabel("samples per problem N")
-    by_n.set_ylabel("accuracy")
+    by_n.set_ylabel("fraction of problems solved")
     by_tokens.set_xscale("log")
-    by_tokens.xaxis.set_minor_formatter(NullFormatter())
+    by_tokens.xaxis.set_major_formatter(LogFormatter())  # plain numbers, not powers of ten
+    by_tokens.xaxis.set_minor_formatter(LogFormatter(minor_thresholds=(2, 0.5)))
     by_tokens.set_xlabel("generated tokens per problem")
     for axis in (by_n, by_tokens):
         axis.grid(True, which="both", alpha=0.3)
