@@ -49,9 +49,11 @@ def register_tasks() -> list:
     - ``name: str`` — what ``--task`` selects;
     - ``verifier: str`` — the name of the verifier that grades it (its accuracy metric);
     - ``examples(split: str = "test", limit: int | None = None, seed: int = 0)`` — an
-      iterable of ``harness.Example(prompt, reference=None, meta=None, id="")``. The
-      same arguments must give the same examples, in the same order. ``id`` should be
+      iterable of ``harness.Example(prompt, reference=None, meta=None, id="", shots=())``.
+      The same arguments must give the same examples, in the same order. ``id`` should be
       stable (it keys the samples log); the harness numbers examples when it is empty.
+      ``shots`` are worked (user, assistant) pairs: prior chat turns under a chat
+      template, plain text before the prompt without one.
 
     A task may also take keyword options (``--task-arg key=value``) through a
     ``configure(**options) -> task`` method returning a configured copy.
