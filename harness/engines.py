@@ -27,6 +27,7 @@ class Sampling:
     top_p: float = 1.0
     max_tokens: int = 256
     seed: int = 0
+    stop: tuple[str, ...] = ()
 
     def key(self) -> dict:
         return asdict(self)
@@ -125,6 +126,7 @@ class VLLMEngine:
         params = [
             SamplingParams(
                 n=r.n, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens,
+                stop=list(sampling.stop),
                 logprobs=0,  # needed for cumulative_logprob
                 # vLLM's CPU sampler dies on a per-request seed; there the engine seed (LLM(seed=...)) rules.
                 seed=None if self.cpu else r.seed(sampling),
@@ -196,20 +198,32 @@ class HFEngine:
                 do_sample=not greedy, temperature=None if greedy else sampling.temperature,
                 top_p=None if greedy else sampling.top_p, top_k=None, max_new_tokens=sampling.max_tokens,
                 pad_token_id=self.pad, output_logits=True, return_dict_in_generate=True,
+                **({"stop_strings": list(sampling.stop), "tokenizer": self.tokenizer} if sampling.stop else {}),
             )
         new = out.sequences[:, width:]
         logprobs = torch.stack(out.logits, dim=1).float().log_softmax(-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
         completions = []
         for row, lp in zip(new.tolist(), logprobs.tolist(), strict=True):
-            end = next((i + 1 for i, t in enumerate(row) if t in self.eos), None)
-            length = end if end is not None else len(row)
+            length = next((i + 1 for i, t in enumerate(row) if t in self.eos), None)
+            if length is None:  # no EOS: drop the padding generate() puts after a stop string
+                length = len(row)
+                while length > 1 and row[length - 1] == self.pad:
+                    length -= 1
             text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
-            completions.append(Completion(text, length, float(sum(lp[:length])), "stop" if end else "length"))
+            cut = _stop_at(text, sampling.stop)
+            stopped = cut is not None or row[length - 1] in self.eos
+            text = text if cut is None else text[:cut]  # vLLM leaves the stop string out too
+            completions.append(Completion(text, length, float(sum(lp[:length])), "stop" if stopped else "length"))
         grouped, i = [], 0
         for r in requests:
             grouped.append(completions[i:i + r.n])
             i += r.n
         return grouped
+
+
+def _stop_at(text: str, stops: tuple[str, ...]) -> int | None:
+    found = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(found) if found else None
 
 
 def load_engine(backend: str, policy: Policy, renderer: Renderer, seed: int = 0, **vllm_options) -> Engine:

@@ -55,6 +55,9 @@ def register_tasks() -> list:
       ``shots`` are worked (user, assistant) pairs: prior chat turns under a chat
       template, plain text before the prompt without one.
 
+    A task may declare ``stop: tuple[str, ...]``, strings that end a generation (a few-shot
+    prompt's next "Q:", say); the stop string itself is not part of the completion.
+
     A task may also take keyword options (``--task-arg key=value``) through a
     ``configure(**options) -> task`` method returning a configured copy.
     """

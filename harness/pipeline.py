@@ -145,7 +145,8 @@ def execute(config: RunConfig, output: Path, options: EngineOptions = EngineOpti
     rendered = [renderer.render(ex) for ex in examples]
     temperature = 0.0 if the_plan.sampler.greedy else (
         DEFAULT_TEMPERATURE if config.temperature is None else config.temperature)
-    sampling = Sampling(temperature, config.top_p, config.max_tokens, config.seed)
+    sampling = Sampling(temperature, config.top_p, config.max_tokens, config.seed,
+                        tuple(getattr(the_plan.task, "stop", ())))
     cache = GenerationCache(output / "cache" / "generations.jsonl")
     keys = [[sample_key(policy.fingerprint, text, sampling.key(), i)
              for i in range(config.n)] for text, _ in rendered]

@@ -165,6 +165,11 @@ class Gsm8kTask:
     data: str | None = None
     prompt: str = "chat"
 
+    @property
+    def stop(self) -> tuple[str, ...]:
+        """The 8-shot prompt invites the model to write the next "Q:"; stop there, as lm-eval's gsm8k_cot does."""
+        return ("Q:",) if self.prompt == "8shot" else ()
+
     def configure(self, **options: Any) -> Gsm8kTask:
         """A copy with ``options`` applied (``data``: a local path; ``prompt``: chat or 8shot)."""
         fields = [f.name for f in dataclasses.fields(self)]

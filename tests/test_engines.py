@@ -99,3 +99,18 @@ def test_vllm_serves_a_lora_adapter(tmp_path, adapter):
     assert "engine: vllm" in result.stderr
     (summary,) = [json.loads(p.read_text()) for p in tmp_path.glob("*/summary.json")]
     assert summary["policy"]["adapter"] == str(adapter.resolve()) and summary["engine"] == "vllm"
+
+
+def test_hf_engine_stops_at_a_task_stop_string(smollm2):
+    policy = resolve_policy("smollm2")
+    renderer = Renderer(policy)
+    engine = HFEngine(policy, renderer.tokenizer)
+    prompt = renderer.render(Example("Count to ten."))[1]
+    (free,) = engine.generate([Request(prompt, 1)], Sampling(temperature=0.0, max_tokens=24))
+    text = free[0].text
+    words = text.split()
+    stop = words[len(words) // 2]
+    assert len(words) > 4 and len(stop) >= 2, text
+    (cut,) = engine.generate([Request(prompt, 1)], Sampling(temperature=0.0, max_tokens=24, stop=(stop,)))
+    assert cut[0].text == text[:text.find(stop)] and cut[0].finish_reason == "stop"
+    assert cut[0].tokens < free[0].tokens and cut[0].logprob > free[0].logprob
