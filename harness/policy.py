@@ -2,50 +2,133 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
 import os
 import re
 import shutil
+import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
-
-from harness.errors import HarnessError, choices
+from harness.errors import HarnessError
+from harness.report import console, warn
 
 EMBEDDED = "smollm2"
 ALIASES = {"base": EMBEDDED}
-TRAINED = ("sft", "dpo", "rloo")
+TRAINABLE = ("sft", "dpo", "rloo")  # methods `harness train` offers; only used to say how to make a missing one
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 WEIGHTS = ("*.safetensors", "pytorch_model*.bin")
+# Every file of a model or adapter folder that changes what it generates: weights, configs, tokenizer, chat template.
+IDENTITY = (*WEIGHTS, "adapter_model.bin", "*.index.json", "config.json", "generation_config.json",
+            "adapter_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+            "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt", "tokenizer.model", "chat_template.jinja",
+            "chat_template.json")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-console = Console(stderr=True)
+NAME = re.compile(r"^[A-Za-z0-9][\w.-]*$")
+SETTLED_NS = 2_000_000_000  # a file modified this recently may change again within one timestamp tick
 
 
 @dataclass(frozen=True)
 class Policy:
-    """Where a policy's weights are, and an identity for the generation cache."""
+    """Where a policy's weights are, and an identity for the generation cache.
+
+    Equality and hashing use the fields only; the fingerprint is computed once per object.
+    """
 
     name: str
     model: str
     adapter: str | None = None
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
-        """Content identity of the weights: changes when they do, not when a path does."""
+        """Content identity of everything that changes generation: every byte, whatever the folder is called."""
         h = hashlib.sha256()
-        for folder in filter(None, (self.model, self.adapter)):
-            for f in _weight_files(Path(folder)) + [Path(folder) / "config.json"]:
-                if f.exists():
-                    h.update(f.name.encode() + str(f.stat().st_size).encode())
-                    with f.open("rb") as fh:
-                        h.update(fh.read(1 << 20))
-                        fh.seek(max(f.stat().st_size - (1 << 20), 0))
-                        h.update(fh.read())
+        with _DigestStore.open() as store:
+            for role, folder in (("model", self.model), ("adapter", self.adapter)):
+                for f in _identity_files(Path(folder)) if folder else []:
+                    h.update(f"{role}/{f.name}:{store.digest(f)}\n".encode())
         return h.hexdigest()[:16]
+
+
+def _identity_files(folder: Path) -> list[Path]:
+    return sorted({f for pattern in IDENTITY for f in folder.glob(pattern) if f.is_file()})
+
+
+def _hash_file(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks (a checkpoint may be larger than memory)."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+class _DigestStore:
+    """File digests memoised on disk by (resolved path, size, mtime, ctime, inode), shared by concurrent processes.
+
+    A checkpoint is hashed once, not per run; a file rewritten in place gets a new mtime (and ctime)
+    and is hashed again. A file modified within the last two seconds is hashed but not remembered,
+    since a second write within the same timestamp tick could leave its key unchanged.
+    """
+
+    def __init__(self, db: sqlite3.Connection | None) -> None:
+        self.db = db
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls):
+        path = harness_home() / "file-digests.sqlite"
+        db = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, timeout=60, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
+                       " ctime_ns INTEGER, inode INTEGER, sha256 TEXT)")
+        except (OSError, sqlite3.Error) as exc:
+            warn(f"cannot use the digest memo {path} ({exc}); hashing every weight file in full")
+            if db is not None:
+                db.close()
+            db = None
+        try:
+            yield cls(db)
+        finally:
+            if db is not None:
+                db.close()
+
+    def digest(self, file: Path) -> str:
+        path = file.resolve()
+        for _ in range(3):
+            before = path.stat()
+            key = (str(path), before.st_size, before.st_mtime_ns, before.st_ctime_ns, before.st_ino)
+            known = self._get(key)
+            if known:
+                return known
+            digest = _hash_file(path)
+            after = path.stat()
+            if (after.st_size, after.st_mtime_ns, after.st_ctime_ns, after.st_ino) == key[1:]:
+                if time.time_ns() - after.st_mtime_ns >= SETTLED_NS:
+                    self._put(key, digest)
+                return digest
+        raise HarnessError(f"{path} kept changing while it was hashed; wait until whatever writes it has finished")
+
+    def _get(self, key: tuple) -> str | None:
+        if self.db is None:
+            return None
+        try:
+            row = self.db.execute("SELECT sha256 FROM digests WHERE path=? AND size=? AND mtime_ns=? AND ctime_ns=?"
+                                  " AND inode=?", key).fetchone()
+        except sqlite3.Error:
+            return None
+        return row[0] if row else None
+
+    def _put(self, key: tuple, digest: str) -> None:
+        if self.db is None:
+            return
+        with contextlib.suppress(sqlite3.Error):  # a locked or read-only memo only costs a rehash next time
+            self.db.execute("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?)", (*key, digest))
 
 
 def harness_home() -> Path:
@@ -58,25 +141,41 @@ def policies_dir() -> Path:
     return harness_home() / "policies"
 
 
+def list_policies() -> list[tuple[str, dict]]:
+    """Every named policy (a ``policies_dir()/<name>/policy.json`` manifest), by name; unreadable ones say why."""
+    found = []
+    root = policies_dir()
+    for manifest in sorted(root.glob("*/policy.json")) if root.is_dir() else []:
+        try:
+            data = json.loads(manifest.read_text())
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            data = {"error": f"unreadable {manifest}: {type(exc).__name__}: {exc}"}
+        found.append((manifest.parent.name, data))
+    return found
+
+
 def resolve_policy(spec: str) -> Policy:
     """Resolve a registered name, a local directory, a LoRA adapter or a Hugging Face model id."""
     spec = ALIASES.get(spec, spec)
     if spec == EMBEDDED:
         return Policy(EMBEDDED, str(embedded_model()))
-    if spec in TRAINED:
-        manifest = policies_dir() / spec / "policy.json"
-        if not manifest.exists():
-            raise HarnessError(
-                f"policy {spec!r} has no checkpoint: {manifest} does not exist; train it with the bundled "
-                f"`policies` package, or write that manifest pointing at your own checkpoint"
-            )
-        return _from_manifest(manifest)
+    if NAME.match(spec) and (policies_dir() / spec / "policy.json").is_file():
+        return _from_manifest(policies_dir() / spec / "policy.json")
     path = Path(spec).expanduser()
     if path.exists():
         return _from_directory(path)
     if HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
         return _from_directory(_download(spec), name=spec)
-    raise choices("policy", spec, [EMBEDDED, *ALIASES, *TRAINED, "<model dir>", "<adapter dir>", "<hub id>"])
+    if spec in TRAINABLE:
+        raise HarnessError(
+            f"policy {spec!r} has no checkpoint yet: train it with `harness train {spec} --recipe quick`, or write "
+            f"{policies_dir() / spec / 'policy.json'} pointing at your own checkpoint"
+        )
+    named = ", ".join([EMBEDDED, *ALIASES, *(name for name, _ in list_policies())])
+    raise HarnessError(f"unknown policy {spec!r}; choose a name ({named}), a model directory, "
+                       f"a LoRA adapter directory or a Hugging Face hub id (owner/model)")
 
 
 def _weight_files(folder: Path) -> list[Path]:
