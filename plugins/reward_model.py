@@ -1,0 +1,261 @@
+"""The ``rm`` verifier: any Hugging Face sequence-classification reward model scores (prompt, response) pairs.
+
+``--verifier rm:PATH_OR_ID`` names a local model directory (one the training package wrote, say)
+or a hub id such as ``OpenAssistant/reward-model-deberta-v3-large-v2``. ``configure`` checks the
+model cheaply (config and tokenizer, no weights) so a bad judge fails before any model loads; the
+weights load on the first score.
+
+The judge has its own tokenizer: policy and judge never share token ids, the response text is
+re-tokenized here. The input is the judge tokenizer's chat template (user = prompt, assistant =
+response) when it has one, else the text pair ``tokenizer(prompt, response)``, the way DeBERTa
+reward models were trained. What does not fit the model's maximum length is cut from the *left*
+of the prompt, so the response is always seen whole; only a response longer than the model's
+window on its own is cut, at its end, after the whole prompt has gone. Pairs are scored in
+batches across examples, sorted by length (little padding), on the GPU in bf16 where there is
+one, in float32 on CPU. Values are raw rewards (``scale = "logit"``): ``harness.verify`` maps
+them through the logistic function and keeps the raw reward in ``Score.raw``.
+
+Options (``--verifier-arg``): ``index=K``, the output that is the reward when the model has
+several labels (or ``reward_index`` in its config.json); ``batch_size`` (default 32) and
+``max_batch_tokens`` (default 16384, padded tokens per forward pass); ``max_length``, a cap below
+the model's own maximum.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import harness
+from harness.errors import choices
+from harness.policy import HUB_ID
+
+CONFIG_FILES = ["*.json", "*.txt", "*.model", "*.jinja", "tokenizer*", "spm*", "*.tiktoken"]
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+OPTIONS = ("index", "batch_size", "max_batch_tokens", "max_length")
+UNBOUNDED = 1_000_000  # tokenizers without a maximum say ~1e30; anything above this means "not set"
+
+
+def _int_option(key: str, value: Any, low: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = low - 1
+    if number < low:
+        raise harness.HarnessError(f"rm option {key}={value!r} must be an integer >= {low}")
+    return number
+
+
+def _fetch(repo_id: str, patterns: list[str]) -> Path:
+    """A hub snapshot (only the files ``patterns`` match); offline or missing, one line saying what to do."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+    except Exception as exc:  # offline, auth, no such repo: the remedy is the same
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise harness.HarnessError(f"reward model {repo_id!r} is not a local directory and could not be fetched "
+                                   f"from the Hugging Face hub ({reason}); pass a local model directory") from None
+
+
+def _locate(model: str) -> tuple[Path, str | None]:
+    """The directory holding the model's config and tokenizer, and its hub id when it came from the hub."""
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise harness.HarnessError(f"reward model {model} is a file; pass a model directory")
+        return path.resolve(), None
+    if not HUB_ID.match(model):
+        raise harness.HarnessError(f"reward model {model!r}: no such directory (nor a hub id like owner/name)")
+    return _fetch(model, CONFIG_FILES), model
+
+
+def _reward_index(path: Path, config: Any, index: Any) -> int:
+    """Which output is the reward: the only one, or the declared one among several."""
+    labels = int(getattr(config, "num_labels", 1) or 1)
+    declared = index if index is not None else getattr(config, "reward_index", None)
+    if declared is None:
+        if labels > 1:
+            names = ", ".join(f"{i}={n}" for i, n in sorted((getattr(config, "id2label", None) or {}).items()))
+            raise harness.HarnessError(
+                f"reward model {path} has {labels} output labels ({names}); say which is the reward with "
+                f"--verifier-arg index=K (or reward_index in its config.json)")
+        return 0
+    number = _int_option("index", declared, 0)
+    if number >= labels:
+        raise harness.HarnessError(f"reward index {number} is out of range: {path} has {labels} output label(s)")
+    return number
+
+
+class RewardModel:
+    """A configured reward model: ``score_texts`` for raw rewards of text pairs, ``score_batch`` for the harness."""
+
+    name = "rm"
+    reference_free = True
+    scale = "logit"
+
+    def __init__(self, model: str, index: Any = None, batch_size: Any = 32, max_batch_tokens: Any = 16384,
+                 max_length: Any = None) -> None:
+        from transformers import AutoConfig, AutoTokenizer
+
+        self.source = model
+        self.path, self.hub_id = _locate(model)
+        if not (self.path / "config.json").is_file():
+            raise harness.HarnessError(f"{model} is not a Hugging Face model directory: it has no config.json")
+        try:
+            config = AutoConfig.from_pretrained(self.path)
+        except Exception as exc:  # no/garbled config.json, unknown model type
+            raise harness.HarnessError(f"{model} is not a Hugging Face model directory ({type(exc).__name__}: "
+                                       f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        architectures = list(getattr(config, "architectures", None) or [])
+        if not any(a.endswith("ForSequenceClassification") for a in architectures):
+            raise harness.HarnessError(
+                f"{model} is not a reward model: its config.json names {', '.join(architectures) or 'no architecture'}"
+                f", not a *ForSequenceClassification model")
+        if self.hub_id is None and not any(f for p in WEIGHT_PATTERNS for f in self.path.glob(p)):
+            raise harness.HarnessError(f"reward model {model} has no weights (*.safetensors or pytorch_model*.bin)")
+        self.index = _reward_index(self.path, config, index)
+        self.batch_size = _int_option("batch_size", batch_size, 1)
+        self.max_batch_tokens = _int_option("max_batch_tokens", max_batch_tokens, 1)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        except Exception as exc:
+            raise harness.HarnessError(f"reward model {model} has no usable tokenizer ({type(exc).__name__})") from None
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise harness.HarnessError(f"reward model {model} needs a fast (tokenizers) tokenizer; "
+                                       f"{type(self.tokenizer).__name__} is not one")
+        limits = [getattr(config, "max_position_embeddings", None), self.tokenizer.model_max_length]
+        if max_length is not None:
+            limits.append(_int_option("max_length", max_length, 8))
+        self.max_length = min([n for n in limits if isinstance(n, int) and 0 < n < UNBOUNDED] or [UNBOUNDED])
+        self.chat = bool(getattr(self.tokenizer, "chat_template", None))
+        if self.tokenizer.pad_token is None:  # decoder reward models often have none; the model reads the last real one
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"RewardModel({self.source!r}, index={self.index})"
+
+    # -- input ------------------------------------------------------------------------
+
+    def _ids(self, prompt: str, response: str) -> dict[str, list[int]]:
+        tok = self.tokenizer
+        if self.chat:
+            messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+            text = tok.apply_chat_template(messages, tokenize=False)
+            return dict(tok(text, add_special_tokens=False, verbose=False))
+        return dict(tok(prompt, response, verbose=False))
+
+    def _cut(self, text: str, drop: int, left: bool) -> str:
+        """``text`` without its first (``left``) or last ``drop`` judge tokens, cut at a token boundary."""
+        spans = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        spans = spans["offset_mapping"]
+        if drop >= len(spans):
+            return ""
+        return text[spans[drop][0]:] if left else text[: spans[len(spans) - drop - 1][1]]
+
+    def encode(self, prompt: str, response: str) -> dict[str, list[int]]:
+        """The judge's input for one pair (``input_ids``, ``attention_mask``, ``token_type_ids`` where used).
+
+        Over the maximum length, prompt tokens are dropped from the left until it fits; the response
+        is cut (at its end) only once no prompt is left.
+        """
+        encoded = self._ids(prompt, response)
+        while (excess := len(encoded["input_ids"]) - self.max_length) > 0:
+            if prompt:
+                prompt = self._cut(prompt, excess, left=True)
+            elif response:
+                response = self._cut(response, excess, left=False)
+            else:  # the template alone is too long: nothing sensible to score
+                raise ValueError(f"the judge's input template alone exceeds its maximum length {self.max_length}")
+            encoded = self._ids(prompt, response)
+        return encoded
+
+    # -- scoring ----------------------------------------------------------------------
+
+    def _load(self) -> Any:
+        """The model, loaded once on first use: GPU in bf16 where supported, CPU in float32."""
+        with self._lock:
+            if self._model is None:
+                import torch
+                from transformers import AutoModelForSequenceClassification
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()  # the harness shows its own progress
+                path = self.path if self.hub_id is None else _fetch(self.hub_id, [*CONFIG_FILES, *WEIGHT_PATTERNS])
+                cuda = torch.cuda.is_available()
+                dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+                model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype)
+                if model.config.pad_token_id is None:
+                    model.config.pad_token_id = self.tokenizer.pad_token_id
+                self._model = model.to("cuda" if cuda else "cpu").eval()
+            return self._model
+
+    def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Indices longest first, grouped so no batch exceeds ``batch_size`` pairs or ``max_batch_tokens`` padded."""
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        batches: list[list[int]] = []
+        for i in order:
+            batch = batches[-1] if batches else None
+            # sorted longest first, so a batch's padded width is the length of its first pair
+            if batch and len(batch) < self.batch_size and lengths[batch[0]] * (len(batch) + 1) <= self.max_batch_tokens:
+                batch.append(i)
+            else:
+                batches.append([i])
+        return batches
+
+    def score_texts(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """Raw rewards (the model's reward logit) of (prompt, response) text pairs, in order.
+
+        The win-rate grader and the training package call this directly; the harness calls
+        ``score_batch`` through ``harness.verify``.
+        """
+        import torch
+
+        if not pairs:
+            return []
+        encoded = [self.encode(prompt, response) for prompt, response in pairs]
+        model = self._load()
+        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded[0]]
+        rewards = [0.0] * len(pairs)
+        with torch.inference_mode():
+            for batch in self._batches([len(e["input_ids"]) for e in encoded]):
+                inputs = self.tokenizer.pad([{k: encoded[i][k] for k in keys} for i in batch], return_tensors="pt")
+                logits = model(**{k: v.to(model.device) for k, v in inputs.items()}).logits
+                for i, value in zip(batch, logits[:, self.index].float().tolist(), strict=True):
+                    rewards[i] = value
+        return rewards
+
+    def score_batch(self, pairs: Sequence[tuple[harness.Example, str]]) -> list[float]:
+        """Raw rewards of completions to their examples' prompts (``harness.verify`` squashes them)."""
+        return self.score_texts([(example.prompt, completion) for example, completion in pairs])
+
+    def score(self, example: harness.Example, completion: str) -> float:
+        return self.score_batch([(example, completion)])[0]
+
+
+class RewardModelFactory:
+    """What ``rm`` names before it is given a model: ``configure(PATH_OR_ID, **options)`` builds a ``RewardModel``."""
+
+    name = "rm"
+    reference_free = True
+    scale = "logit"
+
+    def configure(self, model: str | None = None, **options: Any) -> RewardModel:
+        if not model:
+            raise harness.HarnessError("verifier rm needs a reward model: --verifier rm:PATH_OR_HUB_ID")
+        for key in options:
+            if key not in OPTIONS:
+                raise choices("rm option", key, list(OPTIONS))
+        return RewardModel(model, **options)
+
+    def score(self, example: harness.Example, completion: str) -> float:
+        raise harness.HarnessError("verifier rm needs a reward model: --verifier rm:PATH_OR_HUB_ID")
+
+
+@harness.hookimpl
+def register_verifiers() -> list:
+    return [RewardModelFactory()]
