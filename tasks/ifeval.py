@@ -1,0 +1,99 @@
+"""IFEval (Zhou et al. 2023): 541 prompts with verifiable instructions ("answer in under 100 words, no commas").
+
+Prompts come from a local JSONL file in the layout of ``google/IFEval`` (``key``, ``prompt``,
+``instruction_id_list``, ``kwargs``), or from the hub for online users. There is no gold answer:
+the ``ifeval`` verifier checks the constraints that each example carries in ``meta``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import harness
+from harness.errors import choices
+
+HUB_ID = "google/IFEval"
+SPLITS = ("test",)  # IFEval is an evaluation set only; the hub calls its one split "train"
+HELP = "pass --task-arg data=PATH to a JSONL of IFEval prompts (e.g. ../shared/data/ifeval/input_data.jsonl)"
+
+
+def _is_file(data: str) -> bool:
+    """A local JSON Lines file, as opposed to a hub id or a local dataset folder for ``datasets``."""
+    path = Path(data).expanduser()
+    return path.is_file() or path.suffix in (".jsonl", ".json")
+
+
+def _rows(data: str) -> Iterable[Any]:
+    """Rows of a local JSONL file, or of a hub dataset (or local dataset folder) through ``datasets``."""
+    if _is_file(data):
+        try:
+            with Path(data).expanduser().open(encoding="utf-8") as f:
+                return [json.loads(line) for line in f if line.strip()]
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise harness.HarnessError(f"cannot read ifeval data {data}: {exc}") from None
+    try:
+        import datasets
+
+        return datasets.load_dataset(data, split="train")
+    except Exception as exc:  # the hub client fails in many ways: offline, no such dataset, bad files
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise harness.HarnessError(f"cannot load ifeval data {data!r} ({reason}); {HELP}") from None
+
+
+def _example(data: str, number: int, row: Any) -> harness.Example:
+    """One validated row; ``None`` kwargs (the hub's padding of every checker's arguments) are dropped."""
+    ok = isinstance(row, dict) and type(row.get("key")) is int and isinstance(row.get("prompt"), str)
+    ids, kwargs = (row.get("instruction_id_list"), row.get("kwargs")) if ok else (None, None)
+    ok = ok and isinstance(ids, list) and all(isinstance(i, str) for i in ids) and bool(ids)
+    ok = ok and isinstance(kwargs, list) and len(kwargs) == len(ids) and all(isinstance(k, dict) for k in kwargs)
+    if not ok:
+        raise harness.HarnessError(f"ifeval data {data} row {number}: needs int key, str prompt, a non-empty "
+                                   "instruction_id_list and one kwargs dict per instruction")
+    kwargs = [{k: v for k, v in kw.items() if v is not None} for kw in kwargs]
+    meta = {"key": row["key"], "instruction_id_list": list(ids), "kwargs": kwargs}
+    return harness.Example(prompt=row["prompt"], reference=None, meta=meta, id=f"ifeval-{row['key']}")
+
+
+@dataclass(frozen=True)
+class IFEvalTask:
+    """IFEval's prompts in the data's order; graded by the reference-free ``ifeval`` verifier."""
+
+    name: ClassVar[str] = "ifeval"
+    verifier: ClassVar[str] = "ifeval"
+
+    data: str | None = None  # a JSONL path, a hub id or a local dataset folder; None is the hub's google/IFEval
+
+    def configure(self, **options: Any) -> IFEvalTask:
+        """A copy with ``options`` applied; a missing local file is reported now, before any model loads."""
+        fields = [f.name for f in dataclasses.fields(self)]
+        for key in options:
+            if key not in fields:
+                raise choices("ifeval option", key, fields)
+        task = dataclasses.replace(self, **{k: None if v is None else str(v) for k, v in options.items()})
+        if task.data is not None and _is_file(task.data) and not Path(task.data).expanduser().is_file():
+            raise harness.HarnessError(f"ifeval data {task.data} is not a file; {HELP}")
+        return task
+
+    def examples(self, split: str = "test", limit: int | None = None, seed: int = 0) -> Iterator[harness.Example]:
+        """The prompts in the data's order (``seed`` is unused: nothing is random); duplicate keys are an error."""
+        if split not in SPLITS:
+            raise choices("split", split, list(SPLITS))
+        data = self.data or HUB_ID
+        examples = [_example(data, i, row) for i, row in enumerate(_rows(data), 1)]
+        seen: set[str] = set()
+        for example in examples:
+            if example.id in seen:
+                raise harness.HarnessError(f"ifeval data {data}: key {example.meta['key']} appears twice")
+            seen.add(example.id)
+        return itertools.islice(examples, limit)
+
+
+@harness.hookimpl
+def register_tasks() -> list:
+    return [IFEvalTask()]
