@@ -1,18 +1,33 @@
-"""Content-addressed generation cache: a killed run loses at most the batch in flight.
+"""Content-addressed generation cache in SQLite: indexed look-ups, one transaction per write, safe to share.
 
-One JSON line per sample, appended and flushed as each batch completes. The key is
-(model identity, rendered prompt, sampling parameters, seed, sample index), so rerunning a
-command, raising ``--n``, or re-scoring never generates the same sample twice.
+The key is (model identity, rendered prompt, sampling parameters, seed, sample index), so
+rerunning a command, raising ``--n``, or re-scoring never generates the same sample twice. WAL
+mode lets several ``harness run`` processes read and write one cache at once; the first write
+of a key wins and everyone reads that one, so concurrent records agree. A ``kill -9`` loses
+only what was not yet committed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import sqlite3
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from harness.types import Completion
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS samples (
+    key TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    tokens INTEGER NOT NULL,
+    logprob REAL NOT NULL,
+    finish_reason TEXT NOT NULL,
+    seconds REAL NOT NULL
+) WITHOUT ROWID
+"""
+CHUNK = 500  # keys per look-up query, under SQLite's bound-parameter limit
 
 
 def sample_key(model: str, prompt: str, sampling: dict, index: int) -> str:
@@ -21,42 +36,36 @@ def sample_key(model: str, prompt: str, sampling: dict, index: int) -> str:
 
 
 class GenerationCache:
-    """An append-only JSONL file of completions by key; a torn last line (``kill -9``) is ignored."""
+    """Completions by key, with the generation seconds attributed to each when it was made."""
 
     def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.entries: dict[str, tuple[Completion, float]] = {}
-        if path.exists():
-            with path.open(encoding="utf-8") as fh:
-                for line in fh:
-                    try:
-                        row = json.loads(line)
-                        c = Completion(row["text"], row["tokens"], row["logprob"], row["finish_reason"])
-                        self.entries[row["key"]] = (c, row["seconds"])
-                    except (ValueError, KeyError, TypeError):
-                        continue  # the line a killed run was writing
+        self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed batch survives kill -9
+        self.db.execute(SCHEMA)
 
-    def get(self, key: str) -> tuple[Completion, float] | None:
-        """A cached completion and the generation seconds attributed to it when it was made."""
-        return self.entries.get(key)
+    def get_many(self, keys: Sequence[str]) -> dict[str, tuple[Completion, float]]:
+        found: dict[str, tuple[Completion, float]] = {}
+        for start in range(0, len(keys), CHUNK):
+            chunk = list(keys[start:start + CHUNK])
+            rows = self.db.execute(
+                f"SELECT key, text, tokens, logprob, finish_reason, seconds FROM samples "
+                f"WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            for key, text, tokens, logprob, finish, seconds in rows:
+                found[key] = (Completion(text, tokens, logprob, finish), seconds)
+        return found
 
-    def put(self, items: list[tuple[str, Completion, float]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lines = "".join(
-            json.dumps({"key": k, "text": c.text, "tokens": c.tokens, "logprob": c.logprob,
-                        "finish_reason": c.finish_reason, "seconds": s}, ensure_ascii=False) + "\n"
-            for k, c, s in items
-        )
-        with self.path.open("a", encoding="utf-8") as fh:
-            if fh.tell() and not self._ends_with_newline():
-                fh.write("\n")  # close a torn line so the new ones parse
-            fh.write(lines)
-            fh.flush()
-            os.fsync(fh.fileno())
-        for k, c, s in items:
-            self.entries[k] = (c, s)
+    def put(self, items: Iterable[tuple[str, Completion, float]]) -> None:
+        """One transaction; a key already present keeps its first completion."""
+        rows = [(k, c.text, c.tokens, c.logprob, c.finish_reason, s) for k, c, s in items]
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?)", rows)
 
-    def _ends_with_newline(self) -> bool:
-        with self.path.open("rb") as fh:
-            fh.seek(-1, os.SEEK_END)
-            return fh.read(1) == b"\n"
+    def __len__(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()

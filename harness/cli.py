@@ -35,14 +35,18 @@ def _guard(command):
     return wrapper
 
 
-def _task_args(pairs: list[str]) -> dict[str, str]:
+def _options(flag: str, pairs: list[str] | None) -> dict[str, str]:
     out = {}
-    for pair in pairs:
+    for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise HarnessError(f"--task-arg takes KEY=VALUE, got {pair!r}")
+            raise HarnessError(f"{flag} takes KEY=VALUE, got {pair!r}")
         out[key] = value
     return out
+
+
+VerifierArg = Annotated[list[str] | None, typer.Option(help="Selection verifier option KEY=VALUE (repeatable).")]
+GraderArg = Annotated[list[str] | None, typer.Option(help="Grader option KEY=VALUE (repeatable).")]
 
 
 @app.command()
@@ -52,8 +56,12 @@ def run(
     task: Annotated[str, typer.Option(help="Task name (see `harness plugins`).")] = "countdown",
     sampler: Annotated[str, typer.Option(help="Sampler name: greedy, bon, ...")] = "greedy",
     n: Annotated[int, typer.Option("--n", help="Samples per problem.")] = 1,
-    verifier: Annotated[str | None, typer.Option(help="Verifier that scores samples for the sampler.")] = None,
-    grader: Annotated[str | None, typer.Option(help="Verifier that grades accuracy (default: the task's).")] = None,
+    verifier: Annotated[str | None, typer.Option(help="Verifier that scores samples for the sampler: NAME or "
+                                                      "NAME:ARG (rm:PATH).")] = None,
+    grader: Annotated[str | None, typer.Option(help="Verifier that grades the run (default: the task's): NAME or "
+                                                    "NAME:ARG (winrate:rm:PATH).")] = None,
+    verifier_arg: VerifierArg = None,
+    grader_arg: GraderArg = None,
     oracle: Annotated[bool, typer.Option(help="Allow selecting with a verifier that reads the gold answer.")] = False,
     split: Annotated[str, typer.Option(help="Task split.")] = "test",
     limit: Annotated[int | None, typer.Option(help="Number of problems.")] = None,
@@ -65,21 +73,24 @@ def run(
     chat_template: Annotated[bool, typer.Option(help="Apply the tokenizer's chat template when it has one.")] = True,
     system_prompt: Annotated[str | None, typer.Option(help="System message for chat templates.")] = None,
     task_arg: Annotated[list[str] | None, typer.Option(help="Task option KEY=VALUE (repeatable).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Prompts per generation call (and per cache flush).")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Prompts per generation batch (transformers engine).")] = 32,
     max_model_len: Annotated[int, typer.Option(help="vLLM context length.")] = 4096,
     tensor_parallel_size: Annotated[int, typer.Option(help="vLLM tensor parallelism.")] = 1,
     data_parallel_size: Annotated[int, typer.Option(help="vLLM data parallelism.")] = 1,
     output: Output = Path("runs"),
 ) -> None:
     """Generate, verify, select and record one run; rerunning the same command resumes it."""
-    from harness.pipeline import EngineOptions, RunConfig, execute
+    from harness.engines import EngineOptions
+    from harness.pipeline import RunConfig, execute
 
     if batch_size < 1:
         raise HarnessError(f"--batch-size must be at least 1, got {batch_size}")
     config = RunConfig(policy=policy, task=task, sampler=sampler, n=n, verifier=verifier, grader=grader,
                        oracle=oracle, split=split, limit=limit, seed=seed, temperature=temperature, top_p=top_p,
                        max_tokens=max_tokens, backend=backend, chat_template=chat_template,
-                       system_prompt=system_prompt, task_args=_task_args(task_arg or []))
+                       system_prompt=system_prompt, task_args=_options("--task-arg", task_arg),
+                       verifier_args=_options("--verifier-arg", verifier_arg),
+                       grader_args=_options("--grader-arg", grader_arg))
     options = EngineOptions(batch_size, max_model_len, tensor_parallel_size, data_parallel_size)
     run_dir = execute(config, output, options)
     _report(run_dir)
@@ -91,9 +102,8 @@ def _report(run_dir: Path) -> None:
     s = read_summary(run_dir)
     m = s["metric"]
     low, high = m["ci95"]
-    side = "  ".join(f"{k} {v:.3f}" for k, v in s.get("metrics", {}).items())
-    Console().print(f"{s['run_id']}: {m['name']} {m['value']:.3f} [{low:.3f}, {high:.3f}]  {side}")
-    Console().print(f"record: {run_dir}")
+    side = "  ".join(f"{k} {v['value']:.3f}" for k, v in s.get("metrics", {}).items())
+    Console().print(f"{s['run_id']}: {m['name']} {m['value']:.3f} [{low:.3f}, {high:.3f}]  {side}", highlight=False)
 
 
 @app.command()
@@ -101,16 +111,19 @@ def _report(run_dir: Path) -> None:
 def score(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `harness run`.")],
     verifier: Annotated[str | None, typer.Option(help="Verifier that scores samples for the sampler.")] = None,
-    grader: Annotated[str | None, typer.Option(help="Verifier that grades accuracy (default: the task's).")] = None,
+    grader: Annotated[str | None, typer.Option(help="Verifier that grades the run (default: the task's).")] = None,
+    verifier_arg: VerifierArg = None,
+    grader_arg: GraderArg = None,
     oracle: Annotated[bool, typer.Option(help="Allow selecting with a verifier that reads the gold answer.")] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Default: the run's parent.")] = None,
 ) -> None:
-    """Re-score a run's samples with other verifiers, without generating, into a new run record."""
+    """Re-score a run's samples with other verifiers, without generating, into a new record (the source stays)."""
     from harness.pipeline import rescore
 
     if not run_dir.is_dir():
         raise HarnessError(f"{run_dir} is not a directory")
-    new = rescore(run_dir, verifier, grader, oracle, output or run_dir.parent)
+    new = rescore(run_dir, output or run_dir.parent, verifier, grader, oracle,
+                  _options("--verifier-arg", verifier_arg), _options("--grader-arg", grader_arg))
     _report(new)
 
 

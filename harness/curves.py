@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.metrics import mean
-from harness.types import Candidate, Completion, Sampler, Score
+from harness.metrics import accuracy, mean
+from harness.selection import SamplerError, candidates_of, choose
+from harness.types import Candidate, ExampleRecord, Sampler, Score
 
 EXACT_CAP = 5000
 DRAWS = 2000
@@ -41,19 +42,20 @@ class Estimate:
     method: str
 
 
-def expected_selection_accuracy(candidates: Sequence[Candidate], correct: Sequence[bool], sampler: Sampler,
+def expected_selection_accuracy(candidates: Sequence[Candidate], credit: Sequence[float], sampler: Sampler,
                                 size: int, *, cap: int = EXACT_CAP, draws: int = DRAWS,
                                 seed: int | Sequence[int] = 0) -> Estimate:
-    """The sampler's accuracy averaged over every size-``size`` subset of one problem's samples.
+    """The sampler's credit (accuracy: 1 or 0) averaged over every size-``size`` subset of one problem's samples.
 
     Exact (every subset enumerated) when there are at most ``cap`` subsets; otherwise the
     mean over ``draws`` uniformly random subsets from ``numpy.random.default_rng(seed)``.
     A subset keeps the samples' original order, so order-dependent ties resolve as in a run.
     The same seed draws the same subsets for every sampler: curves compare on equal luck.
+    A sampler that fails raises ``SamplerError``.
     """
     n = len(candidates)
-    if len(correct) != n:
-        raise ValueError(f"{n} candidates but {len(correct)} correctness flags")
+    if len(credit) != n:
+        raise ValueError(f"{n} candidates but {len(credit)} credits")
     if not 1 <= size <= n:
         raise ValueError(f"subset size must be in [1, {n}], got {size}")
     method = _method(n, size, cap, draws)
@@ -62,7 +64,7 @@ def expected_selection_accuracy(candidates: Sequence[Candidate], correct: Sequen
     else:
         rng = np.random.default_rng(seed)
         subsets = [np.sort(rng.choice(n, size=size, replace=False)).tolist() for _ in range(draws)]
-    hits = sum(correct[subset[_choose(sampler, [candidates[i] for i in subset])]] for subset in subsets)
+    hits = sum(credit[subset[choose(sampler, [candidates[i] for i in subset])]] for subset in subsets)
     return Estimate(hits / len(subsets), method)
 
 
@@ -70,19 +72,13 @@ def _method(n: int, size: int, cap: int, draws: int) -> str:
     return "exact" if math.comb(n, size) <= cap else f"monte-carlo({draws})"
 
 
-def _choose(sampler: Sampler, candidates: list[Candidate]) -> int:
-    chosen = sampler.select(candidates)
-    if not isinstance(chosen, int) or not 0 <= chosen < len(candidates):
-        raise HarnessError(f"sampler {sampler.name!r} chose {chosen!r} among {len(candidates)}")
-    return chosen
+ACCURACY = accuracy().credit
 
 
-def row_candidates(row: dict) -> tuple[list[Candidate], list[bool]]:
-    """A record row's samples as the sampler saw them, and which ones the grader accepted."""
-    candidates = [Candidate(Completion(s["text"], s["tokens"], s["logprob"], s["finish_reason"]),
-                            s["grade"]["answer"], Score(**s["score"]) if s.get("score") else None)
-                  for s in row["samples"]]
-    return candidates, [s["grade"]["value"] >= 1.0 for s in row["samples"]]
+def row_candidates(record: ExampleRecord, credit: Callable[[Score], float] = ACCURACY
+                   ) -> tuple[list[Candidate], list[float]]:
+    """A record's samples as the sampler saw them, and the credit each would earn if chosen."""
+    return candidates_of(record), [credit(s.grade) for s in record.samples]
 
 
 def subset_sizes(n: int) -> list[int]:
@@ -90,9 +86,10 @@ def subset_sizes(n: int) -> list[int]:
     return [2 ** i for i in range(n.bit_length()) if 2 ** i < n] + [n]
 
 
-def scaling_curves(rows: list[dict], samplers: dict[str, Sampler], ks: list[int] | None = None, seed: int = 0,
-                   *, cap: int = EXACT_CAP, draws: int = DRAWS) -> dict:
-    """Accuracy, pass@k and token cost against the number of samples N', from one run's record rows.
+def scaling_curves(rows: list[ExampleRecord], samplers: dict[str, Sampler], ks: list[int] | None = None,
+                   seed: int = 0, *, credit: Callable[[Score], float] = ACCURACY, cap: int = EXACT_CAP,
+                   draws: int = DRAWS) -> dict:
+    """Accuracy (the headline metric's credit), pass@k and token cost against samples N', from one run's records.
 
     ``ks`` are the N' values (default ``subset_sizes(N)``). Returns a JSON-serialisable dict::
 
@@ -101,42 +98,46 @@ def scaling_curves(rows: list[dict], samplers: dict[str, Sampler], ks: list[int]
          "pass@k": [...],                        # mean unbiased pass@N' over problems
          "accuracy": {"majority": [...], ...},   # mean expected selection accuracy at N'
          "samplers": ["majority", ...],          # the keys of "accuracy", in the order given
-         "skipped": {"bon": "..."},              # samplers that could not be evaluated, and why
+         "skipped": {"bon": "..."},              # samplers that could not be evaluated (or failed), and why
          "method": ["exact", ..., "monte-carlo(2000)", "exact"],  # per N', for every problem
          "problems": 30, "samples": 5, "seed": 0}
 
     Samplers that read scores are skipped unless every sample carries a selection-verifier
-    score. Monte-Carlo problems are seeded with ``[seed, problem index]``.
+    score; a sampler that fails is skipped with its error. pass@k counts a sample as correct
+    when its credit is 1. Monte-Carlo problems are seeded with ``[seed, problem index]``.
     """
     if not rows:
         raise HarnessError("no rows to compute scaling curves from")
-    n = len(rows[0]["samples"])
-    if any(len(r["samples"]) != n for r in rows):
+    n = len(rows[0].samples)
+    if any(len(r.samples) != n for r in rows):
         raise HarnessError("scaling curves need the same number of samples for every problem")
     sizes = subset_sizes(n) if ks is None else sorted(set(ks))
     if not sizes or not all(1 <= k <= n for k in sizes):
         raise HarnessError(f"curve sizes must be in [1, {n}], got {ks}")
-    problems = [row_candidates(r) for r in rows]
+    problems = [row_candidates(r, credit) for r in rows]
     scored = all(c.score is not None for cands, _ in problems for c in cands)
-    usable = {name: s for name, s in samplers.items() if scored or not s.uses_scores}
-    accuracy: dict[str, list[float]] = {name: [] for name in usable}
-    methods: list[str] = []
-    for k in sizes:
-        for name, sampler in usable.items():
-            estimates = [expected_selection_accuracy(cands, correct, sampler, k, cap=cap, draws=draws, seed=[seed, i])
-                         for i, (cands, correct) in enumerate(problems)]
-            accuracy[name].append(mean([e.accuracy for e in estimates]))
-        methods.append(_method(n, k, cap, draws))
-    per_sample = mean([s["tokens"] for r in rows for s in r["samples"]])
+    skipped = {name: "needs selection-verifier scores; the samples have none"
+               for name, s in samplers.items() if s.uses_scores and not scored}
+    curve: dict[str, list[float]] = {}
+    for name, sampler in samplers.items():
+        if name in skipped:
+            continue
+        try:
+            curve[name] = [mean([expected_selection_accuracy(cands, credits, sampler, k, cap=cap, draws=draws,
+                                                             seed=[seed, i]).accuracy
+                                 for i, (cands, credits) in enumerate(problems)]) for k in sizes]
+        except SamplerError as exc:
+            skipped[name] = str(exc)
+    per_sample = mean([s.completion.tokens for r in rows for s in r.samples])
     return {
         "n": sizes,
         "tokens": [k * per_sample for k in sizes],
-        "pass@k": [mean([pass_at_k(n, sum(correct), k) for _, correct in problems]) for k in sizes],
-        "accuracy": accuracy,
-        "samplers": list(usable),
-        "skipped": {name: "needs selection-verifier scores; the samples have none"
-                    for name in samplers if name not in usable},
-        "method": methods,
+        "pass@k": [mean([pass_at_k(n, sum(c >= 1.0 for c in credits), k) for _, credits in problems])
+                   for k in sizes],
+        "accuracy": curve,
+        "samplers": list(curve),
+        "skipped": skipped,
+        "method": [_method(n, k, cap, draws) for k in sizes],
         "problems": len(rows),
         "samples": n,
         "seed": seed,

@@ -23,8 +23,26 @@ group ``harness``; it is loaded automatically, exactly as the built-in plugins a
         return [Shorter()]
 
 ``harness plugins`` lists what every installed plugin registered. A plugin that fails to
-import or returns an object that breaks the contract is reported in one line and skipped;
-two plugins registering the same name is an error naming both.
+import, implements a hook that does not exist (a misspelt name), or returns an object that
+breaks the contract is reported in one line and skipped; two plugins registering the same
+name is an error naming both.
+
+**Arguments.** Any registered object may be a factory: give it a
+``configure(*args, **options)`` method returning the configured component. Users name it
+``NAME`` or ``NAME:ARG`` (``--verifier rm:path/to/model``; ``ARG`` is the first positional
+argument, and may itself contain colons: ``winrate:rm:PATH``) plus ``KEY=VALUE`` options
+(``--verifier-arg``, ``--grader-arg``, ``--task-arg``); ``harness.get_verifier("rm:PATH")``
+does the same from Python. ``configure`` is called (with no arguments when none are given)
+once per run, before any model loads: raise ``harness.HarnessError`` with a one-line message
+for a bad argument. The run record keeps each component's spec, plugin, distribution and
+version, so a run can be reproduced from its record alone.
+
+**Metrics.** A verifier used as a grader (or a task) may declare ``metrics``: a list of
+``harness.Metric`` (see ``harness.metrics``: ``accuracy()``, ``mean_score()``,
+``side(key)``, ``micro(name, key, weight)``, or your own ``Metric(name, credit, weight,
+reduce)``). The first is the run's headline number, and its ``credit`` is what scaling curves
+count; each is reported with a 95% bootstrap interval over examples. Without a declaration a
+run reports ``accuracy`` (value >= 1) and the mean of every side-score in ``Score.metrics``.
 
 Hooks are grouped by when the harness calls them: all three are *registration* hooks,
 called once when the plugin manager starts.
@@ -79,11 +97,18 @@ def register_verifiers() -> list:
       timeout, say) and named side-scores such as ``well_formed``. Answers and errors go into the samples log and the
       run summary counts them. Completions are untrusted model output: never ``eval``
       them;
-    - optionally ``score_batch(example, completions: list[str]) -> list[float | Score]``,
-      which the harness prefers when present (one reward-model forward pass for all N
-      samples of an example, say).
+    - optionally ``score_batch(pairs: list[tuple[Example, str]]) -> list[float | Score]``,
+      one result per pair, in order; the harness prefers it when present and passes pairs
+      from many examples at once (a reward model scores them in a few forward passes);
+    - optionally ``scale = "logit"``: values are raw rewards (a reward model's logits); the
+      harness maps each through the logistic function into [0, 1] and keeps the raw number in
+      ``Score.raw``. Without it a value outside [0, 1] is recorded as that plugin's error.
 
-    ``example.meta`` carries task facts (Countdown's ``numbers`` and ``target``).
+    Every caller — a run, ``harness score``, a training reward — goes through
+    ``harness.verify(verifier, pairs)``: a verifier that raises is reported as that plugin's
+    failure (each pair gets ``Score(0, error=...)``, counted apart from wrong answers) and
+    the run goes on. ``example.meta`` carries task facts (Countdown's ``numbers`` and
+    ``target``).
     """
 
 
@@ -105,4 +130,9 @@ def register_samplers() -> list:
       never whether it is right) and, when ``uses_scores``, ``score`` (the selection
       verifier's ``harness.Score``): enough for best-of-N, majority vote or a
       verifier-weighted vote.
+
+    A sampler that raises, or returns something other than an index in range, fails on that
+    example only: the example is recorded with the error and earns no credit, and the run
+    says which plugin failed. A sampler the run did not ask for that fails while the harness
+    draws scaling curves is skipped with a one-line warning.
     """

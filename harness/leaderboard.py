@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.errors import HarnessError
-from harness.pipeline import iter_summaries
+from harness.record import iter_summaries
 
 FORMATS = ("table", "md", "csv", "json")
 COLUMNS = ("policy", "task", "sampler", "n", "verifier", "metric", "value", "ci95", "examples",
@@ -37,7 +37,7 @@ def rows(output: Path) -> list[dict]:
             "tok/s": t.get("tokens_per_s"),
             "wall_s": t.get("wall_s"),
             "run": run_dir.name,
-        } | s.get("metrics", {}) | _curve_columns(s))
+        } | {k: v["value"] for k, v in s.get("metrics", {}).items()} | _curve_columns(s))
     return sorted(out, key=lambda r: (r["task"], -r["value"]))
 
 

@@ -1,20 +1,95 @@
-"""Metrics a reviewer accepts: means with a seeded 95% bootstrap interval."""
+"""Metrics a reviewer accepts: numbers over a run's examples, each with a seeded 95% bootstrap interval.
+
+A grader (or task) declares the metrics its run reports, as inspect_ai's scorers do; the first
+one is the run's headline. Each is computed from the chosen sample's grade on every example.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
 import numpy as np
 
+from harness.types import Score
 
-def bootstrap_ci(values: list[float], resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Percentile 95% interval of the mean, resampling examples with replacement."""
-    if not values:
-        return (float("nan"), float("nan"))
-    data = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, len(data), size=(resamples, len(data)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return (float(low), float(high))
+RESAMPLES = 2000
 
 
-def mean(values: list[float]) -> float:
-    return float(np.mean(values)) if values else float("nan")
+@dataclass(frozen=True)
+class Metric:
+    """One number over the examples: the (weighted) mean of ``credit``, or ``reduce`` when it is no mean.
+
+    ``credit(grade)`` is one example's contribution (for the headline metric, also what scaling
+    curves and pass@k count); ``weight(grade)`` turns the mean into a micro-average,
+    ``sum(weight * credit) / sum(weight)`` (IFEval's instruction-level accuracy: a prompt with
+    three instructions weighs three times one with one); ``reduce(grades)`` computes a number
+    that is not a mean at all (a length-controlled win-rate) and is bootstrapped the same way.
+    """
+
+    name: str
+    credit: Callable[[Score], float]
+    weight: Callable[[Score], float] | None = None
+    reduce: Callable[[Sequence[Score]], float] | None = None
+
+    def compute(self, grades: Sequence[Score]) -> float:
+        return self._on(grades, np.arange(len(grades))[None, :])[0] if grades else float("nan")
+
+    def interval(self, grades: Sequence[Score], seed: int = 0) -> tuple[float, float]:
+        """Percentile 95% interval, resampling examples with replacement (seeded: the same run, the same CI)."""
+        if not grades:
+            return (float("nan"), float("nan"))
+        rng = np.random.default_rng(seed)
+        values = self._on(grades, rng.integers(0, len(grades), size=(RESAMPLES, len(grades))))
+        low, high = np.nanpercentile(values, [2.5, 97.5])
+        return (float(low), float(high))
+
+    def _on(self, grades: Sequence[Score], draws: np.ndarray) -> np.ndarray:
+        """The metric on each row of example indices in ``draws``."""
+        if self.reduce is not None:
+            return np.array([self.reduce([grades[i] for i in row]) for row in draws], dtype=float)
+        credit = np.array([self.credit(g) for g in grades], dtype=float)
+        if self.weight is None:
+            return credit[draws].mean(axis=1)
+        weight = np.array([self.weight(g) for g in grades], dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (credit * weight)[draws].sum(axis=1) / weight[draws].sum(axis=1)
+
+
+def accuracy(name: str = "accuracy") -> Metric:
+    """The share of examples whose chosen sample scored 1 (value >= 1)."""
+    return Metric(name, lambda g: float(g.value >= 1.0))
+
+
+def mean_score(name: str = "mean_score") -> Metric:
+    """The mean of the chosen samples' values: a win-rate where a tie scores 0.5 counts it as half."""
+    return Metric(name, lambda g: float(g.value))
+
+
+def side(key: str) -> Metric:
+    """The mean of the side-score ``key`` (0 where a grade lacks it)."""
+    return Metric(key, lambda g: float(g.metrics.get(key, 0.0)))
+
+
+def micro(name: str, key: str, weight: str) -> Metric:
+    """A micro-average: side-score ``key`` (a per-example rate) weighted by side-score ``weight`` (its count)."""
+    return Metric(name, lambda g: float(g.metrics.get(key, 0.0)), weight=lambda g: float(g.metrics.get(weight, 0.0)))
+
+
+def declared(grades: Sequence[Score], *components: object) -> list[Metric]:
+    """The first declared ``metrics`` among the components (grader, then task); else accuracy and side-score means."""
+    for component in components:
+        metrics = list(getattr(component, "metrics", None) or ())
+        if metrics:
+            return metrics
+    keys = sorted({k for g in grades for k in g.metrics})
+    return [accuracy(), *(side(k) for k in keys)]
+
+
+def bootstrap_ci(values: Sequence[float], seed: int = 0) -> tuple[float, float]:
+    """The 95% interval of a plain mean, as ``Metric.interval`` computes it."""
+    return mean_score().interval([Score(float(v)) for v in values], seed=seed)
+
+
+def mean(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")

@@ -1,7 +1,9 @@
-"""The run path: policy → engine → samples → verifier → sampler → metrics → record.
+"""The run path, one typed stage at a time: plan → generate → grade → select → aggregate → write.
 
-``execute`` does the whole path; ``rescore`` starts again from a record's samples with
-other verifiers. Every check on the user's input happens in ``plan`` before a model loads.
+``execute`` composes the stages; ``rescore`` starts again from a record's samples with other
+verifiers. Every check on the user's input happens in ``plan`` before a model loads. An engine
+may be passed in (a grid, a win-rate run or training reuses one); otherwise the run starts one
+only if the cache lacks samples, and closes it before verification so a reward model has the memory.
 """
 
 from __future__ import annotations
@@ -13,27 +15,27 @@ import json
 import platform
 import re
 import subprocess
-import sys
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from harness.cache import GenerationCache, sample_key
 from harness.curves import scaling_curves
-from harness.engines import Renderer, Request, Sampling, load_engine
+from harness.engines import Engine, EngineOptions, Renderer, Request, Sampling, load_engine
 from harness.errors import HarnessError
-from harness.metrics import bootstrap_ci, mean
-from harness.plugins import registry
-from harness.policy import console, resolve_policy
+from harness.metrics import Metric, declared
+from harness.plugins import Spec, registry
+from harness.policy import Policy, resolve_policy
 from harness.record import read_record, write_record
-from harness.types import Candidate, Completion, Example, Sampler, Score, Task, Verifier
+from harness.report import console, progress, quiet, warn
+from harness.selection import SamplerError, candidates_of, choose
+from harness.types import Example, ExampleRecord, Sampler, SampleRecord, Score, Task, Verifier
+from harness.verify import verify
 
 DEFAULT_TEMPERATURE = 0.7
+VERIFY_CHUNK = 256  # pairs per verification call: a progress tick, and a reward model's batch pool
 
 
 @dataclass(frozen=True)
@@ -57,52 +59,63 @@ class RunConfig:
     chat_template: bool = True
     system_prompt: str | None = None
     task_args: dict[str, str] = field(default_factory=dict)
+    verifier_args: dict[str, str] = field(default_factory=dict)
+    grader_args: dict[str, str] = field(default_factory=dict)
+    rescored_from: str | None = None  # a rescoring names its source, so it never takes the source's id
 
     def run_id(self) -> str:
         digest = hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:8]
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(self.policy).name or self.policy)
-        return f"{slug}-{self.task}-{self.sampler}-n{self.n}-{digest}"
+        task = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.task)
+        return f"{slug}-{task}-{self.sampler}-n{self.n}-{digest}"
+
+    @property
+    def sampling_temperature(self) -> float:
+        return DEFAULT_TEMPERATURE if self.temperature is None else self.temperature
 
 
 @dataclass(frozen=True)
 class Plan:
-    """The resolved components of a run."""
+    """The resolved, configured components of a run, and what the record says about each."""
 
     task: Task
     sampler: Sampler
     grader: Verifier
     selector: Verifier | None
-    metric: str
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """How to run generation; none of it changes which samples are valid draws."""
-
-    batch_size: int = 32
-    max_model_len: int = 4096
-    tensor_parallel_size: int = 1
-    data_parallel_size: int = 1
+    oracle_metric: str | None  # "pass@N" when selection reads the gold answer
+    components: dict[str, dict[str, Any]]
 
 
 def plan(config: RunConfig) -> Plan:
-    """Resolve and check every name and number before anything expensive happens."""
+    """Resolve, configure and check every component and number before anything expensive happens."""
     reg = registry()
     for problem in reg.problems:
-        console.print(f"[yellow]warning:[/] {problem}")
-    task = reg.get("task", config.task)
-    if config.task_args:
-        configure = getattr(task, "configure", None)
-        if configure is None:
-            raise HarnessError(f"task {config.task!r} takes no --task-arg options")
-        task = configure(**config.task_args)
-    sampler = reg.get("sampler", config.sampler)
-    if config.n < 1:
-        raise HarnessError(f"--n must be at least 1, got {config.n}")
+        warn(problem)
+    _check_numbers(config)
+    specs = {"task": Spec.parse("task", config.task, config.task_args),
+             "sampler": Spec.parse("sampler", config.sampler)}
+    task = reg.build(specs["task"])
+    sampler = reg.build(specs["sampler"])
     if sampler.greedy and config.n != 1:
         raise HarnessError(f"sampler {sampler.name!r} decodes once at temperature 0; use --n 1 or --sampler bon")
     if sampler.greedy and config.temperature not in (None, 0):
         raise HarnessError(f"sampler {sampler.name!r} decodes at temperature 0; drop --temperature")
+    specs["grader"] = Spec.parse("verifier", config.grader or task.verifier, config.grader_args)
+    grader = reg.build(specs["grader"])
+    selector, oracle_metric = None, None
+    if sampler.uses_scores:
+        specs["verifier"] = Spec.parse("verifier", config.verifier or task.verifier, config.verifier_args)
+        selector = grader if specs["verifier"] == specs["grader"] else reg.build(specs["verifier"])
+        oracle_metric = _check_selector(config, selector)
+    elif config.verifier or config.verifier_args:
+        raise HarnessError(f"sampler {sampler.name!r} does not use a verifier; drop --verifier")
+    return Plan(task, sampler, grader, selector, oracle_metric,
+                {role: reg.describe(spec) for role, spec in specs.items()})
+
+
+def _check_numbers(config: RunConfig) -> None:
+    if config.n < 1:
+        raise HarnessError(f"--n must be at least 1, got {config.n}")
     if config.temperature is not None and config.temperature < 0:
         raise HarnessError(f"--temperature must be >= 0, got {config.temperature}")
     if not 0 < config.top_p <= 1:
@@ -111,88 +124,24 @@ def plan(config: RunConfig) -> Plan:
         raise HarnessError(f"--max-tokens must be at least 1, got {config.max_tokens}")
     if config.limit is not None and config.limit < 1:
         raise HarnessError(f"--limit must be at least 1, got {config.limit}")
-    grader = reg.get("verifier", config.grader or task.verifier)
-    return Plan(task, sampler, grader, *_selector(config, sampler, task))
 
 
-def _selector(config: RunConfig, sampler: Sampler, task: Task) -> tuple[Verifier | None, str]:
-    if not sampler.uses_scores:
-        if config.verifier:
-            raise HarnessError(f"sampler {sampler.name!r} does not use a verifier; drop --verifier")
-        return None, "accuracy"
-    selector = registry().get("verifier", config.verifier or task.verifier)
+def _check_selector(config: RunConfig, selector: Verifier) -> str | None:
     if selector.reference_free:
         if config.oracle:
             raise HarnessError(f"verifier {selector.name!r} is reference-free: the run is no oracle; drop --oracle")
-        return selector, "accuracy"
+        return None
     if not config.oracle:
         free = sorted(n for n, v in registry().components["verifier"].items() if v.reference_free)
         raise HarnessError(
             f"verifier {selector.name!r} reads the gold answer, so selecting with it is an oracle: pass --oracle "
             f"(reported as pass@{config.n}) or choose a reference-free verifier: {', '.join(free) or 'none'}"
         )
-    return selector, f"pass@{config.n}"
+    return f"pass@{config.n}"
 
 
-def execute(config: RunConfig, output: Path, options: EngineOptions = EngineOptions()) -> Path:
-    """Generate (resuming from the cache), verify, select, measure and record one run."""
-    started = time.perf_counter()
-    the_plan = plan(config)
-    examples = _examples(the_plan.task, config)
-    policy = resolve_policy(config.policy)
-    load_started = time.perf_counter()
-    renderer = Renderer(policy, config.chat_template, config.system_prompt)
-    rendered = [renderer.render(ex) for ex in examples]
-    temperature = 0.0 if the_plan.sampler.greedy else (
-        DEFAULT_TEMPERATURE if config.temperature is None else config.temperature)
-    sampling = Sampling(temperature, config.top_p, config.max_tokens, config.seed,
-                        tuple(getattr(the_plan.task, "stop", ())))
-    cache = GenerationCache(output / "cache" / "generations.jsonl")
-    keys = [[sample_key(policy.fingerprint, text, sampling.key(), i)
-             for i in range(config.n)] for text, _ in rendered]
-    missing = [(e, [i for i, k in enumerate(ks) if cache.get(k) is None]) for e, ks in enumerate(keys)]
-    missing = [(e, idx) for e, idx in missing if idx]
-    load_seconds = generation_seconds = 0.0
-    engine_name = None  # None: every sample came from the cache
-    if missing:
-        engine = load_engine(config.backend, policy, renderer, seed=config.seed,
-                             max_model_len=options.max_model_len,
-                             tensor_parallel_size=options.tensor_parallel_size,
-                             data_parallel_size=options.data_parallel_size)
-        load_seconds = time.perf_counter() - load_started
-        engine_name = engine.name
-        generation_seconds = _generate(engine, cache, keys, rendered, missing, sampling, options.batch_size)
-    samples = [[cache.get(k) for k in ks] for ks in keys]
-    rows = [
-        {"id": ex.id, "prompt": ex.prompt, "shots": ex.shots, "rendered_prompt": text, "reference": ex.reference,
-         "meta": ex.meta, "samples": [_completion_row(c, s) for c, s in got]}
-        for ex, (text, _), got in zip(examples, rendered, samples, strict=True)
-    ]
-    facts = {"engine": engine_name, "policy": {"name": policy.name, "model": policy.model, "adapter": policy.adapter,
-                        "fingerprint": policy.fingerprint},
-             "cached_samples": sum(len(ks) for ks in keys) - sum(len(i) for _, i in missing),
-             "timings": {"load_s": load_seconds, "generation_s": generation_seconds}}
-    return _finish(config, the_plan, examples, rows, output / config.run_id(), facts, started)
-
-
-def rescore(run_dir: Path, verifier: str | None, grader: str | None, oracle: bool, output: Path) -> Path:
-    """Re-run verification and selection on a record's samples, without generating, into a new record."""
-    started = time.perf_counter()
-    rows, summary = read_record(run_dir)
-    try:
-        config = RunConfig(**{**summary["config"], "verifier": verifier, "grader": grader, "oracle": oracle})
-    except TypeError as exc:
-        raise HarnessError(f"{run_dir} has a summary.json from an incompatible version: {exc}") from None
-    the_plan = plan(config)
-    examples = [Example(r["prompt"], r.get("reference"), r.get("meta") or {}, r["id"], tuple(map(tuple, r["shots"])))
-                for r in rows]
-    facts = {key: summary[key] for key in ("engine", "policy", "cached_samples") if key in summary}
-    facts["timings"] = {k: summary.get("timings", {}).get(k, 0.0) for k in ("load_s", "generation_s")}
-    facts["rescored_from"] = str(run_dir)
-    return _finish(config, the_plan, examples, rows, output / config.run_id(), facts, started)
-
-
-def _examples(task: Task, config: RunConfig) -> list[Example]:
+def examples_of(task: Task, config: RunConfig) -> list[Example]:
+    """The task's examples for this run, each with a unique id."""
     examples = list(task.examples(split=config.split, limit=config.limit, seed=config.seed))
     if not examples:
         raise HarnessError(f"task {config.task!r} has no examples in split {config.split!r}")
@@ -202,123 +151,178 @@ def _examples(task: Task, config: RunConfig) -> list[Example]:
     return examples
 
 
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console)
+# -- stage 1: generate -----------------------------------------------------------------------------
 
 
-def _generate(engine, cache: GenerationCache, keys, rendered, missing, sampling: Sampling, batch_size: int) -> float:
-    """Generate what the cache lacks, a batch of prompts at a time, appending each batch as it completes."""
-    total = sum(len(idx) for _, idx in missing)
-    spent = 0.0
-    with _progress() as bar:
-        job = bar.add_task("generating", total=total, info="")
-        for start in range(0, len(missing), batch_size):
-            batch = missing[start:start + batch_size]
-            requests = [Request(rendered[e][1], len(idx), idx[0]) for e, idx in batch]
-            t0 = time.perf_counter()
-            outputs = engine.generate(requests, sampling)
-            seconds = time.perf_counter() - t0
-            spent += seconds
-            tokens = sum(c.tokens for out in outputs for c in out) or 1
-            cache.put([(keys[e][i], c, seconds * c.tokens / tokens)
-                       for (e, idx), out in zip(batch, outputs, strict=True) for i, c in zip(idx, out, strict=True)])
-            done = sum(c.tokens for out in outputs for c in out)
-            bar.update(job, advance=sum(len(idx) for _, idx in batch), info=f"{done / seconds:,.0f} tok/s")
-    return spent
+@dataclass(frozen=True)
+class Generation:
+    """What the generate stage produced: one record per example (samples not yet graded) and its facts."""
+
+    records: list[ExampleRecord]
+    engine: dict[str, Any] | None  # the engine's description; None when every sample came from the cache
+    cached_samples: int
+    load_s: float
+    generation_s: float
 
 
-def _completion_row(c: Completion, seconds: float) -> dict:
-    return {"text": c.text, "tokens": c.tokens, "logprob": c.logprob, "finish_reason": c.finish_reason,
-            "seconds": seconds}
+def generate(config: RunConfig, the_plan: Plan, examples: list[Example], policy: Policy, cache: GenerationCache,
+             options: EngineOptions, log: Path, engine: Engine | None = None) -> Generation:
+    """Every example's N samples: from the cache where it has them, from the engine (written through) otherwise."""
+    renderer = Renderer(policy, config.chat_template, config.system_prompt)
+    rendered = [renderer.render(ex) for ex in examples]
+    temperature = 0.0 if the_plan.sampler.greedy else config.sampling_temperature
+    sampling = Sampling(temperature, config.top_p, config.max_tokens, config.seed,
+                        tuple(getattr(the_plan.task, "stop", ())))
+    fingerprint = policy.fingerprint
+    keys = [[sample_key(fingerprint, text, sampling.key(), i) for i in range(config.n)] for text, _ in rendered]
+    found = cache.get_many([k for ks in keys for k in ks])
+    cached = len(found)
+    missing = [(e, [i for i, k in enumerate(ks) if k not in found]) for e, ks in enumerate(keys)]
+    missing = [(e, idx) for e, idx in missing if idx]
+    load_s = generation_s = 0.0
+    description = None
+    if missing:
+        with quiet(log):
+            started = time.perf_counter()
+            owned = engine is None
+            engine = engine or load_engine(config.backend, policy, renderer, options, seed=config.seed)
+            load_s = time.perf_counter() - started
+            description = engine.describe()
+            try:
+                generation_s = _generate(engine, cache, keys, rendered, missing, sampling)
+            finally:
+                if owned:
+                    engine.close()
+        found = cache.get_many([k for ks in keys for k in ks])
+    records = [ExampleRecord(ex, text, [SampleRecord(*found[k]) for k in ks])
+               for ex, (text, _), ks in zip(examples, rendered, keys, strict=True)]
+    return Generation(records, description, cached, load_s, generation_s)
 
 
-def _score_all(verifier: Verifier, example: Example, texts: list[str]) -> list[Score]:
-    """One verifier over all N samples of an example; a crash is recorded as an error, not raised."""
-    try:
-        batch = getattr(verifier, "score_batch", None)
-        raw = batch(example, texts) if batch else [verifier.score(example, t) for t in texts]
-        return [_as_score(r) for r in raw]
-    except Exception as exc:  # plugin code: contain it, count it, keep going
-        return [Score(0.0, error=f"{type(exc).__name__}: {exc}")] * len(texts)
+def _generate(engine: Engine, cache: GenerationCache, keys: list[list[str]], rendered: list[tuple[str, list[int]]],
+              missing: list[tuple[int, list[int]]], sampling: Sampling) -> float:
+    """Submit everything the cache lacks; write each request's samples to the cache the moment it finishes."""
+    requests = [Request(rendered[e][1], len(idx), idx[0]) for e, idx in missing]
+    started = last = time.perf_counter()
+    tokens = 0
+    with progress() as bar:
+        job = bar.add_task("generating", total=sum(len(idx) for _, idx in missing), info="")
+        for r, completions in engine.generate(requests, sampling):
+            now = time.perf_counter()
+            e, idx = missing[r]
+            spent, last = now - last, now
+            done = sum(c.tokens for c in completions) or 1
+            cache.put([(keys[e][i], c, spent * c.tokens / done) for i, c in zip(idx, completions, strict=True)])
+            tokens += done
+            bar.update(job, advance=len(idx), info=f"{tokens / (now - started):,.0f} tok/s")
+    return time.perf_counter() - started
 
 
-def _as_score(raw: Any) -> Score:
-    score = raw if isinstance(raw, Score) else Score(float(raw))
-    if not 0.0 <= score.value <= 1.0:
-        return Score(0.0, score.answer, f"score {score.value} outside [0, 1]", score.metrics)
-    return score
+# -- stage 2: grade ----------------------------------------------------------------------------------
 
 
-def _score_row(score: Score) -> dict:
-    return {"value": score.value, "answer": score.answer, "error": score.error, "metrics": score.metrics}
+def grade(records: list[ExampleRecord], grader: Verifier, selector: Verifier | None) -> list[ExampleRecord]:
+    """Every sample's grade (and selection score), through ``harness.verify``, batched across examples."""
+    pairs = [(r.example, s.completion.text) for r in records for s in r.samples]
+    grades = _verify_all("grading", grader, pairs)
+    scores = grades if selector is grader else _verify_all("scoring", selector, pairs) if selector else None
+    out, i = [], 0
+    for r in records:
+        samples = []
+        for s in r.samples:
+            samples.append(dataclasses.replace(s, grade=grades[i], score=scores[i] if scores else None))
+            i += 1
+        out.append(dataclasses.replace(r, samples=samples))
+    return out
 
 
-def _finish(config: RunConfig, the_plan: Plan, examples: list[Example], rows: list[dict], run_dir: Path,
-            facts: dict, started: float) -> Path:
-    """Verify, select, measure and write the record (the part ``execute`` and ``rescore`` share)."""
-    verify_started = time.perf_counter()
-    with _progress() as bar:
-        job = bar.add_task("verifying", total=len(rows), info="")
-        for ex, row in zip(examples, rows, strict=True):
-            texts = [s["text"] for s in row["samples"]]
-            grades = _score_all(the_plan.grader, ex, texts)
-            scores = (grades if the_plan.selector is the_plan.grader else _score_all(the_plan.selector, ex, texts)
-                      ) if the_plan.selector else [None] * len(texts)
-            candidates = [Candidate(Completion(s["text"], s["tokens"], s["logprob"], s["finish_reason"]), g.answer, sc)
-                          for s, g, sc in zip(row["samples"], grades, scores, strict=True)]
-            chosen = the_plan.sampler.select(candidates)
-            if not isinstance(chosen, int) or not 0 <= chosen < len(candidates):
-                raise HarnessError(f"sampler {the_plan.sampler.name!r} chose {chosen!r} among {len(candidates)}")
-            for s, g, sc in zip(row["samples"], grades, scores, strict=True):
-                s["grade"] = _score_row(g)
-                s["score"] = _score_row(sc) if sc else None
-            row["selected"] = chosen
-            row["correct"] = grades[chosen].value >= 1.0
-            bar.advance(job)
-    verify_seconds = time.perf_counter() - verify_started
-    summary = _summary(config, the_plan, rows, facts, run_dir.name)
-    summary["timings"].update(verification_s=verify_seconds, wall_s=time.perf_counter() - started)
-    write_record(run_dir, rows, summary)
-    return run_dir
+def _verify_all(label: str, verifier: Verifier, pairs: list[tuple[Example, str]]) -> list[Score]:
+    scores: list[Score] = []
+    with progress() as bar:
+        job = bar.add_task(f"{label} ({verifier.name})", total=len(pairs), info="")
+        for start in range(0, len(pairs), VERIFY_CHUNK):
+            chunk = pairs[start:start + VERIFY_CHUNK]
+            scores += verify(verifier, chunk)
+            bar.advance(job, len(chunk))
+    return scores
 
 
-def _summary(config: RunConfig, the_plan: Plan, rows: list[dict], facts: dict, run_id: str) -> dict:
-    correct = [float(r["correct"]) for r in rows]
-    chosen = [r["samples"][r["selected"]] for r in rows]
-    every = [s for r in rows for s in r["samples"]]
-    side = sorted({k for s in chosen for k in s["grade"]["metrics"]})
-    tokens = sum(s["tokens"] for s in every)
-    seconds = sum(s["seconds"] for s in every)
+# -- stage 3: select -------------------------------------------------------------------------------
+
+
+def select(records: list[ExampleRecord], sampler: Sampler, headline: Metric) -> list[ExampleRecord]:
+    """The sampler's choice per example and the credit it earns; a failing sampler costs that example only."""
+    out, failures = [], 0
+    for r in records:
+        try:
+            chosen = choose(sampler, candidates_of(r))
+        except SamplerError as exc:
+            out.append(dataclasses.replace(r, selected=None, credit=0.0, selection_error=str(exc)))
+            failures += 1
+            continue
+        out.append(dataclasses.replace(r, selected=chosen, credit=headline.credit(r.samples[chosen].grade),
+                                       selection_error=None))
+    if failures:
+        first = next(r.selection_error for r in out if r.selection_error)
+        warn(f"{failures} of {len(records)} examples have no choice: {first}")
+    return out
+
+
+# -- stage 4: aggregate ----------------------------------------------------------------------------
+
+
+NO_CHOICE = Score(0.0, error="no sample chosen")
+
+
+def aggregate(config: RunConfig, the_plan: Plan, records: list[ExampleRecord], metrics: list[Metric],
+              facts: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """The summary: every declared metric with its interval, counts, tokens, curves, and how to reproduce it."""
+    chosen = [r.chosen.grade if r.chosen else NO_CHOICE for r in records]
+    every = [s for r in records for s in r.samples]
+    headline, *rest = metrics
+    tokens = sum(s.completion.tokens for s in every)
+    seconds = sum(s.seconds for s in every)
     return {
+        "schema_version": 2,
         "run_id": run_id,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": dataclasses.asdict(config),
+        "components": the_plan.components,
         **facts,
         "task": the_plan.task.name, "sampler": the_plan.sampler.name, "grader": the_plan.grader.name,
         "verifier": the_plan.selector.name if the_plan.selector else None,
         "oracle": config.oracle,
-        "metric": {"name": the_plan.metric, "value": mean(correct), "ci95": bootstrap_ci(correct, seed=config.seed)},
-        "metrics": {k: mean([s["grade"]["metrics"].get(k, 0.0) for s in chosen]) for k in side},
+        "metric": _measure(headline, chosen, config.seed) | {"name": the_plan.oracle_metric or headline.name},
+        "metrics": {m.name: _measure(m, chosen, config.seed) for m in rest},
         "counts": {
-            "examples": len(rows), "samples": len(every), "correct": int(sum(correct)),
-            "extraction_failures": sum(s["grade"]["answer"] is None for s in every),
-            "grader_errors": sum(s["grade"]["error"] is not None for s in every),
-            "verifier_errors": sum(bool(s["score"] and s["score"]["error"]) for s in every),
-            "truncated": sum(s["finish_reason"] == "length" for s in every),
+            "examples": len(records), "samples": len(every),
+            "credited": sum(r.credit or 0.0 for r in records),
+            "extraction_failures": sum(s.grade.answer is None for s in every),
+            "grader_errors": sum(s.grade.error is not None for s in every),
+            "verifier_errors": sum(bool(s.score and s.score.error) for s in every),
+            "selection_errors": sum(r.selection_error is not None for r in records),
+            "truncated": sum(s.completion.finish_reason == "length" for s in every),
         },
-        "tokens": {"generated": tokens, "per_example": tokens / len(rows), "per_sample": tokens / len(every)},
+        "tokens": {"generated": tokens, "per_example": tokens / len(records), "per_sample": tokens / len(every)},
         "timings": {**facts.get("timings", {}), "tokens_per_s": tokens / seconds if seconds else None},
-        "curves": _curves(rows, config.seed) if config.n > 1 else None,
+        "curves": _curves(records, config.seed, headline) if config.n > 1 else None,
         "versions": _versions(),
         "git": _git_revision(),
     }
 
 
-def _curves(rows: list[dict], seed: int) -> dict:
-    """Every non-greedy sampler's expected accuracy at N' = 1, 2, 4, ... <= N, from these same samples."""
+def _measure(metric: Metric, grades: list[Score], seed: int) -> dict[str, Any]:
+    return {"value": metric.compute(grades), "ci95": list(metric.interval(grades, seed=seed))}
+
+
+def _curves(records: list[ExampleRecord], seed: int, headline: Metric) -> dict:
+    """Every non-greedy sampler's expected credit at N' = 1, 2, 4, ... <= N, from these same samples."""
     samplers = {name: s for name, s in registry().components["sampler"].items() if not s.greedy}
-    return scaling_curves(rows, samplers, seed=seed)
+    curves = scaling_curves(records, samplers, seed=seed, credit=headline.credit)
+    for name, why in curves["skipped"].items():
+        if "failed" in why or "chose" in why:
+            warn(f"no scaling curve for sampler {name!r} (plugin {registry().sources['sampler', name]}): {why}")
+    return curves
 
 
 def _versions() -> dict[str, str | None]:
@@ -340,12 +344,59 @@ def _git_revision() -> str | None:
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 
-def iter_summaries(output: Path) -> Iterable[tuple[Path, dict]]:
-    """Every readable run under ``output``; unreadable ones are reported in one line and skipped."""
-    from harness.record import read_summary
+# -- composed ----------------------------------------------------------------------------------------
 
-    for path in sorted(output.glob("*/summary.json")):
-        try:
-            yield path.parent, read_summary(path.parent)
-        except HarnessError as exc:
-            print(f"warning: skipping {exc}", file=sys.stderr)
+
+def execute(config: RunConfig, output: Path, options: EngineOptions | None = None,
+            engine: Engine | None = None) -> Path:
+    """One run: plan → generate (resuming from the cache) → grade → select → aggregate → write."""
+    started = time.perf_counter()
+    the_plan = plan(config)
+    examples = examples_of(the_plan.task, config)
+    policy = resolve_policy(config.policy)
+    run_dir = output / config.run_id()
+    cache = GenerationCache(output / "cache" / "generations.sqlite")
+    try:
+        made = generate(config, the_plan, examples, policy, cache, options or EngineOptions(), run_dir / "engine.log",
+                        engine)
+    finally:
+        cache.close()
+    facts = {"engine": made.engine, "cached_samples": made.cached_samples,
+             "policy": {"name": policy.name, "model": policy.model, "adapter": policy.adapter,
+                        "fingerprint": policy.fingerprint},
+             "timings": {"load_s": made.load_s, "generation_s": made.generation_s}}
+    return _finish(config, the_plan, made.records, run_dir, facts, started)
+
+
+def rescore(run_dir: Path, output: Path, verifier: str | None = None, grader: str | None = None,
+            oracle: bool = False, verifier_args: dict[str, str] | None = None,
+            grader_args: dict[str, str] | None = None) -> Path:
+    """Grade and select a record's samples again, without generating, into a NEW record naming its source."""
+    started = time.perf_counter()
+    records, summary = read_record(run_dir)
+    try:
+        config = RunConfig(**{**summary["config"], "verifier": verifier, "grader": grader, "oracle": oracle,
+                              "verifier_args": verifier_args or {}, "grader_args": grader_args or {},
+                              "rescored_from": summary["run_id"]})
+    except (TypeError, KeyError) as exc:
+        raise HarnessError(f"{run_dir} has a summary.json from an incompatible version: {exc}") from None
+    the_plan = plan(config)
+    facts = {key: summary[key] for key in ("engine", "policy", "cached_samples") if key in summary}
+    facts["timings"] = {k: summary.get("timings", {}).get(k, 0.0) for k in ("load_s", "generation_s")}
+    facts["rescored_from"] = str(run_dir)
+    return _finish(config, the_plan, records, output / config.run_id(), facts, started)
+
+
+def _finish(config: RunConfig, the_plan: Plan, records: list[ExampleRecord], run_dir: Path, facts: dict[str, Any],
+            started: float) -> Path:
+    """The stages ``execute`` and ``rescore`` share: grade → select → aggregate → write."""
+    verify_started = time.perf_counter()
+    graded = grade(records, the_plan.grader, the_plan.selector)
+    metrics = declared([s.grade for r in graded for s in r.samples], the_plan.grader, the_plan.task)
+    chosen = select(graded, the_plan.sampler, metrics[0])
+    facts["timings"]["verification_s"] = time.perf_counter() - verify_started
+    summary = aggregate(config, the_plan, chosen, metrics, facts, run_dir.name)
+    summary["timings"]["wall_s"] = time.perf_counter() - started
+    write_record(run_dir, chosen, summary)
+    console.print(f"record: {run_dir}", highlight=False, soft_wrap=True)
+    return run_dir

@@ -1,4 +1,9 @@
-"""Plugin discovery: every plugin, built-in or third-party, comes from the ``harness`` entry-point group."""
+"""Plugin discovery and components: every plugin, built-in or third-party, comes from the ``harness`` entry-point group.
+
+A component is named by a spec, ``NAME`` or ``NAME:ARG`` plus ``KEY=VALUE`` options
+(``rm:path/to/model``, ``winrate:rm:PATH``); a registered object that has a
+``configure(*args, **options)`` method is a factory, called with them to build the component.
+"""
 
 from __future__ import annotations
 
@@ -22,12 +27,33 @@ KINDS: dict[str, tuple[str, type]] = {
 }
 
 
+@dataclass(frozen=True)
+class Spec:
+    """A component as the user named it: ``name``, positional ``args`` (from ``name:ARG``) and keyword ``options``."""
+
+    kind: str
+    name: str
+    args: tuple[str, ...] = ()
+    options: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, kind: str, text: str, options: dict[str, str] | None = None) -> Spec:
+        name, sep, arg = text.partition(":")
+        if not name or (sep and not arg):
+            raise HarnessError(f"{kind} {text!r} is not NAME or NAME:ARG")
+        return cls(kind, name, (arg,) if sep else (), tuple(sorted((options or {}).items())))
+
+    def __str__(self) -> str:
+        return ":".join((self.name, *self.args))
+
+
 @dataclass
 class Registry:
     """What the installed plugins registered, with where each came from and what failed."""
 
     components: dict[str, dict[str, Any]] = field(default_factory=lambda: {k: {} for k in KINDS})
     sources: dict[tuple[str, str], str] = field(default_factory=dict)
+    versions: dict[str, str | None] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     def get(self, kind: str, name: str) -> Any:
@@ -48,10 +74,35 @@ class Registry:
         self.components[kind][name] = obj
         self.sources[kind, name] = source
 
+    def build(self, spec: Spec) -> Any:
+        """The component a spec names, configured with its arguments; a bad argument is the user's one-line error."""
+        obj = self.get(spec.kind, spec.name)
+        configure = getattr(obj, "configure", None)
+        if configure is None:
+            if spec.args or spec.options:
+                raise HarnessError(f"{spec.kind} {spec.name!r} takes no arguments; got {spec}")
+            return obj
+        try:
+            return configure(*spec.args, **dict(spec.options))
+        except HarnessError:
+            raise
+        except TypeError as exc:
+            raise HarnessError(f"{spec.kind} {spec.name!r} does not take these arguments ({exc})") from None
+        except Exception as exc:  # plugin code: report it as that plugin's
+            raise HarnessError(f"{spec.kind} {spec} from plugin {self.sources[spec.kind, spec.name]} failed to "
+                               f"configure: {type(exc).__name__}: {exc}") from None
 
-def _source(ep: importlib.metadata.EntryPoint) -> str:
+    def describe(self, spec: Spec) -> dict[str, Any]:
+        """What a record keeps of a component so that a run can be reproduced from it alone."""
+        source = self.sources[spec.kind, spec.name]
+        dist = source.split(":", 1)[0]
+        return {"name": spec.name, "args": list(spec.args), "options": dict(spec.options), "spec": str(spec),
+                "plugin": source, "distribution": dist, "version": self.versions.get(dist)}
+
+
+def _source(ep: importlib.metadata.EntryPoint) -> tuple[str, str | None]:
     dist = getattr(ep, "dist", None)
-    return f"{dist.name if dist else '?'}:{ep.name}"
+    return f"{dist.name if dist else '?'}:{ep.name}", dist.version if dist else None
 
 
 @functools.cache
@@ -61,10 +112,15 @@ def registry() -> Registry:
     pm.add_hookspecs(hookspecs)
     reg = Registry()
     for ep in sorted(importlib.metadata.entry_points(group="harness"), key=lambda e: e.name):
-        source = _source(ep)
+        source, version = _source(ep)
+        reg.versions[source.split(":", 1)[0]] = version
         try:
-            pm.register(ep.load(), name=source)
+            plugin = ep.load()
+            pm.register(plugin, name=source)
+            pm.check_pending()  # a hook that matches no spec (a misspelt name) breaks the contract
         except Exception as exc:  # a third-party plugin may fail in any way
+            if pm.get_plugin(source) is not None:
+                pm.unregister(name=source)
             reg.problems.append(f"plugin {source} failed to load: {type(exc).__name__}: {exc}")
     for kind, (hook, _) in KINDS.items():
         for impl in getattr(pm.hook, hook).get_hookimpls():
@@ -78,16 +134,16 @@ def registry() -> Registry:
     return reg
 
 
-def get_task(name: str) -> Task:
-    """The registered task called ``name``."""
-    return registry().get("task", name)
+def get_task(spec: str) -> Task:
+    """The task a spec names (``countdown``), configured."""
+    return registry().build(Spec.parse("task", spec))
 
 
-def get_verifier(name: str) -> Verifier:
-    """The registered verifier called ``name``."""
-    return registry().get("verifier", name)
+def get_verifier(spec: str) -> Verifier:
+    """The verifier a spec names (``countdown``, ``rm:path/to/model``), configured."""
+    return registry().build(Spec.parse("verifier", spec))
 
 
-def get_sampler(name: str) -> Sampler:
-    """The registered sampler called ``name``."""
-    return registry().get("sampler", name)
+def get_sampler(spec: str) -> Sampler:
+    """The sampler a spec names (``bon``), configured."""
+    return registry().build(Spec.parse("sampler", spec))

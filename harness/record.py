@@ -1,6 +1,7 @@
-"""Run records on disk: ``samples.jsonl`` (every sample, score and choice) and ``summary.json``.
+"""Run records on disk: ``samples.jsonl`` (every example, sample, verdict and choice) and ``summary.json``.
 
-Both are written atomically (temp file, then rename), so a reader never sees half a record.
+Both are written atomically (temp file, then rename), so a reader never sees half a record;
+the samples first, so a ``summary.json`` always describes a complete ``samples.jsonl``.
 """
 
 from __future__ import annotations
@@ -8,10 +9,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.report import warn
+from harness.types import ExampleRecord
 
 SAMPLES = "samples.jsonl"
 SUMMARY = "summary.json"
@@ -27,9 +31,8 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_record(run_dir: Path, rows: list[dict], summary: dict) -> None:
-    """Samples first, summary last: a summary.json always describes a complete samples.jsonl."""
-    write_atomic(run_dir / SAMPLES, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+def write_record(run_dir: Path, records: list[ExampleRecord], summary: dict) -> None:
+    write_atomic(run_dir / SAMPLES, "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records))
     write_atomic(run_dir / SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
 
 
@@ -43,20 +46,28 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def read_record(run_dir: Path) -> tuple[list[dict], dict]:
+def read_record(run_dir: Path) -> tuple[list[ExampleRecord], dict[str, Any]]:
+    """A run's examples and summary; a record that is torn, corrupt or of another shape is a one-line error."""
     summary = read_summary(run_dir)
     path = run_dir / SAMPLES
     try:
         with path.open(encoding="utf-8") as fh:
-            rows = [json.loads(line) for line in fh if line.strip()]
-        for row in rows:
-            row["samples"][0]["text"]  # noqa: B018 - validate the shape before any work
+            records = [ExampleRecord.from_json(json.loads(line)) for line in fh if line.strip()]
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise HarnessError(f"{run_dir} is not a readable run directory ({path.name}: {_why(exc)})") from None
-    if len(rows) != summary.get("counts", {}).get("examples"):
-        raise HarnessError(f"{run_dir} is corrupt: {SAMPLES} has {len(rows)} examples, {SUMMARY} says "
+    if len(records) != summary.get("counts", {}).get("examples"):
+        raise HarnessError(f"{run_dir} is corrupt: {SAMPLES} has {len(records)} examples, {SUMMARY} says "
                            f"{summary.get('counts', {}).get('examples')}")
-    return rows, summary
+    return records, summary
+
+
+def iter_summaries(output: Path) -> Iterator[tuple[Path, dict]]:
+    """Every readable run under ``output``; unreadable ones are reported in one line and skipped."""
+    for path in sorted(output.glob("*/summary.json")):
+        try:
+            yield path.parent, read_summary(path.parent)
+        except HarnessError as exc:
+            warn(f"skipping {exc}")
 
 
 def _why(exc: Exception) -> str:

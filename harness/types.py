@@ -1,10 +1,12 @@
-"""The small typed objects that flow through a run: examples in, completions and scores out."""
+"""The small typed objects that flow through a run: examples in, completions and scores out, records on disk."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+SCHEMA_VERSION = 2  # of ExampleRecord / SampleRecord as written to samples.jsonl
 
 
 @dataclass(frozen=True)
@@ -32,14 +34,23 @@ class Score:
     ``value`` is in [0, 1]; ``answer`` is what the verifier extracted (None when it
     found nothing to grade); ``error`` says why the check itself failed (a timeout, an
     exception), which is counted apart from wrong answers; ``metrics`` holds named
-    side-scores in [0, 1] (``well_formed``, ``strict``) that the run summary averages
-    over the chosen samples and reports beside accuracy.
+    side-scores (``well_formed``, ``strict``) that the grader's declared metrics aggregate;
+    ``raw`` is the verifier's unsquashed number (a reward model's logit) when it has one.
     """
 
     value: float
     answer: str | None = None
     error: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    raw: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Score:
+        return cls(data["value"], data.get("answer"), data.get("error"), dict(data.get("metrics") or {}),
+                   data.get("raw"))
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,64 @@ class Candidate:
     completion: Completion
     answer: str | None = None
     score: Score | None = None
+
+
+@dataclass
+class SampleRecord:
+    """One generated sample in the record: the completion, what it cost, and its verdicts."""
+
+    completion: Completion
+    seconds: float = 0.0
+    grade: Score | None = None
+    score: Score | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.completion
+        return {"text": c.text, "tokens": c.tokens, "logprob": c.logprob, "finish_reason": c.finish_reason,
+                "seconds": self.seconds, "grade": self.grade.to_json() if self.grade else None,
+                "score": self.score.to_json() if self.score else None}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SampleRecord:
+        completion = Completion(data["text"], data["tokens"], data["logprob"], data["finish_reason"])
+        return cls(completion, data.get("seconds", 0.0),
+                   Score.from_json(data["grade"]) if data.get("grade") else None,
+                   Score.from_json(data["score"]) if data.get("score") else None)
+
+
+@dataclass
+class ExampleRecord:
+    """One example in the record: what was asked, every sample, which one was chosen and the credit it earned.
+
+    ``credit`` is the chosen sample's value under the run's primary metric (1/0 for accuracy,
+    the score itself for a mean such as a win-rate); ``selection_error`` names a sampler
+    failure on this example (the example then earns no credit).
+    """
+
+    example: Example
+    rendered_prompt: str
+    samples: list[SampleRecord]
+    selected: int | None = None
+    credit: float | None = None
+    selection_error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        ex = self.example
+        return {"schema_version": SCHEMA_VERSION, "id": ex.id, "prompt": ex.prompt, "shots": ex.shots,
+                "rendered_prompt": self.rendered_prompt, "reference": ex.reference, "meta": ex.meta,
+                "samples": [s.to_json() for s in self.samples], "selected": self.selected,
+                "credit": self.credit, "selection_error": self.selection_error}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ExampleRecord:
+        example = Example(data["prompt"], data.get("reference"), data.get("meta") or {}, data["id"],
+                          tuple(tuple(s) for s in data.get("shots") or ()))
+        return cls(example, data["rendered_prompt"], [SampleRecord.from_json(s) for s in data["samples"]],
+                   data.get("selected"), data.get("credit"), data.get("selection_error"))
+
+    @property
+    def chosen(self) -> SampleRecord | None:
+        return None if self.selected is None else self.samples[self.selected]
 
 
 @runtime_checkable

@@ -269,13 +269,13 @@ class SympyVerifier:
     def score(self, example: harness.Example, completion: str) -> harness.Score:
         return self._score(example.reference, completion, {})
 
-    def score_batch(self, example: harness.Example, completions: list[str]) -> list[harness.Score]:
-        """Score N samples, checking each distinct answer once (slow checks repeat across samples)."""
-        verdicts: dict[str, tuple[bool, str | None]] = {}
-        return [self._score(example.reference, completion, verdicts) for completion in completions]
+    def score_batch(self, pairs: list[tuple[harness.Example, str]]) -> list[harness.Score]:
+        """Score many samples, checking each distinct (gold, answer) once (slow checks repeat across samples)."""
+        verdicts: dict[tuple[str | None, str], tuple[bool, str | None]] = {}
+        return [self._score(example.reference, completion, verdicts) for example, completion in pairs]
 
     def _score(
-        self, reference: str | None, completion: str, verdicts: dict[str, tuple[bool, str | None]]
+        self, reference: str | None, completion: str, verdicts: dict[tuple[str | None, str], tuple[bool, str | None]]
     ) -> harness.Score:
         try:
             found = extract_answer(completion)
@@ -283,9 +283,9 @@ class SympyVerifier:
             return harness.Score(0.0, error=type(exc).__name__, metrics={"strict": 0.0, "lenient": 0.0})
         if found is None:
             return harness.Score(0.0, metrics={"strict": 0.0, "lenient": 0.0})
-        if found.answer not in verdicts:
-            verdicts[found.answer] = self._judge(reference, found.answer)
-        correct, error = verdicts[found.answer]
+        if (reference, found.answer) not in verdicts:
+            verdicts[reference, found.answer] = self._judge(reference, found.answer)
+        correct, error = verdicts[reference, found.answer]
         value = float(correct)
         metrics = {"strict": value if found.rule != "last_number" else 0.0, "lenient": value}
         return harness.Score(value, answer=found.answer, error=error, metrics=metrics)

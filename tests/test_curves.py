@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from harness import Candidate, Completion, HarnessError, Score
 from harness.curves import expected_selection_accuracy, pass_at_k, row_candidates, scaling_curves, subset_sizes
 from harness.plot import DPI, SIZE, plot
+from harness.types import ExampleRecord
 from plugins.samplers import BestOfN
 from plugins.voting import Majority, Weighted
 
@@ -178,13 +179,13 @@ def test_expected_accuracy_rejects_bad_sizes():
 # -- scaling curves over record rows ----------------------------------------------------------
 
 
-def make_row(samples: list[tuple], correct: list[bool], scored: bool = True) -> dict:
-    """A row as ``pipeline._finish`` writes it; wrong answers sometimes get partial credit (0.1)."""
-    return {"id": "x", "samples": [
+def make_row(samples: list[tuple], correct: list[bool], scored: bool = True) -> ExampleRecord:
+    """A record as the pipeline writes it; wrong answers sometimes get partial credit (0.1)."""
+    return ExampleRecord.from_json({"id": "x", "prompt": "p", "rendered_prompt": "p", "samples": [
         {"text": f"... {a}", "tokens": t, "logprob": lp, "finish_reason": "stop", "seconds": 0.0,
          "grade": {"value": 1.0 if ok else 0.1 * (a is not None), "answer": a, "error": None, "metrics": {}},
          "score": {"value": sc, "answer": a, "error": None, "metrics": {}} if scored else None}
-        for (a, sc, lp, t), ok in zip(samples, correct, strict=True)]}
+        for (a, sc, lp, t), ok in zip(samples, correct, strict=True)]})
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +238,7 @@ def test_scaling_curves_reject_what_they_cannot_measure(problems):
         scaling_curves([], {"majority": Majority()})
     with pytest.raises(HarnessError):
         scaling_curves(rows, {"majority": Majority()}, ks=[6])
-    rows[1]["samples"].pop()
+    rows[1].samples.pop()
     with pytest.raises(HarnessError, match="same number of samples"):
         scaling_curves(rows, {"majority": Majority()})
 

@@ -32,7 +32,7 @@ def test_gsm8k_majority_vote_through_vllm(tmp_path, shared_data, smollm2):
         chosen = answers[row["selected"]]
         if chosen is not None:
             assert answers.count(chosen) == max(answers.count(a) for a in answers if a is not None)
-        assert row["correct"] == (row["samples"][row["selected"]]["grade"]["value"] == 1.0)
+        assert row["credit"] == (row["samples"][row["selected"]]["grade"]["value"] == 1.0)
     curves = summary["curves"]
     assert curves["n"] == [1, 2, 4] and curves["samplers"] == ["majority"] and "bon" in curves["skipped"]
     correct = [[s["grade"]["value"] == 1.0 for s in r["samples"]] for r in rows]

@@ -184,7 +184,7 @@ def test_every_gsm8k_test_gold_verifies_against_itself_and_not_gold_plus_one(ver
         wrong = str(int(gold.replace(",", "")) + 1)
         example = harness.Example("q", reference=gold)
         scores = verifier.score_batch(
-            example, [f"#### {gold}", f"Final answer: {gold}", f"Final answer: {wrong}"]
+            [(example, t) for t in (f"#### {gold}", f"Final answer: {gold}", f"Final answer: {wrong}")]
         )
         assert [s.value for s in scores] == [1.0, 1.0, 0.0], gold
         assert scores[0].metrics == {"strict": 1.0, "lenient": 1.0}
@@ -271,7 +271,8 @@ def test_a_batch_checks_a_repeated_slow_answer_once() -> None:
     v = SympyVerifier(timeout=0.5)
     assert grade(v, "7", "Final answer: 2*3+1").value == 1.0  # start the worker
     start = time.monotonic()
-    scores = v.score_batch(harness.Example("q", reference="7"), ["Final answer: 9^{9^{9}}"] * 4 + ["#### 7"])
+    example = harness.Example("q", reference="7")
+    scores = v.score_batch([(example, t) for t in ["Final answer: 9^{9^{9}}"] * 4 + ["#### 7"]])
     assert time.monotonic() - start < 2 * 0.5 + 2
     assert [s.error for s in scores] == ["timeout"] * 4 + [None]
     assert [s.value for s in scores] == [0.0] * 4 + [1.0]

@@ -1,0 +1,95 @@
+"""What the user sees: one console for the harness's own lines, progress bars, and the libraries' chatter kept aside.
+
+vLLM, torch and transformers print warnings and banners (to Python logging, ``warnings`` and
+straight to file descriptors 1 and 2 from C++). While a model loads and generates, ``quiet``
+sends all of it to a log file inside the run directory; the harness's console keeps writing to
+the terminal through a duplicate of the original stderr, and a failure shows the log's tail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+def _terminal() -> Console:
+    """A console on a duplicate of stderr, so redirecting fd 2 to a log never hides the harness's own lines."""
+    try:
+        return Console(file=os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1), stderr=False)
+    except (OSError, ValueError, AttributeError):  # stderr without a file descriptor (a test runner's capture)
+        return Console(stderr=True)
+
+
+console = _terminal()
+
+
+def warn(message: str) -> None:
+    """One yellow line: something went wrong that the run survived."""
+    console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console)
+
+
+LIBRARY_LOGGERS = ("vllm", "torch", "transformers", "accelerate", "peft", "trl", "datasets", "huggingface_hub")
+
+
+@contextlib.contextmanager
+def quiet(log: Path) -> Iterator[None]:
+    """Send library logging, warnings and raw fd 1/2 output to ``log``; on an exception, show the log's tail."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    handler = logging.FileHandler(log, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    loggers = [logging.getLogger(name) for name in LIBRARY_LOGGERS]
+    kept = [(lg, list(lg.handlers), lg.propagate) for lg in loggers]
+    with open(log, "a", encoding="utf-8") as sink, warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda msg, cat, fn, ln, *_: sink.write(f"{fn}:{ln}: {cat.__name__}: {msg}\n")
+        for lg in loggers:
+            lg.handlers, lg.propagate = [handler], False
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            _restore(saved, kept, handler)
+            saved = []
+            if not isinstance(sys.exc_info()[1], KeyboardInterrupt):
+                _show_tail(log)
+            raise
+        finally:
+            if saved:
+                _restore(saved, kept, handler)
+
+
+def _restore(saved: list[int], kept: list, handler: logging.Handler) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(saved[0], 1)
+    os.dup2(saved[1], 2)
+    for fd in saved:
+        os.close(fd)
+    for lg, handlers, propagate in kept:
+        lg.handlers, lg.propagate = handlers, propagate
+    handler.close()
+
+
+def _show_tail(log: Path, lines: int = 15) -> None:
+    tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    if tail:
+        console.print(f"[dim]last lines of {log}:[/]", highlight=False)
+        for line in tail:
+            console.print(f"[dim]  {line}[/]", markup=False, highlight=False)

@@ -1,0 +1,350 @@
+"""The fast tier: the real run path (plan → generate → grade → select → aggregate → write → rescore → curves →
+leaderboard) driven by a fake engine whose canned completions have known right answers, so a wrong choice or
+a wrong formula fails. Real engines are exercised in test_engines.py and test_run.py."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import math
+import multiprocessing
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from fakes import FakeEngine
+from transformers import AutoTokenizer
+
+import harness
+from harness import leaderboard
+from harness.cache import GenerationCache
+from harness.errors import HarnessError
+from harness.metrics import accuracy, mean_score, micro
+from harness.pipeline import RunConfig, examples_of, execute, plan, rescore
+from harness.plugins import registry
+from harness.record import read_record
+from harness.types import Completion, Score
+
+V1_RECORDS = ROOT / "tests" / "fixtures" / "records-v1"
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_llama):
+    return AutoTokenizer.from_pretrained(tiny_llama)
+
+
+def run(out: Path, policy: Path, tokenizer, answer, **fields) -> tuple[list, dict, FakeEngine]:
+    config = RunConfig(policy=str(policy), **fields)
+    examples = examples_of(plan(config).task, config)
+    engine = FakeEngine(tokenizer, answer, [e.prompt for e in examples])
+    records, summary = read_record(execute(config, out, engine=engine))
+    return records, summary, engine
+
+
+@contextlib.contextmanager
+def registered(kind: str, component):
+    """A component registered in this process, as a plugin would, for one test."""
+    reg = registry()
+    reg.add(kind, component, f"tests:{component.name}")
+    try:
+        yield component
+    finally:
+        del reg.components[kind][component.name]
+        del reg.sources[kind, component.name]
+
+
+def solve(numbers: list[int], target: int) -> str:
+    """A Countdown solution, found by brute force over left-nested expressions (exact arithmetic, no eval)."""
+    ops = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
+           "/": lambda a, b: a / b if b else None}
+    for k in range(2, len(numbers) + 1):
+        for perm in itertools.permutations(numbers, k):
+            for chosen in itertools.product(ops, repeat=k - 1):
+                value, text = Fraction(perm[0]), str(perm[0])
+                for op, n in zip(chosen, perm[1:], strict=True):
+                    value = ops[op](value, Fraction(n)) if value is not None else None
+                    text = f"({text} {op} {n})"
+                if value == target:
+                    return text
+    raise AssertionError(f"no solution for {numbers} -> {target}")
+
+
+# -- selection and metrics, with answers known in advance ---------------------------------------------
+
+
+def test_best_of_n_picks_the_known_best_and_the_numbers_follow(tmp_path, tiny_llama, tokenizer):
+    examples = list(harness.get_task("countdown").examples(limit=6))
+    solvable = {e.prompt: (solve(e.meta["numbers"], e.meta["target"]), i % 2 == 0) for i, e in enumerate(examples)}
+
+    def answer(prompt: str, j: int) -> tuple[str, float]:
+        solution, right = solvable[prompt]
+        return [("no tags here", -0.1),                           # malformed, most confident: never best
+                ("<answer>1 + 2</answer>", -0.2),                  # well-formed but wrong
+                (f"<answer>{solution if right else '2 * 2'}</answer>", -9.0),  # right on even examples only
+                ("<answer>(1 +", -0.3)][j]                         # truncated
+
+    records, summary, _ = run(tmp_path, tiny_llama, tokenizer, answer, sampler="bon", n=4, limit=6)
+    assert [r.selected for r in records] == [2, 1] * 3
+    assert summary["metric"] == {"name": "accuracy", "value": 0.5, "ci95": summary["metric"]["ci95"]}
+    low, high = summary["metric"]["ci95"]
+    assert 0.0 <= low < 0.5 < high <= 1.0
+    assert summary["metrics"]["well_formed"]["value"] == 1.0
+    assert summary["counts"]["extraction_failures"] == 6 * 2 and summary["counts"]["credited"] == 3
+    curves = summary["curves"]
+    assert curves["accuracy"]["bon"][-1] == 0.5 and curves["accuracy"]["bon"][0] == pytest.approx(0.5 / 4)
+    assert curves["pass@k"][-1] == 0.5
+
+
+def test_majority_picks_the_known_mode(tmp_path, tiny_llama, tokenizer, shared_data):
+    data = shared_data / "gsm8k"
+    golds = [json.loads(line)["answer"].split("####")[-1].strip().replace(",", "")
+             for line in (data / "test.jsonl").read_text().splitlines()[:4]]
+    task = harness.get_task("gsm8k").configure(data=str(data))
+    prompts = [e.prompt for e in task.examples(limit=4)]
+    plan_of = {0: ["g", "g", "w", "g", "x"], 1: ["w", "g", "g", "n", "g"], 2: ["w", "g", "w", "g", "w"],
+               3: ["n", "n", "n", "n", "n"]}  # g: gold, w: gold + 1, x: gold + 2, n: no number at all
+
+    def answer(prompt: str, j: int) -> tuple[str, float]:
+        e = prompts.index(next(p for p in prompts if p == prompt))
+        gold = int(golds[e])
+        kind = plan_of[e][j]
+        text = {"g": f"Final answer: {gold}", "w": f"Final answer: {gold + 1}", "x": f"Final answer: {gold + 2}",
+                "n": "I do not know."}[kind]
+        return text, -1.0 - j
+
+    records, summary, _ = run(tmp_path, tiny_llama, tokenizer, answer, task="gsm8k", sampler="majority", n=5,
+                              limit=4, task_args={"data": str(data)})
+    chosen = [r.chosen.grade.answer for r in records]
+    assert chosen[:3] == [golds[0], golds[1], str(int(golds[2]) + 1)]
+    assert records[3].selected == 0  # nobody answered: the most confident sample (mean logprob)
+    assert summary["metric"]["value"] == 0.5
+    assert summary["metrics"]["strict"]["value"] == 0.5 and summary["metrics"]["lenient"]["value"] == 0.5
+
+
+class Coin:
+    """A win-rate-like grader: 'win' 1, 'tie' 0.5, 'loss' 0; its headline is a mean, so a tie counts half."""
+
+    name = "coin"
+    reference_free = True
+    metrics = [mean_score("win_rate"), accuracy("wins")]
+
+    def score(self, example, completion):
+        return Score({"win": 1.0, "tie": 0.5, "loss": 0.0}[completion.split()[0]], answer=completion.split()[0])
+
+
+def test_a_tie_counts_half_in_the_headline_and_in_the_curves(tmp_path, tiny_llama, tokenizer):
+    outcomes = ["win", "tie", "tie", "loss"]
+    prompts = [e.prompt for e in harness.get_task("countdown").examples(limit=4)]
+    with registered("verifier", Coin()):
+        records, summary, _ = run(tmp_path / "a", tiny_llama, tokenizer,
+                                  lambda p, j: (outcomes[prompts.index(p)] + " x", -1.0), grader="coin", limit=4)
+        assert summary["metric"]["name"] == "win_rate" and summary["metric"]["value"] == 0.5
+        assert summary["metrics"]["wins"]["value"] == 0.25
+        assert [r.credit for r in records] == [1.0, 0.5, 0.5, 0.0]
+        _, summary, _ = run(tmp_path / "b", tiny_llama, tokenizer, lambda p, j: (["tie x", "win x"][j], -1.0 - j),
+                            grader="coin", sampler="majority", n=2, limit=4)
+        assert summary["curves"]["accuracy"]["majority"][0] == pytest.approx(0.75)  # mean of 0.5 and 1
+
+
+class Instructions:
+    """IFEval-like: 'k/m' means k of m instructions followed; instruction-level accuracy is a micro-average."""
+
+    name = "instructions"
+    reference_free = True
+    metrics = [accuracy("prompt_level"), micro("inst_level", "followed", "count")]
+
+    def score(self, example, completion):
+        k, m = map(int, completion.split()[0].split("/"))
+        return Score(float(k == m), metrics={"followed": k / m, "count": float(m)})
+
+
+def test_instruction_level_accuracy_is_micro_averaged(tmp_path, tiny_llama, tokenizer):
+    answers = ["1/1 ok", "0/3 no", "2/4 half"]
+    prompts = [e.prompt for e in harness.get_task("countdown").examples(limit=3)]
+    with registered("verifier", Instructions()):
+        _, summary, _ = run(tmp_path, tiny_llama, tokenizer, lambda p, j: (answers[prompts.index(p)], -1.0),
+                            grader="instructions", limit=3)
+    assert summary["metric"]["value"] == pytest.approx(1 / 3)
+    assert summary["metrics"]["inst_level"]["value"] == pytest.approx(3 / 8)  # macro would be 0.5
+    low, high = summary["metrics"]["inst_level"]["ci95"]
+    assert low <= 3 / 8 <= high
+
+
+# -- plugin failures are the plugin's ---------------------------------------------------------------
+
+
+class Broken:
+    name = "broken"
+    greedy = False
+    uses_scores = False
+
+    def select(self, candidates):
+        raise RuntimeError("boom")
+
+
+class OutOfRange(Broken):
+    name = "outofrange"
+
+    def select(self, candidates):
+        return 7
+
+
+def test_a_broken_sampler_the_run_did_not_ask_for_loses_only_its_curve(tmp_path, tiny_llama, tokenizer):
+    with registered("sampler", Broken()):
+        records, summary, _ = run(tmp_path, tiny_llama, tokenizer, lambda p, j: ("<answer>1 + 2</answer>", -1.0),
+                                  sampler="bon", n=2, limit=2)
+    assert "broken" in summary["curves"]["skipped"] and "boom" in summary["curves"]["skipped"]["broken"]
+    assert "bon" in summary["curves"]["samplers"] and len(records) == 2
+
+
+@pytest.mark.parametrize(("sampler", "says"), [(Broken(), "RuntimeError: boom"), (OutOfRange(), "chose 7")])
+def test_a_failing_sampler_is_contained_and_named(tmp_path, tiny_llama, tokenizer, sampler, says):
+    with registered("sampler", sampler):
+        records, summary, _ = run(tmp_path, tiny_llama, tokenizer, lambda p, j: ("x", -1.0), sampler=sampler.name,
+                                  n=2, limit=2)
+    assert all(r.selected is None and r.credit == 0.0 for r in records)
+    assert all(f"sampler {sampler.name!r}" in r.selection_error and says in r.selection_error for r in records)
+    assert summary["counts"]["selection_errors"] == 2 and summary["metric"]["value"] == 0.0
+
+
+def test_a_misspelt_hook_is_reported_as_a_broken_plugin(monkeypatch):
+    import importlib.metadata
+    import types
+
+    module = types.ModuleType("misspelt")
+    module.register_verifier = harness.hookimpl(lambda: [])  # the hook is register_verifiers
+
+    class EntryPoint:
+        name, dist = "misspelt", None
+
+        def load(self):
+            return module
+
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group: [*real(group=group), EntryPoint()] if group == "harness" else real(group=group))
+    registry.cache_clear()
+    try:
+        problems = registry().problems
+        assert any("misspelt" in p and "register_verifier" in p for p in problems), problems
+        assert harness.get_verifier("countdown").name == "countdown"
+    finally:
+        monkeypatch.undo()
+        registry.cache_clear()
+
+
+# -- records: rescoring, resuming, the cache ----------------------------------------------------------
+
+
+def test_rescoring_writes_a_new_record_and_never_touches_its_source(tmp_path, tiny_llama, tokenizer):
+    _, summary, _ = run(tmp_path, tiny_llama, tokenizer, lambda p, j: ("<answer>1 + 2</answer>", -1.0), limit=2)
+    source = tmp_path / summary["run_id"]
+    before = {p.name: p.read_bytes() for p in source.iterdir() if p.is_file()}
+    again = rescore(source, tmp_path)
+    assert again != source and {p.name: p.read_bytes() for p in source.iterdir() if p.is_file()} == before
+    _, new = read_record(again)
+    assert new["rescored_from"] == str(source) and new["config"]["rescored_from"] == summary["run_id"]
+    assert new["metric"] == summary["metric"]
+
+
+def test_raising_n_generates_only_the_new_samples(tmp_path, tiny_llama, tokenizer):
+    answer = lambda p, j: (f"<answer>{j} + 1</answer>", -1.0 - j)  # noqa: E731
+    first, _, engine = run(tmp_path, tiny_llama, tokenizer, answer, sampler="bon", n=2, limit=3)
+    assert engine.generated == 6 and not engine.closed  # an engine passed in is the caller's to close
+    second, summary, engine = run(tmp_path, tiny_llama, tokenizer, answer, sampler="bon", n=4, limit=3)
+    assert engine.generated == 6 and summary["cached_samples"] == 6
+    assert [s.completion for r in second for s in r.samples[:2]] == [s.completion for r in first for s in r.samples]
+    _, summary, engine = run(tmp_path, tiny_llama, tokenizer, answer, sampler="bon", n=4, limit=3)
+    assert engine.generated == 0 and summary["engine"] is None
+
+
+def test_records_written_by_the_previous_version_keep_their_numbers(tmp_path, shared_data):
+    for source in sorted(V1_RECORDS.iterdir()):
+        copy = tmp_path / source.name
+        shutil.copytree(source, copy)
+        summary = json.loads((copy / "summary.json").read_text())
+        if "data" in summary["config"]["task_args"]:
+            summary["config"]["task_args"]["data"] = str(shared_data / "gsm8k")
+            (copy / "summary.json").write_text(json.dumps(summary))
+        _, new = read_record(rescore(copy, tmp_path / "out"))
+        assert new["metric"]["value"] == summary["metric"]["value"], source.name
+        assert new["metric"]["ci95"] == pytest.approx(summary["metric"]["ci95"]), source.name
+        assert {k: v["value"] for k, v in new["metrics"].items()} == pytest.approx(summary["metrics"]), source.name
+        if summary["curves"]:
+            for name, line in summary["curves"]["accuracy"].items():
+                assert new["curves"]["accuracy"][name] == pytest.approx(line), (source.name, name)
+            assert new["curves"]["pass@k"] == pytest.approx(summary["curves"]["pass@k"]), source.name
+
+
+def _writer(path: str, start: int) -> None:
+    cache = GenerationCache(Path(path))
+    for i in range(start, start + 300):
+        cache.put([(f"k{i}", Completion(f"from {start}", 1, -1.0, "stop"), 0.0)])
+
+
+def test_two_processes_share_one_cache(tmp_path):
+    path = str(tmp_path / "cache.sqlite")
+    GenerationCache(Path(path)).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(path, start)) for start in (0, 150)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    cache = GenerationCache(Path(path))
+    got = cache.get_many([f"k{i}" for i in range(450)])
+    assert len(got) == len(cache) == 450
+    assert {got[f"k{i}"][0].text for i in range(150, 300)} <= {"from 0", "from 150"}  # first writer kept
+
+
+# -- components with arguments, and the one verification API -----------------------------------------
+
+
+def test_component_specs_and_their_errors():
+    with pytest.raises(HarnessError, match="takes no arguments"):
+        harness.get_verifier("countdown:extra")
+    with pytest.raises(HarnessError, match="NAME or NAME:ARG"):
+        harness.get_verifier("countdown:")
+    task = harness.get_task("countdown")
+    assert task.configure(numbers="3").numbers == (3, 3)
+
+
+class Logits:
+    name = "logits"
+    reference_free = True
+    scale = "logit"
+
+    def score_batch(self, pairs):
+        return [float(len(text)) - 2 for _, text in pairs]
+
+
+class Wild:
+    name = "wild"
+    reference_free = True
+
+    def score(self, example, completion):
+        if completion == "crash":
+            raise ValueError("bad input")
+        return {"big": 3.0, "nan": math.nan, "ok": 0.25}[completion]
+
+
+def test_verify_squashes_logits_and_contains_failures():
+    ex = harness.Example("q")
+    scores = harness.verify(Logits(), [(ex, "ab"), (ex, "abcd")])
+    assert [s.value for s in scores] == [0.5, pytest.approx(1 / (1 + math.exp(-2)))]
+    assert [s.raw for s in scores] == [0.0, 2.0]
+    wild = harness.verify(Wild(), [(ex, "ok"), (ex, "big"), (ex, "nan")])
+    assert wild[0].value == 0.25 and wild[0].error is None
+    assert "outside [0, 1]" in wild[1].error and "NaN" in wild[2].error
+    crashed = harness.verify(Wild(), [(ex, "ok"), (ex, "crash")])
+    assert all("'wild' failed: ValueError: bad input" in s.error and s.value == 0.0 for s in crashed)
+
+
+def test_leaderboard_shows_each_side_metric_value(tmp_path, tiny_llama, tokenizer):
+    run(tmp_path, tiny_llama, tokenizer, lambda p, j: ("<answer>1 + 2</answer>", -1.0), limit=2)
+    (row,) = leaderboard.rows(tmp_path)
+    assert row["well_formed"] == 1.0 and row["value"] == 0.0 and row["policy"] == Path(tiny_llama).name
