@@ -363,9 +363,18 @@ def execute(config: RunConfig, output: Path, options: EngineOptions | None = Non
         cache.close()
     facts = {"engine": made.engine, "cached_samples": made.cached_samples,
              "policy": {"name": policy.name, "model": policy.model, "adapter": policy.adapter,
-                        "fingerprint": policy.fingerprint},
+                        "fingerprint": policy.fingerprint, "trained_against": policy.reward},
              "timings": {"load_s": made.load_s, "generation_s": made.generation_s}}
     return _finish(config, the_plan, made.records, run_dir, facts, started)
+
+
+def judge_trained_against(judge: str | None, reward: str | None) -> bool:
+    """True when a grader's judge is the reward model the policy was trained against (its score is then inflated)."""
+    if not judge or not reward:
+        return False
+    a, b = Spec.parse("verifier", judge), Spec.parse("verifier", reward)
+    same_path = [Path(x).expanduser().resolve() for x in (*a.args, *b.args)]
+    return a.name == b.name and (a.args == b.args or (len(same_path) == 2 and same_path[0] == same_path[1]))
 
 
 def rescore(run_dir: Path, output: Path, verifier: str | None = None, grader: str | None = None,
@@ -390,6 +399,13 @@ def rescore(run_dir: Path, output: Path, verifier: str | None = None, grader: st
 def _finish(config: RunConfig, the_plan: Plan, records: list[ExampleRecord], run_dir: Path, facts: dict[str, Any],
             started: float) -> Path:
     """The stages ``execute`` and ``rescore`` share: grade → select → aggregate → write."""
+    judge = getattr(the_plan.grader, "judge", None)
+    if judge:
+        facts["judge"] = {"spec": judge, "trained_against": judge_trained_against(
+            judge, (facts.get("policy") or {}).get("trained_against"))}
+        if facts["judge"]["trained_against"]:
+            warn(f"the judge {judge} is the reward model this policy was trained against: its win-rate is inflated; "
+                 f"judge with a model the policy never saw")
     verify_started = time.perf_counter()
     graded = grade(records, the_plan.grader, the_plan.selector)
     metrics = declared([s.grade for r in graded for s in r.samples], the_plan.grader, the_plan.task)

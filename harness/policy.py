@@ -12,7 +12,7 @@ import re
 import shutil
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -43,6 +43,7 @@ class Policy:
     name: str
     model: str
     adapter: str | None = None
+    reward: str | None = field(default=None, compare=False)  # the verifier spec it was trained against (manifest)
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -183,9 +184,16 @@ def _weight_files(folder: Path) -> list[Path]:
 
 
 def _from_manifest(manifest: Path) -> Policy:
+    """``model`` (full weights, relative to the manifest) or ``base`` plus an optional ``adapter``."""
     try:
         data = json.loads(manifest.read_text())
-        base = resolve_policy(data["base"])
+        if data.get("model"):
+            model = manifest.parent / data["model"]
+            if not (model / "config.json").exists():
+                raise HarnessError(f"policy manifest {manifest} names model {model}, which has no config.json")
+            base = Policy(data.get("name", manifest.parent.name), str(model.resolve()))
+        else:
+            base = resolve_policy(data["base"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise HarnessError(f"policy manifest {manifest} is unreadable: {type(exc).__name__}: {exc}") from None
     adapter = data.get("adapter")
@@ -193,7 +201,7 @@ def _from_manifest(manifest: Path) -> Policy:
         adapter = str((manifest.parent / adapter).resolve())
         if not (Path(adapter) / "adapter_config.json").exists():
             raise HarnessError(f"policy manifest {manifest} names adapter {adapter}, which has no adapter_config.json")
-    return Policy(data.get("name", manifest.parent.name), base.model, adapter)
+    return Policy(data.get("name", manifest.parent.name), base.model, adapter, data.get("reward"))
 
 
 def _from_directory(path: Path, name: str | None = None) -> Policy:

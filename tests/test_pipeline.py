@@ -348,3 +348,27 @@ def test_leaderboard_shows_each_side_metric_value(tmp_path, tiny_llama, tokenize
     run(tmp_path, tiny_llama, tokenizer, lambda p, j: ("<answer>1 + 2</answer>", -1.0), limit=2)
     (row,) = leaderboard.rows(tmp_path)
     assert row["well_formed"] == 1.0 and row["value"] == 0.0 and row["policy"] == Path(tiny_llama).name
+
+
+class Judged(Coin):
+    name = "judged"
+    judge = "rm:/models/judge"
+
+
+def test_a_judge_that_trained_the_policy_is_flagged(tmp_path, tiny_llama, tokenizer):
+    from harness.policy import policies_dir
+
+    manifest = policies_dir() / "judged-policy" / "policy.json"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    prompts = [e.prompt for e in harness.get_task("countdown").examples(limit=2)]
+    try:
+        with registered("verifier", Judged()):
+            for reward, flagged in (("rm:/models/judge/", True), ("rm:/models/other", False)):
+                manifest.write_text(json.dumps({"base": str(tiny_llama), "reward": reward}))
+                config = RunConfig(policy="judged-policy", grader="judged", limit=2)
+                engine = FakeEngine(tokenizer, lambda p, j: ("win x", -1.0), prompts)
+                _, summary = read_record(execute(config, tmp_path / reward.replace("/", "_"), engine=engine))
+                assert summary["judge"] == {"spec": "rm:/models/judge", "trained_against": flagged}
+                assert summary["policy"]["trained_against"] == reward
+    finally:
+        manifest.unlink()
