@@ -103,7 +103,8 @@ def _report(run_dir: Path) -> None:
     m = s["metric"]
     low, high = m["ci95"]
     side = "  ".join(f"{k} {v['value']:.3f}" for k, v in s.get("metrics", {}).items())
-    Console().print(f"{s['run_id']}: {m['name']} {m['value']:.3f} [{low:.3f}, {high:.3f}]  {side}", highlight=False)
+    Console().print(f"{s['run_id']}: {m['name']} {m['value']:.3f} [{low:.3f}, {high:.3f}]  {side}", highlight=False,
+                    soft_wrap=True)
 
 
 @app.command()

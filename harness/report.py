@@ -8,6 +8,7 @@ the terminal through a duplicate of the original stderr, and a failure shows the
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -23,9 +24,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 def _terminal() -> Console:
     """A console on a duplicate of stderr, so redirecting fd 2 to a log never hides the harness's own lines."""
     try:
-        return Console(file=os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1), stderr=False)
+        terminal = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
     except (OSError, ValueError, AttributeError):  # stderr without a file descriptor (a test runner's capture)
         return Console(stderr=True)
+    atexit.register(terminal.close)
+    return Console(file=terminal, stderr=False)
 
 
 console = _terminal()

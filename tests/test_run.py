@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -130,3 +132,37 @@ def test_prompt_rendering_is_recorded(tmp_path, tiny_llama, variant):
         assert "<|im_start|>system\nBe terse.<|im_end|>" in rendered and rendered.count("<|im_start|>user") == 2
     else:
         assert "<|im_start|>" not in rendered and rendered.endswith(rows[0]["prompt"])
+
+
+@pytest.mark.skipif(os.environ.get("HARNESS_SKIP_VLLM") == "1", reason="HARNESS_SKIP_VLLM=1")
+def test_the_screen_shows_the_harness_lines_and_the_run_keeps_the_library_chatter(tmp_path, smollm2):
+    result = harness_cli("run", "--policy", "smollm2", "--backend", "vllm", "--limit", "2", "--max-tokens", "8",
+                         "-o", str(tmp_path), check=True)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    own = ("engine: vllm", "generating", "grading", "record:")
+    assert all(line.startswith(own) for line in lines), lines
+    log = only_run(tmp_path) / "engine.log"
+    assert "vllm" in log.read_text().lower() and len(log.read_text().splitlines()) > 5
+
+
+def test_library_output_goes_to_the_log_and_its_tail_shows_on_failure(tmp_path):
+    code = (
+        "import os, sys, logging, warnings\n"
+        "from pathlib import Path\n"
+        "from harness.report import console, quiet\n"
+        "try:\n"
+        f"    with quiet(Path({str(tmp_path / 'engine.log')!r})):\n"
+        "        os.write(2, b'C++ banner on fd 2\\n'); print('python print')\n"
+        "        logging.getLogger('vllm.engine').warning('vllm warning')\n"
+        "        warnings.warn('a FutureWarning', FutureWarning)\n"
+        "        console.print('harness line')\n"
+        "        raise RuntimeError('engine died')\n"
+        "except RuntimeError:\n"
+        "    sys.exit(3)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3 and result.stdout == ""
+    log = (tmp_path / "engine.log").read_text()
+    for chatter in ("C++ banner on fd 2", "python print", "vllm warning", "a FutureWarning"):
+        assert chatter in log
+    assert "harness line" in result.stderr and "last lines of" in result.stderr and "C++ banner" in result.stderr
