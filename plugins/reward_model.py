@@ -141,13 +141,17 @@ class RewardModel:
 
     # -- input ------------------------------------------------------------------------
 
-    def _ids(self, prompt: str, response: str) -> dict[str, list[int]]:
+    def _tokenize(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, list[int]]]:
+        """Untruncated judge ids (and token types, where the judge uses them) of many pairs, in one tokenizer call."""
         tok = self.tokenizer
         if self.chat:
-            messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
-            text = tok.apply_chat_template(messages, tokenize=False)
-            return dict(tok(text, add_special_tokens=False, verbose=False))
-        return dict(tok(prompt, response, verbose=False))
+            texts = [tok.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
+                                             tokenize=False) for p, r in pairs]
+            encoded = tok(texts, add_special_tokens=False, verbose=False)
+        else:
+            encoded = tok([p for p, _ in pairs], [r for _, r in pairs], verbose=False)
+        keys = [k for k in ("input_ids", "token_type_ids") if k in encoded]
+        return [{k: encoded[k][i] for k in keys} for i in range(len(pairs))]
 
     def _cut(self, text: str, drop: int, left: bool) -> str:
         """``text`` without its first (``left``) or last ``drop`` judge tokens, cut at a token boundary."""
@@ -157,13 +161,8 @@ class RewardModel:
             return ""
         return text[spans[drop][0]:] if left else text[: spans[len(spans) - drop - 1][1]]
 
-    def encode(self, prompt: str, response: str) -> dict[str, list[int]]:
-        """The judge's input for one pair (``input_ids``, ``attention_mask``, ``token_type_ids`` where used).
-
-        Over the maximum length, prompt tokens are dropped from the left until it fits; the response
-        is cut (at its end) only once no prompt is left.
-        """
-        encoded = self._ids(prompt, response)
+    def _fit(self, prompt: str, response: str, encoded: dict[str, list[int]]) -> dict[str, list[int]]:
+        """Cut one pair until it fits: prompt tokens from the left, then the response's end."""
         while (excess := len(encoded["input_ids"]) - self.max_length) > 0:
             if prompt:
                 prompt = self._cut(prompt, excess, left=True)
@@ -171,8 +170,59 @@ class RewardModel:
                 response = self._cut(response, excess, left=False)
             else:  # the template alone is too long: nothing sensible to score
                 raise ValueError(f"the judge's input template alone exceeds its maximum length {self.max_length}")
-            encoded = self._ids(prompt, response)
+            (encoded,) = self._tokenize([(prompt, response)])
         return encoded
+
+    def _encode_all(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, list[int]]]:
+        """Judge inputs of many pairs, cut to the maximum length, in a few batched tokenizer calls.
+
+        A pair that is too long is cut where the token counts say (keep the response and the prompt's
+        last tokens, or only the response's first tokens when it fills the window alone), re-tokenized,
+        and cut further one pair at a time in the rare case that tokens merged across a cut.
+        """
+        encoded = self._tokenize(pairs)
+        long = [i for i, e in enumerate(encoded) if len(e["input_ids"]) > self.max_length]
+        if not long:
+            return encoded
+        spans = [self.tokenizer([pairs[i][side] for i in long], add_special_tokens=False, return_offsets_mapping=True,
+                                verbose=False)["offset_mapping"] for side in (0, 1)]
+        cut = []
+        for i, prompt_spans, response_spans in zip(long, *spans, strict=True):
+            prompt, response = pairs[i]
+            room = self.max_length - (len(encoded[i]["input_ids"]) - len(prompt_spans) - len(response_spans))
+            keep = room - len(response_spans)  # prompt tokens that still fit
+            if keep > 0:
+                cut.append((prompt[prompt_spans[len(prompt_spans) - keep][0]:], response))
+            else:
+                cut.append(("", response[: response_spans[room - 1][1]] if room > 0 else ""))
+        for i, (prompt, response), e in zip(long, cut, self._tokenize(cut), strict=True):
+            encoded[i] = self._fit(prompt, response, e)
+        return encoded
+
+    def encode(self, prompt: str, response: str) -> dict[str, list[int]]:
+        """The judge's input ids for one pair (and ``token_type_ids`` where the judge uses them).
+
+        Over the maximum length, prompt tokens are dropped from the left until it fits; the response
+        is cut (at its end) only once no prompt is left.
+        """
+        return self._encode_all([(prompt, response)])[0]
+
+    def _collate(self, rows: list[dict[str, list[int]]]) -> dict[str, Any]:
+        """Padded tensors with an attention mask, on the tokenizer's padding side."""
+        import torch
+
+        width = max(len(r["input_ids"]) for r in rows)
+        left = self.tokenizer.padding_side == "left"
+
+        def pad(seq: list[int], value: int) -> list[int]:
+            fill = [value] * (width - len(seq))
+            return fill + seq if left else seq + fill
+
+        batch = {"input_ids": [pad(r["input_ids"], self.tokenizer.pad_token_id) for r in rows],
+                 "attention_mask": [pad([1] * len(r["input_ids"]), 0) for r in rows]}
+        if "token_type_ids" in rows[0]:
+            batch["token_type_ids"] = [pad(r["token_type_ids"], 0) for r in rows]
+        return {k: torch.tensor(v) for k, v in batch.items()}
 
     # -- scoring ----------------------------------------------------------------------
 
@@ -217,13 +267,12 @@ class RewardModel:
 
         if not pairs:
             return []
-        encoded = [self.encode(prompt, response) for prompt, response in pairs]
+        encoded = self._encode_all(pairs)
         model = self._load()
-        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded[0]]
         rewards = [0.0] * len(pairs)
         with torch.inference_mode():
             for batch in self._batches([len(e["input_ids"]) for e in encoded]):
-                inputs = self.tokenizer.pad([{k: encoded[i][k] for k in keys} for i in batch], return_tensors="pt")
+                inputs = self._collate([encoded[i] for i in batch])
                 logits = model(**{k: v.to(model.device) for k, v in inputs.items()}).logits
                 for i, value in zip(batch, logits[:, self.index].float().tolist(), strict=True):
                     rewards[i] = value

