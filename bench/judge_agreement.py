@@ -8,20 +8,23 @@ reference. Prints a Markdown table:
 
 - pairwise agreement with GPT-4 Turbo's preferred side (``preference`` > 1.5 means the model's
   output), a local tie counting half, with a 95% bootstrap interval that resamples instructions
-  (the 8 pairs of one instruction share a reference); 50% is chance. The same for a judge that
-  always prefers the longer output, the length bias any judge can ride on;
+  (the 8 pairs of one instruction share a reference). GPT-4 Turbo prefers its own reference in
+  about 84% of these pairs, so plain agreement is read against two baselines, always the reference
+  and always the longer output (the length bias any judge can ride on), and beside it the balanced
+  agreement, the mean of the agreement on the verdicts for each side, which is 50% for a coin flip
+  and for always-the-reference alike;
+- the Spearman rank correlation between the 8 models' win-rates under the local judge and under
+  GPT-4 Turbo, with the same bootstrap interval: whether the judge orders policies as GPT-4 Turbo does;
 - each model's win-rate against the reference under the local judge (ties half) and its
   length-controlled win-rate (``plugins.winrate.length_controlled``), beside GPT-4 Turbo's win-rate
-  on the same instructions and the leaderboard's numbers on all 805;
-- the Spearman rank correlation between the 8 models' win-rates under the local judge and under
-  GPT-4 Turbo, with the same bootstrap interval.
+  on the same instructions and the leaderboard's numbers on all 805.
 
-The ceiling: in AlpacaEval's evaluator table (github.com/tatsu-lab/alpaca_eval, README, "Evaluators";
-~650 instructions with 4 human annotations each), GPT-4 Turbo's ``weighted_alpaca_eval_gpt4_turbo``
-agrees with the human majority 65.7% of the time, one human agrees with the other humans' majority
-65.7% of the time, and "always prefer the longer output" 62.2%. A local judge that agrees with
-GPT-4 Turbo about two times in three is as close to it as humans are to each other; much more is
-not to be expected.
+For scale (not a bound on these numbers, which are measured on other pairs): in AlpacaEval's
+evaluator table (github.com/tatsu-lab/alpaca_eval, README, "Evaluators"; about 650 AlpacaFarm
+instructions with 4 human annotations each), GPT-4 Turbo's ``weighted_alpaca_eval_gpt4_turbo``
+agrees with the human majority 65.7% of the time, one human with the other humans' majority 65.7%,
+and "always prefer the longer output" 62.2%: GPT-4 Turbo's verdicts are themselves about as noisy a
+target as one human's.
 
     python bench/judge_agreement.py rm:runs/reward-model [--data ../shared/data/alpaca_eval]
 """
@@ -87,6 +90,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "alpaca_eval")
     parser.add_argument("--split", default="eval", choices=["eval", "train", "all"])
     parser.add_argument("--resamples", type=int, default=2000)
+    parser.add_argument("--limit", type=int, help="only the first N instructions of the half (a quick check)")
     parser.add_argument("--tolerance", type=float, default=TOLERANCE, help="judge reward difference that is a tie")
     args = parser.parse_args()
 
@@ -95,6 +99,9 @@ def main() -> None:
         raise SystemExit(f"{args.judge} reads the reference; a judge must score each output alone")
     rows = [json.loads(line) for line in (args.data / "judge_annotations.jsonl").read_text().splitlines() if line]
     rows = [r for r in rows if args.split == "all" or instruction_split(r["instruction"]) == args.split]
+    if args.limit:
+        kept = set(list(dict.fromkeys(r["instruction"] for r in rows))[: args.limit])
+        rows = [r for r in rows if r["instruction"] in kept]
     with (args.data / "leaderboard_alpaca_eval_2.csv").open() as fh:
         board = {r[""]: r for r in csv.DictReader(fh)}
     texts = sorted({(r["instruction"], r[k]) for r in rows for k in ("output_1", "output_2")})
@@ -117,10 +124,15 @@ def main() -> None:
     groups = np.array([cluster[r["instruction"]] for r in rows])
     model = np.array([model_of[r["generator_2"]] for r in rows])
 
-    def agreement(pref: np.ndarray, weights: np.ndarray) -> float:
-        side = (gpt > 0.5).astype(float)
+    side = (gpt > 0.5).astype(float)
+
+    def agreement(pref: np.ndarray, weights: np.ndarray, balanced: bool = False) -> float:
+        """Share of decided verdicts on GPT-4 Turbo's side (a tie half); balanced: the mean over its two sides."""
         agree = np.where(pref == 0.5, 0.5, (pref == side).astype(float))
-        return float((agree * weights * decided).sum() / (weights * decided).sum())
+        if not balanced:
+            return float((agree * weights * decided).sum() / (weights * decided).sum())
+        parts = [(agree * weights * mask).sum() / (weights * mask).sum() for mask in (gpt > 0.5, gpt < 0.5)]
+        return float(np.mean(parts))
 
     def win_rates(pref: np.ndarray, weights: np.ndarray) -> np.ndarray:
         return np.array([(pref * weights)[model == k].sum() / weights[model == k].sum() for k in range(len(models))])
@@ -132,21 +144,30 @@ def main() -> None:
 
     def interval(stat) -> tuple[float, float]:
         values = np.array([stat(w) for w in draws], dtype=float)
+        if np.isnan(values).all():  # a judge without any preference has no rank correlation
+            return float("nan"), float("nan")
         low, high = np.nanpercentile(values, [2.5, 97.5])
         return float(low), float(high)
 
     rho = _spearman(win_rates(local, ones), win_rates(gpt, ones))
     print(f"\n### Judge `{args.judge}` vs GPT-4 Turbo (AlpacaEval 2.0), {args.split} half\n")
-    print("| | value | 95% CI |\n| --- | --- | --- |")
-    for name, pref in (("pairwise agreement, local judge", local),
-                       ("pairwise agreement, 'longer output wins'", longer)):
-        low, high = interval(lambda w, pref=pref: agreement(pref, w))
-        print(f"| {name} | {100 * agreement(pref, ones):.1f}% | [{100 * low:.1f}, {100 * high:.1f}] |")
+    print("| judge | agreement | 95% CI | balanced agreement | 95% CI |\n| --- | --- | --- | --- | --- |")
+    for name, pref in ((f"`{args.judge}`", local), ("baseline: always the reference", np.zeros(len(rows))),
+                       ("baseline: always the longer output", longer)):
+        cells = []
+        for balanced in (False, True):
+            low, high = interval(lambda w, pref=pref, balanced=balanced: agreement(pref, w, balanced))
+            cells.append(f"{100 * agreement(pref, ones, balanced):.1f}% | [{100 * low:.1f}, {100 * high:.1f}]")
+        print(f"| {name} | {' | '.join(cells)} |")
     low, high = interval(lambda w: _spearman(win_rates(local, w), win_rates(gpt, w)))
-    print(f"| Spearman ρ of the 8 models' win-rates, local vs GPT-4 Turbo | {rho:.2f} | [{low:.2f}, {high:.2f}] |")
-    print(f"\n{int(decided.sum())} of {len(rows)} verdicts decided (GPT-4 Turbo preference != 1.5); "
-          f"local ties: {int((local == 0.5).sum())}. Chance agreement: 50%. Ceiling, from AlpacaEval's evaluator table "
-          "(github.com/tatsu-lab/alpaca_eval README, agreement with the majority of 4 human annotators): "
+    print(f"\nSpearman ρ between the 8 models' win-rates under `{args.judge}` and under GPT-4 Turbo: {rho:.2f} "
+          f"(95% CI [{low:.2f}, {high:.2f}]).")
+    print(f"\n{int(decided.sum())} of {len(rows)} verdicts are decided (preference != 1.5); GPT-4 Turbo gave "
+          f"{100 * (1 - side[decided].mean()):.1f}% of them to its own reference, so plain agreement is read against "
+          f"the baselines; balanced agreement (the mean of the agreement on each side's verdicts) is 50% for a coin "
+          f"flip and for always-the-reference. Local ties: {int((local == 0.5).sum())}. For context, AlpacaEval's "
+          "evaluator table (github.com/tatsu-lab/alpaca_eval README; agreement with the majority of 4 human "
+          "annotators on AlpacaFarm's cross-annotated pairs, not these): "
           + "; ".join(f"{k} {v}%" for k, v in HUMAN_CEILING.items()) + ".")
 
     print("\n| model | leaderboard win-rate (805) | leaderboard LC (805) | GPT-4 Turbo win-rate (this half) "
