@@ -118,6 +118,17 @@ class WinRate:
             raise harness.HarnessError(f"judge {judge!r} reads the reference itself; a win-rate judge must score "
                                        f"each response alone (a reward model: {JUDGE_USAGE})")
 
+    @property
+    def judge_model(self) -> str | None:
+        """Where the judge's weights come from (a resolved directory, or a hub id) when it is a reward model.
+
+        What a run compares with the reward model named in the policy's manifest: a policy judged by
+        the reward model it was trained against scores well by construction.
+        """
+        verifier = self.judge_verifier
+        path = getattr(verifier, "path", None)
+        return getattr(verifier, "hub_id", None) or (str(path) if path is not None else None)
+
     def score_batch(self, pairs: Sequence[tuple[harness.Example, str]]) -> list[harness.Score]:
         """Judge every policy response and each distinct reference in one ``harness.verify`` call."""
         judged: list[tuple[harness.Example, str]] = []

@@ -50,7 +50,7 @@ def test_outcome_of_a_margin():
 def test_wins_ties_and_losses_under_a_known_judge():
     """The countdown verifier as judge: 1 for a correct equation, 0.1 for a wrong one, 0 for none."""
     grader = harness.get_verifier("winrate:countdown")
-    assert grader.judge == "countdown" and not grader.reference_free
+    assert grader.judge == "countdown" and grader.judge_model is None and not grader.reference_free
     cases = [(CORRECT, NONE, 1.0), (NONE, CORRECT, 0.0), (WRONG, WRONG + " ", 0.5), (WRONG, NONE, 1.0),
              (WRONG, CORRECT, 0.0), (CORRECT, CORRECT, 0.5)]
     pairs = [(_countdown(f"problem {i}", ref), text) for i, (text, ref, _) in enumerate(cases)]
@@ -104,6 +104,7 @@ def test_reward_model_judge_compares_raw_rewards(tmp_path):
     judge = _bert_rm(tmp_path / "rm")
     grader = harness.get_verifier(f"winrate:rm:{judge}")
     rm = grader.judge_verifier
+    assert grader.judge == f"rm:{judge}" and grader.judge_model == str(judge.resolve())
     prompt, reference = "Name a colour.", "Blue is a colour."
     responses = ["Red.", "Green is a colour of leaves.", "I like trains", reference]
     grades = harness.verify(grader, [(harness.Example(prompt, reference=reference), r) for r in responses])
