@@ -73,25 +73,33 @@ def run(
     chat_template: Annotated[bool, typer.Option(help="Apply the tokenizer's chat template when it has one.")] = True,
     system_prompt: Annotated[str | None, typer.Option(help="System message for chat templates.")] = None,
     task_arg: Annotated[list[str] | None, typer.Option(help="Task option KEY=VALUE (repeatable).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Prompts per generation batch (transformers engine).")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Sequences per generate call (transformers engine).")] = 32,
     max_model_len: Annotated[int, typer.Option(help="vLLM context length.")] = 4096,
     tensor_parallel_size: Annotated[int, typer.Option(help="vLLM tensor parallelism.")] = 1,
     data_parallel_size: Annotated[int, typer.Option(help="vLLM data parallelism.")] = 1,
+    dtype: Annotated[str, typer.Option(help="auto (bf16 only where the hardware has it natively), float32, "
+                                            "bfloat16 or float16.")] = "auto",
+    batch_invariant: Annotated[bool, typer.Option(help="Greedy output independent of batch composition "
+                                                       "(slower; see README).")] = False,
+    max_num_seqs: Annotated[int | None, typer.Option(help="vLLM: sequences decoded at once.")] = None,
+    max_num_batched_tokens: Annotated[int | None, typer.Option(help="vLLM: tokens per engine step.")] = None,
+    kv_cache_gib: Annotated[float | None, typer.Option(help="vLLM CPU KV cache (default: from free memory).")] = None,
+    compile: Annotated[bool | None, typer.Option("--compile/--eager", help="vLLM: compile the model (default: "
+                                                                             "eager on CPU).")] = None,
     output: Output = Path("runs"),
 ) -> None:
     """Generate, verify, select and record one run; rerunning the same command resumes it."""
     from harness.engines import EngineOptions
     from harness.pipeline import RunConfig, execute
 
-    if batch_size < 1:
-        raise HarnessError(f"--batch-size must be at least 1, got {batch_size}")
     config = RunConfig(policy=policy, task=task, sampler=sampler, n=n, verifier=verifier, grader=grader,
                        oracle=oracle, split=split, limit=limit, seed=seed, temperature=temperature, top_p=top_p,
                        max_tokens=max_tokens, backend=backend, chat_template=chat_template,
                        system_prompt=system_prompt, task_args=_options("--task-arg", task_arg),
                        verifier_args=_options("--verifier-arg", verifier_arg),
                        grader_args=_options("--grader-arg", grader_arg))
-    options = EngineOptions(batch_size, max_model_len, tensor_parallel_size, data_parallel_size)
+    options = EngineOptions(batch_size, max_model_len, tensor_parallel_size, data_parallel_size, dtype,
+                            batch_invariant, max_num_seqs, max_num_batched_tokens, kv_cache_gib, compile)
     run_dir = execute(config, output, options)
     _report(run_dir)
 

@@ -63,8 +63,10 @@ class RunConfig:
     grader_args: dict[str, str] = field(default_factory=dict)
     rescored_from: str | None = None  # a rescoring names its source, so it never takes the source's id
 
-    def run_id(self) -> str:
-        digest = hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:8]
+    def run_id(self, numerics: dict[str, Any]) -> str:
+        """Config and the engine's requested numerics (a float32 run is another run than a bf16 one)."""
+        blob = json.dumps([dataclasses.asdict(self), numerics], sort_keys=True)
+        digest = hashlib.sha256(blob.encode()).hexdigest()[:8]
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(self.policy).name or self.policy)
         task = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.task)
         return f"{slug}-{task}-{self.sampler}-n{self.n}-{digest}"
@@ -140,6 +142,11 @@ def _check_selector(config: RunConfig, selector: Verifier) -> str | None:
     return f"pass@{config.n}"
 
 
+def numerics(options: EngineOptions) -> dict[str, Any]:
+    """The engine options that change the numbers a model computes, so they key samples and name runs."""
+    return {"dtype": options.dtype, "batch_invariant": options.batch_invariant}
+
+
 def examples_of(task: Task, config: RunConfig) -> list[Example]:
     """The task's examples for this run, each with a unique id."""
     examples = list(task.examples(split=config.split, limit=config.limit, seed=config.seed))
@@ -173,8 +180,8 @@ def generate(config: RunConfig, the_plan: Plan, examples: list[Example], policy:
     temperature = 0.0 if the_plan.sampler.greedy else config.sampling_temperature
     sampling = Sampling(temperature, config.top_p, config.max_tokens, config.seed,
                         tuple(getattr(the_plan.task, "stop", ())))
-    fingerprint = policy.fingerprint
-    keys = [[sample_key(fingerprint, text, sampling.key(), i) for i in range(config.n)] for text, _ in rendered]
+    identity = {**sampling.key(), **numerics(options)}  # a float32 run never reuses bf16 samples
+    keys = [[sample_key(policy.fingerprint, text, identity, i) for i in range(config.n)] for text, _ in rendered]
     found = cache.get_many([k for ks in keys for k in ks])
     cached = len(found)
     missing = [(e, [i for i, k in enumerate(ks) if k not in found]) for e, ks in enumerate(keys)]
@@ -354,14 +361,15 @@ def execute(config: RunConfig, output: Path, options: EngineOptions | None = Non
     the_plan = plan(config)
     examples = examples_of(the_plan.task, config)
     policy = resolve_policy(config.policy)
-    run_dir = output / config.run_id()
+    options = options or EngineOptions()
+    run_dir = output / config.run_id(numerics(options))
     cache = GenerationCache(output / "cache" / "generations.sqlite")
     try:
-        made = generate(config, the_plan, examples, policy, cache, options or EngineOptions(), run_dir / "engine.log",
-                        engine)
+        made = generate(config, the_plan, examples, policy, cache, options, run_dir / "engine.log", engine)
     finally:
         cache.close()
-    facts = {"engine": made.engine, "cached_samples": made.cached_samples,
+    facts = {"engine": made.engine, "engine_options": dataclasses.asdict(options),
+             "cached_samples": made.cached_samples,
              "policy": {"name": policy.name, "model": policy.model, "adapter": policy.adapter,
                         "fingerprint": policy.fingerprint, "trained_against": policy.reward},
              "timings": {"load_s": made.load_s, "generation_s": made.generation_s}}
@@ -390,10 +398,12 @@ def rescore(run_dir: Path, output: Path, verifier: str | None = None, grader: st
     except (TypeError, KeyError) as exc:
         raise HarnessError(f"{run_dir} has a summary.json from an incompatible version: {exc}") from None
     the_plan = plan(config)
-    facts = {key: summary[key] for key in ("engine", "policy", "cached_samples") if key in summary}
+    facts = {key: summary[key] for key in ("engine", "engine_options", "policy", "cached_samples") if key in summary}
     facts["timings"] = {k: summary.get("timings", {}).get(k, 0.0) for k in ("load_s", "generation_s")}
     facts["rescored_from"] = str(run_dir)
-    return _finish(config, the_plan, records, output / config.run_id(), facts, started)
+    source = summary.get("engine_options") or {}
+    run_id = config.run_id({k: source.get(k) for k in numerics(EngineOptions())})
+    return _finish(config, the_plan, records, output / run_id, facts, started)
 
 
 def _finish(config: RunConfig, the_plan: Plan, records: list[ExampleRecord], run_dir: Path, facts: dict[str, Any],

@@ -372,3 +372,16 @@ def test_a_judge_that_trained_the_policy_is_flagged(tmp_path, tiny_llama, tokeni
                 assert summary["policy"]["trained_against"] == reward
     finally:
         manifest.unlink()
+
+
+def test_a_float32_run_is_another_run_and_never_reuses_bf16_samples(tmp_path, tiny_llama, tokenizer):
+    from harness.engines import EngineOptions
+
+    prompts = [e.prompt for e in harness.get_task("countdown").examples(limit=2)]
+    dirs = set()
+    for dtype in ("bfloat16", "float32"):
+        config = RunConfig(policy=str(tiny_llama), limit=2)
+        engine = FakeEngine(tokenizer, lambda p, j: ("<answer>1 + 2</answer>", -1.0), prompts)
+        dirs.add(execute(config, tmp_path, EngineOptions(dtype=dtype), engine=engine))
+        assert engine.generated == 2
+    assert len(dirs) == 2 and all((d / "summary.json").exists() for d in dirs)
