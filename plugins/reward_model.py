@@ -134,6 +134,7 @@ class RewardModel:
         if self.tokenizer.pad_token is None:  # decoder reward models often have none; the model reads the last real one
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         self._model: Any = None
+        self._pad_id = self.tokenizer.pad_token_id
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -218,7 +219,7 @@ class RewardModel:
             fill = [value] * (width - len(seq))
             return fill + seq if left else seq + fill
 
-        batch = {"input_ids": [pad(r["input_ids"], self.tokenizer.pad_token_id) for r in rows],
+        batch = {"input_ids": [pad(r["input_ids"], self._pad_id) for r in rows],
                  "attention_mask": [pad([1] * len(r["input_ids"]), 0) for r in rows]}
         if "token_type_ids" in rows[0]:
             batch["token_type_ids"] = [pad(r["token_type_ids"], 0) for r in rows]
@@ -235,12 +236,17 @@ class RewardModel:
                 from transformers.utils import logging as hf_logging
 
                 hf_logging.disable_progress_bar()  # the harness shows its own progress
-                path = self.path if self.hub_id is None else _fetch(self.hub_id, [*CONFIG_FILES, *WEIGHT_PATTERNS])
+                path = self.path
+                for weights in WEIGHT_PATTERNS if self.hub_id else ():  # safetensors, else .bin: never both
+                    path = _fetch(self.hub_id, [*CONFIG_FILES, weights])
+                    if any(path.glob(weights)):
+                        break
                 cuda = torch.cuda.is_available()
                 dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
                 model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype)
                 if model.config.pad_token_id is None:
                     model.config.pad_token_id = self.tokenizer.pad_token_id
+                self._pad_id = model.config.pad_token_id  # what last-token models look for to find the end
                 self._model = model.to("cuda" if cuda else "cpu").eval()
             return self._model
 

@@ -202,3 +202,20 @@ def test_a_directory_without_a_config_or_weights_is_refused(tmp_path, pair_rm):
 def test_bad_options_are_one_line_errors(pair_rm, options, message):
     with pytest.raises(harness.HarnessError, match=message):
         registry().build(Spec.parse("verifier", f"rm:{pair_rm}", options))
+
+
+def test_a_hub_id_loads_from_the_hub_cache(pair_rm, tmp_path, monkeypatch):
+    """The hub path offline: a cached snapshot of the same shape as a download (``models--owner--name``)."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    repo = tmp_path / "models--acme--tiny-rm"
+    snapshot = repo / "snapshots" / "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(pair_rm, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(snapshot.name)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    rm = harness.get_verifier("rm:acme/tiny-rm")
+    assert rm.hub_id == "acme/tiny-rm" and rm.path == snapshot
+    assert rm.score_texts([(PROMPT, RESPONSES[0])]) == pytest.approx(_direct(pair_rm, [PROMPT], RESPONSES[:1]))
