@@ -179,7 +179,8 @@ class WinRateFactory:
 
     def configure(self, judge: str | None = None, tolerance: Any = TOLERANCE, **judge_options: str) -> WinRate:
         if not judge:
-            raise harness.HarnessError(f"grader winrate needs a judge: {JUDGE_USAGE}")
+            raise harness.HarnessError(f"winrate needs a judge: {JUDGE_USAGE}; to choose among samples with a reward "
+                                       "model, --sampler bon --verifier rm:PATH")
         try:
             value = float(tolerance)
         except (TypeError, ValueError):
