@@ -100,6 +100,8 @@ def register_verifiers() -> list:
     - optionally ``score_batch(pairs: list[tuple[Example, str]]) -> list[float | Score]``,
       one result per pair, in order; the harness prefers it when present and passes pairs
       from many examples at once (a reward model scores them in a few forward passes);
+    - optionally ``extracts_answers = False`` for a grader that never extracts an answer (a
+      win-rate judge), so the run does not count every sample as an extraction failure;
     - optionally ``scale = "logit"``: values are raw rewards (a reward model's logits); the
       harness maps each through the logistic function into [0, 1] and keeps the raw number in
       ``Score.raw``. Without it a value outside [0, 1] is recorded as that plugin's error.

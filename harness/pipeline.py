@@ -304,7 +304,8 @@ def aggregate(config: RunConfig, the_plan: Plan, records: list[ExampleRecord], m
         "counts": {
             "examples": len(records), "samples": len(every),
             "credited": sum(r.credit or 0.0 for r in records),
-            "extraction_failures": sum(s.grade.answer is None for s in every),
+            "extraction_failures": sum(s.grade.answer is None for s in every)
+            if getattr(the_plan.grader, "extracts_answers", True) else None,
             "grader_errors": sum(s.grade.error is not None for s in every),
             "verifier_errors": sum(bool(s.score and s.score.error) for s in every),
             "selection_errors": sum(r.selection_error is not None for r in records),
@@ -411,8 +412,9 @@ def _finish(config: RunConfig, the_plan: Plan, records: list[ExampleRecord], run
     """The stages ``execute`` and ``rescore`` share: grade → select → aggregate → write."""
     judge = getattr(the_plan.grader, "judge", None)
     if judge:
-        facts["judge"] = {"spec": judge, "trained_against": judge_trained_against(
-            judge, (facts.get("policy") or {}).get("trained_against"))}
+        facts["judge"] = {"spec": judge, "model": getattr(the_plan.grader, "judge_model", None),
+                          "trained_against": judge_trained_against(
+                              judge, (facts.get("policy") or {}).get("trained_against"))}
         if facts["judge"]["trained_against"]:
             warn(f"the judge {judge} is the reward model this policy was trained against: its win-rate is inflated; "
                  f"judge with a model the policy never saw")

@@ -108,6 +108,7 @@ class WinRate:
 
     name = "winrate"
     reference_free = False
+    extracts_answers = False  # a verdict, not an answer: samples are never "extraction failures"
     metrics = METRICS
 
     def __init__(self, judge: str, tolerance: float, judge_options: dict[str, str]) -> None:

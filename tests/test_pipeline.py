@@ -368,7 +368,7 @@ def test_a_judge_that_trained_the_policy_is_flagged(tmp_path, tiny_llama, tokeni
                 config = RunConfig(policy="judged-policy", grader="judged", limit=2)
                 engine = FakeEngine(tokenizer, lambda p, j: ("win x", -1.0), prompts)
                 _, summary = read_record(execute(config, tmp_path / reward.replace("/", "_"), engine=engine))
-                assert summary["judge"] == {"spec": "rm:/models/judge", "trained_against": flagged}
+                assert summary["judge"] == {"spec": "rm:/models/judge", "model": None, "trained_against": flagged}
                 assert summary["policy"]["trained_against"] == reward
     finally:
         manifest.unlink()
