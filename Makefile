@@ -6,7 +6,7 @@ PIP     = $(PY) -m pip
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMP   = $(VENV)/.harness-installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean policies
 
 install: $(STAMP)
 
@@ -28,6 +28,16 @@ demo: $(STAMP)
 	$(VENV)/bin/harness run --policy smollm2 --task countdown --sampler greedy --limit 50
 	$(VENV)/bin/harness run --policy smollm2 --task countdown --sampler bon --n 16 --limit 50
 	$(VENV)/bin/harness leaderboard
+
+# The quick training chain on this CPU (each step resumes if interrupted; a finished one is skipped):
+# SFT on Countdown solutions -> RLOO with the Countdown verifier as reward; DPO and a reward model
+# on the instruction preferences (train half of the instruction split).
+policies: $(STAMP)
+	$(VENV)/bin/harness train sft --recipe quick
+	$(VENV)/bin/harness train rloo --recipe quick
+	$(VENV)/bin/harness train dpo --recipe quick
+	$(VENV)/bin/harness train rm --recipe quick
+	$(VENV)/bin/harness policies
 
 test: $(STAMP)
 	$(PY) -m pytest -q

