@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.errors import HarnessError
+from harness.policy import list_policies
 from harness.record import iter_summaries
 
 FORMATS = ("table", "md", "csv", "json")
@@ -19,7 +20,8 @@ COLUMNS = ("policy", "task", "sampler", "n", "verifier", "metric", "value", "ci9
 
 
 def rows(output: Path) -> list[dict]:
-    """One flat row per run, best first within each task."""
+    """One flat row per run, best first within each task; a trained policy's row carries its training cost."""
+    trained = dict(list_policies())
     out = []
     for run_dir, s in iter_summaries(output):
         m, t = s["metric"], s.get("timings", {})
@@ -37,8 +39,17 @@ def rows(output: Path) -> list[dict]:
             "tok/s": t.get("tokens_per_s"),
             "wall_s": t.get("wall_s"),
             "run": run_dir.name,
-        } | {k: v["value"] for k, v in s.get("metrics", {}).items()} | _curve_columns(s))
+        } | {k: v["value"] for k, v in s.get("metrics", {}).items()} | _curve_columns(s)
+          | _training_cost(trained.get(s.get("policy", {}).get("name"))))
     return sorted(out, key=lambda r: (r["task"], -r["value"]))
+
+
+def _training_cost(manifest: dict | None) -> dict:
+    """What training the policy cost, from its manifest (absent for the base model)."""
+    if not manifest or "error" in manifest:
+        return {}
+    return {"train_method": manifest.get("method"), "train_steps": manifest.get("steps"),
+            "train_s": manifest.get("wall_seconds"), "train_tokens": manifest.get("tokens")}
 
 
 def _curve_columns(summary: dict) -> dict:
@@ -53,9 +64,9 @@ def _cell(key: str, value) -> str:
         return "-"
     if key == "ci95":
         return f"[{value[0]:.3f}, {value[1]:.3f}]"
-    if key in ("tok/s", "wall_s"):
+    if key in ("tok/s", "wall_s", "train_s"):
         return f"{value:,.1f}"
-    if key == "tokens":
+    if key in ("tokens", "train_tokens") and isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
         return f"{value:.3f}"

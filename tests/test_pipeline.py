@@ -385,3 +385,24 @@ def test_a_float32_run_is_another_run_and_never_reuses_bf16_samples(tmp_path, ti
         dirs.add(execute(config, tmp_path, EngineOptions(dtype=dtype), engine=engine))
         assert engine.generated == 2
     assert len(dirs) == 2 and all((d / "summary.json").exists() for d in dirs)
+
+
+def test_leaderboard_puts_a_trained_policys_cost_beside_its_numbers(tmp_path, tiny_llama, tokenizer):
+    from harness.policy import policies_dir
+
+    manifest = policies_dir() / "costed" / "policy.json"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps({"name": "costed", "base": str(tiny_llama), "method": "sft", "steps": 100,
+                                    "wall_seconds": 1234.5, "tokens": 56789}))
+    prompts = [e.prompt for e in harness.get_task("countdown").examples(limit=2)]
+    try:
+        for policy in ("costed", str(tiny_llama)):
+            engine = FakeEngine(tokenizer, lambda p, j: ("<answer>1 + 2</answer>", -1.0), prompts)
+            execute(RunConfig(policy=policy, limit=2), tmp_path, engine=engine)
+        by_policy = {r["policy"]: r for r in leaderboard.rows(tmp_path)}
+        assert by_policy["costed"] | {"train_method": "sft", "train_steps": 100, "train_s": 1234.5,
+                                      "train_tokens": 56789} == by_policy["costed"]
+        assert "train_s" not in by_policy[Path(tiny_llama).name]
+        assert "56,789" in leaderboard.render(tmp_path, "md")
+    finally:
+        manifest.unlink()
