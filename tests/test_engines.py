@@ -110,6 +110,9 @@ def test_vllm_arguments_follow_the_options(monkeypatch, tiny_llama):
     cpu = engines.vllm_kwargs(policy, EngineOptions(), 7, cpu=True)
     assert cpu["enforce_eager"] and cpu["seed"] == 7 and cpu["kv_cache_memory_bytes"] == 3 * engines.GIB
     assert "max_num_seqs" not in cpu and "enable_prefix_caching" not in cpu
+    assert cpu["enable_chunked_prefill"] is False and cpu["max_num_batched_tokens"] >= cpu["max_model_len"]
+    with pytest.raises(HarnessError, match="--max-num-batched-tokens"):
+        engines.vllm_kwargs(policy, EngineOptions(max_num_batched_tokens=512, max_model_len=1024), 0, cpu=True)
     tuned = engines.vllm_kwargs(policy, EngineOptions(max_num_seqs=64, max_num_batched_tokens=2048, kv_cache_gib=1.5,
                                                       compile=True, max_model_len=1024), 0, cpu=True)
     assert tuned["max_num_seqs"] == 64 and tuned["max_num_batched_tokens"] == 2048
@@ -119,6 +122,7 @@ def test_vllm_arguments_follow_the_options(monkeypatch, tiny_llama):
     assert invariant["max_num_seqs"] == 1 and invariant["enable_prefix_caching"] is False
     gpu = engines.vllm_kwargs(policy, EngineOptions(batch_invariant=True), 0, cpu=False)
     assert not gpu["enforce_eager"] and "kv_cache_memory_bytes" not in gpu and "max_num_seqs" not in gpu
+    assert "enable_chunked_prefill" not in gpu
 
 
 def test_kv_cache_is_sized_from_available_memory(monkeypatch):
@@ -354,10 +358,16 @@ def test_vllm_yields_each_request_as_it_finishes(vllm_engine, prompts):
 
 @SKIP_VLLM
 def test_vllm_samples_do_not_depend_on_the_other_requests(vllm_engine, prompts):
-    sampling = Sampling(temperature=1.0, max_tokens=16, seed=5)
+    """Per-request seeds; long prompts fill more than one step's token budget, which crashed seeded requests
+    on CPU while vLLM split prompts across steps (chunked prefill)."""
+    sampling = Sampling(temperature=1.0, max_tokens=12, seed=5)
     alone = collect(vllm_engine, [Request(prompts["sum"], 3)], sampling)[0]
+    renderer = Renderer(resolve_policy("smollm2"))
+    long = [renderer.render(Example(f"{i}. Repeat after me: " + "the quick brown fox jumps " * 30))[1]
+            for i in range(8)]
+    assert sum(map(len, long)) > VLLM_OPTIONS.max_num_batched_tokens
     crowd = collect(vllm_engine, [Request(prompts["colour"], 4), Request(prompts["sum"], 3),
-                                  Request(prompts["long"], 2)], sampling)[1]
+                                  *(Request(t, 1) for t in long)], sampling)[1]
     assert [c.text for c in crowd] == [c.text for c in alone] and len({c.text for c in alone}) > 1
     other = collect(vllm_engine, [Request(prompts["sum"], 3, first=3)], sampling)[0]
     assert [c.text for c in other] != [c.text for c in alone], "samples 3..5 repeat samples 0..2"
