@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.errors import HarnessError
+from policies.cli import register as register_training
 
 app = typer.Typer(help="Evaluate small language models with samplers, verifiers and tasks from plugins.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -182,6 +183,8 @@ def plugins() -> None:
     for problem in reg.problems:
         typer.echo(f"warning: {problem}", err=True)
 
+
+register_training(app)
 
 if __name__ == "__main__":
     app()
