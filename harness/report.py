@@ -93,6 +93,6 @@ def _restore(saved: list[int], kept: list, handler: logging.Handler) -> None:
 def _show_tail(log: Path, lines: int = 15) -> None:
     tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
     if tail:
-        console.print(f"[dim]last lines of {log}:[/]", highlight=False)
+        console.print(f"last lines of {log}:", style="dim", markup=False, highlight=False, soft_wrap=True)
         for line in tail:
-            console.print(f"[dim]  {line}[/]", markup=False, highlight=False)
+            console.print(f"  {line}", style="dim", markup=False, highlight=False, soft_wrap=True)
