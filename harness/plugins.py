@@ -47,6 +47,17 @@ class Spec:
         return ":".join((self.name, *self.args))
 
 
+def parse_options(flag: str, pairs: list[str] | None) -> dict[str, str]:
+    """``KEY=VALUE`` strings (``--task-arg``, ``--verifier-arg``, ...) as a dict; anything else is a one-line error."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise HarnessError(f"{flag} takes KEY=VALUE, got {pair!r}")
+        out[key] = value
+    return out
+
+
 @dataclass
 class Registry:
     """What the installed plugins registered, with where each came from and what failed."""

@@ -8,30 +8,46 @@ the terminal through a duplicate of the original stderr, and a failure shows the
 
 from __future__ import annotations
 
-import atexit
 import contextlib
+import functools
 import logging
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from harness.errors import HarnessError
 
-def _terminal() -> Console:
-    """A console on a duplicate of stderr, so redirecting fd 2 to a log never hides the harness's own lines."""
-    try:
-        terminal = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
-    except (OSError, ValueError, AttributeError):  # stderr without a file descriptor (a test runner's capture)
-        return Console(stderr=True)
-    atexit.register(terminal.close)
-    return Console(file=terminal, stderr=False)
+T = TypeVar("T")
 
 
-console = _terminal()
+console = Console(stderr=True)  # while ``quiet`` holds fd 2, it writes through a saved copy of the terminal
+
+
+def guard(interrupted: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Bad input ends a command in one line on stderr and exit code 2, never a traceback; Ctrl-C says what is kept."""
+
+    def decorate(command: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs) -> T:
+            try:
+                return command(*args, **kwargs)
+            except HarnessError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(2) from None
+            except KeyboardInterrupt:
+                typer.echo(f"interrupted: {interrupted}", err=True)
+                raise typer.Exit(130) from None
+
+        return wrapper
+
+    return decorate
 
 
 def warn(message: str) -> None:
@@ -63,24 +79,28 @@ def quiet(log: Path) -> Iterator[None]:
         warnings.showwarning = lambda msg, cat, fn, ln, *_: sink.write(f"{fn}:{ln}: {cat.__name__}: {msg}\n")
         for lg in loggers:
             lg.handlers, lg.propagate = [handler], False
+        terminal = os.fdopen(os.dup(saved[1]), "w", buffering=1)
+        console.file = terminal
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
         try:
             yield
         except BaseException:
-            _restore(saved, kept, handler)
+            _restore(saved, kept, handler, terminal)
             saved = []
             if not isinstance(sys.exc_info()[1], KeyboardInterrupt):
                 _show_tail(log)
             raise
         finally:
             if saved:
-                _restore(saved, kept, handler)
+                _restore(saved, kept, handler, terminal)
 
 
-def _restore(saved: list[int], kept: list, handler: logging.Handler) -> None:
+def _restore(saved: list[int], kept: list, handler: logging.Handler, terminal) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
+    console.file = None  # back to the current sys.stderr
+    terminal.close()
     os.dup2(saved[0], 1)
     os.dup2(saved[1], 2)
     for fd in saved:
