@@ -9,10 +9,14 @@ its own fresh process, one after another, so none shares the cores with another:
 - ``engine``:  TRL's RLOOTrainer with generation through the harness's vLLM engine serving the
                current LoRA adapter each step (policies/rollout.py)
 
-Reported per path: the first step (includes engine start), the median of the later steps, and
-the ratio of ``trl``'s median to each path's median.
+Reported per path: the first step (includes engine start), the median of the later steps, the
+ratio of ``trl``'s median to each path's, and the same for process CPU seconds per step (all
+threads, the in-process vLLM engine included), which other work on the machine hardly changes.
 
-    python bench/train_speed.py [--steps 4] [--paths trl,trl-cb,engine] [--dtype auto]
+    python bench/train_speed.py [--steps 4] [--paths trl,trl-cb,engine] [--dtype auto] [--threads N]
+
+``--threads N`` gives every path the same N compute threads (torch and vLLM); on a machine whose cores
+other work also uses, 1 thread keeps OpenMP from stalling on a busy core. The load average is printed.
 """
 
 from __future__ import annotations
@@ -30,29 +34,46 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = """
-import json, sys
+import json, sys, time
 from pathlib import Path
-from policies import recipe
-from policies.train import train
+from transformers import TrainerCallback
+from policies import recipe, train as training
 rollout, steps, dtype, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+steps_cpu = []
+
+class CpuTime(TrainerCallback):
+    # process CPU seconds per step (all threads, the in-process vLLM engine included): robust to other load
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.started = time.process_time()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        steps_cpu.append(time.process_time() - self.started)
+
+made = training._callbacks
+training._callbacks = lambda *a: (lambda cbs, wall: ([*cbs, CpuTime()], wall))(*made(*a))
 config = recipe.load("quick", "rloo", base="smollm2", overrides=[
     f"rollout={rollout}", f"steps={steps}", f"save_steps={steps + 1}", "logging_steps=1", f"dtype={dtype}",
     "prompts_per_step=4", "k=4", "max_completion_length=64", "temperature=1.0",
     'data=[{source: task, task: countdown, args: {numbers: "3", shots: 0}, rows: 200}]'])
-train(config, name=f"bench-{rollout}", output=out)
+training.train(config, name=f"bench-{rollout}", output=out)
+(out / "cpu.json").write_text(json.dumps(steps_cpu))
 """
 
 
-def run_path(rollout: str, steps: int, dtype: str, home: Path) -> dict:
+def run_path(rollout: str, steps: int, dtype: str, home: Path, threads: int | None) -> dict:
     out = home / f"bench-{rollout}"
     env = {**os.environ, "HARNESS_HOME": str(home)}
+    if threads:
+        env |= {"OMP_NUM_THREADS": str(threads), "VLLM_CPU_OMP_THREADS_BIND": f"0-{threads - 1}"}
     done = subprocess.run([sys.executable, "-c", CHILD, rollout, str(steps), dtype, str(out)], cwd=ROOT, env=env,
                           capture_output=True, text=True)
     if done.returncode:
         return {"path": rollout, "error": (done.stderr or done.stdout).strip().splitlines()[-1:]}
     manifest = json.loads((out / "policy.json").read_text())
     times = [h["step_time"] for h in manifest["history"] if "step_time" in h]
+    cpu = json.loads((out / "cpu.json").read_text())
     return {"path": rollout, "first_s": times[0], "median_s": statistics.median(times[1:] or times),
+            "cpu_s": statistics.median(cpu[1:] or cpu),
             "steps": len(times), "wall_s": manifest["wall_seconds"], "dtype": manifest["dtype"],
             "mean_length": statistics.mean(h.get("completions/mean_length", 0) for h in manifest["history"]
                                            if "step_time" in h)}
@@ -73,24 +94,29 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--paths", default="trl,trl-cb,engine")
     parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    print(f"{cpu_model()}, {os.cpu_count()} cores; {args.steps} RLOO steps of 4 prompts x 4 samples x 64 tokens, "
-          f"SmolLM2-135M LoRA")
+    print(f"{cpu_model()}, {os.cpu_count()} cores, {args.threads or 'default'} threads; {args.steps} RLOO steps of "
+          f"4 prompts x 4 samples x 64 tokens, SmolLM2-135M LoRA; load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         (home / "models").mkdir()
         from harness.policy import embedded_model
 
         (home / "models" / embedded_model().name).symlink_to(embedded_model())
-        results = [run_path(p, args.steps, args.dtype, home) for p in args.paths.split(",")]
-    base = next((r["median_s"] for r in results if r["path"] == "trl" and "median_s" in r), None)
-    print(f"{'path':8} {'dtype':9} {'first step s':>12} {'median step s':>13} {'x vs trl':>9} {'wall s':>7}")
+        results = [run_path(p, args.steps, args.dtype, home, args.threads) for p in args.paths.split(",")]
+    trl = next((r for r in results if r["path"] == "trl" and "median_s" in r), None)
+    print(f"{'path':8} {'dtype':9} {'first step s':>12} {'median step s':>13} {'x vs trl':>9} {'CPU s/step':>10} "
+          f"{'x vs trl':>9} {'wall s':>7}")
     for r in results:
         if "error" in r:
             print(f"{r['path']:8} failed: {r['error']}")
             continue
-        ratio = f"{base / r['median_s']:.2f}" if base else "–"
-        print(f"{r['path']:8} {r['dtype']:9} {r['first_s']:12.1f} {r['median_s']:13.1f} {ratio:>9} {r['wall_s']:7.0f}")
+        wall = f"{trl['median_s'] / r['median_s']:.2f}" if trl else "–"
+        cpu = f"{trl['cpu_s'] / r['cpu_s']:.2f}" if trl else "–"
+        print(f"{r['path']:8} {r['dtype']:9} {r['first_s']:12.1f} {r['median_s']:13.1f} {wall:>9} {r['cpu_s']:10.1f} "
+              f"{cpu:>9} {r['wall_s']:7.0f}")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

