@@ -152,6 +152,7 @@ def raw_generate(llm, ids: list[list[int]], w: Workload, chunk: int | None) -> t
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
+    llm.reset_prefix_cache()  # every path prefills its prompts: a warm prefix cache made later paths 4x faster
     params = SamplingParams(n=w.n, temperature=w.temperature, top_p=1.0, max_tokens=w.max_tokens, logprobs=0)
     prompts = [TokensPrompt(prompt_token_ids=t) for t in ids[:w.prompts]]
     step = chunk or len(prompts)
@@ -162,6 +163,8 @@ def raw_generate(llm, ids: list[list[int]], w: Workload, chunk: int | None) -> t
 
 
 def engine_generate(engine, ids: list[list[int]], w: Workload) -> tuple[int, list[list[str]]]:
+    if isinstance(engine, VLLMEngine):
+        engine.llm.reset_prefix_cache()
     requests = [Request(t, w.n) for t in ids[:w.prompts]]
     got = dict(engine.generate(requests, w.sampling()))
     return (sum(c.tokens for i in got for c in got[i]), [[c.text for c in got[i]] for i in range(len(requests))])
@@ -196,6 +199,7 @@ def measure_whole_run(engine: VLLMEngine, w: Workload, options: EngineOptions) -
                                     n=w.n, limit=w.prompts, max_tokens=w.max_tokens, backend="vllm",
                                     temperature=w.temperature if w.n > 1 else None)
         with tempfile.TemporaryDirectory() as out:
+            engine.llm.reset_prefix_cache()
             began = time.perf_counter()
             run_dir = pipeline.execute(config, Path(out), options, engine=engine)
             seconds = time.perf_counter() - began

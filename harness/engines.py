@@ -390,7 +390,8 @@ class VLLMEngine:
             top_p=sampling.top_p, max_tokens=sampling.max_tokens,
             stop=list(sampling.stop),
             logprobs=0,  # needed for cumulative_logprob
-            seed=request.seed(sampling),  # a request's samples do not depend on what else the engine runs
+            # A request's samples do not depend on what else the engine runs (greedy needs no seed).
+            seed=None if sampling.temperature == 0 else request.seed(sampling),
             output_kind=RequestOutputKind.FINAL_ONLY,
         )
 
