@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from harness.errors import HarnessError
-
-
-def _guard(command):
-    """Bad input ends in one line on stderr and exit code 2; an interrupted run says how to resume."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except HarnessError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted: rerun the same command to resume from the last checkpoint", err=True)
-            raise typer.Exit(130) from None
-
-    return wrapper
+from harness.plugins import parse_options
+from harness.report import guard
 
 
 def train(
@@ -107,19 +90,15 @@ def augment(
     from policies.augment import AugmentConfig
     from policies.augment import augment as run
 
-    args = {}
-    for pair in task_arg or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise HarnessError(f"--task-arg takes KEY=VALUE, got {pair!r}")
-        args[key] = value
-    run(AugmentConfig(policy=policy, task=task, task_args=args, n=n, rows=rows, keep=keep, verifier=verifier,
+    run(AugmentConfig(policy=policy, task=task, task_args=parse_options("--task-arg", task_arg), n=n, rows=rows,
+                      keep=keep, verifier=verifier,
                       threshold=threshold, temperature=temperature, max_tokens=max_tokens, seed=seed,
                       backend=backend), output)
 
 
 def register(app: typer.Typer) -> None:
     """Add ``train``, ``policies`` and ``augment`` to the harness CLI."""
-    app.command(name="train")(_guard(train))
-    app.command(name="policies")(_guard(policies))
-    app.command(name="augment")(_guard(augment))
+    resume = "rerun the same command to resume from the last checkpoint"
+    app.command(name="train")(guard(resume)(train))
+    app.command(name="policies")(guard(resume)(policies))
+    app.command(name="augment")(guard("rerun the same command to start again")(augment))

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import platform
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
 from harness.policy import harness_home, policies_dir
+from harness.provenance import versions as package_versions
 from harness.record import write_atomic
 
 MANIFEST = "policy.json"
@@ -43,27 +41,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for dist in PACKAGES:
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
-
-
-def git_revision() -> str | None:
-    """The code's commit, with ``-dirty`` when the working tree has uncommitted changes."""
-    here = Path(__file__).parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if head.returncode:
-        return None
-    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    return package_versions(PACKAGES)
 
 
 def trained() -> list[tuple[Path, dict[str, Any]]]:
