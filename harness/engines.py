@@ -230,7 +230,8 @@ def cpu_preload_libraries() -> list[str]:
 def reexec_with_preload() -> None:
     """Restart this process once with vLLM's CPU libraries in ``LD_PRELOAD`` (it must be set before start).
 
-    Call first thing in an entry point. Does nothing on a CUDA build, where the libraries are not installed,
+    It replaces the process: call it first thing in an entry point's ``main`` (never from a library call or a
+    test process, which it would restart). Does nothing on a CUDA build, where the libraries are not installed,
     when they are already preloaded, or with ``HARNESS_NO_PRELOAD=1``.
     """
     if os.environ.get(PRELOAD_FLAG) or os.environ.get("HARNESS_NO_PRELOAD") == "1" or sys.platform != "linux":
