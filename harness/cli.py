@@ -49,7 +49,8 @@ def run(
     chat_template: Annotated[bool, typer.Option(help="Apply the tokenizer's chat template when it has one.")] = True,
     system_prompt: Annotated[str | None, typer.Option(help="System message for chat templates.")] = None,
     task_arg: Annotated[list[str] | None, typer.Option(help="Task option KEY=VALUE (repeatable).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Sequences per generate call (transformers engine).")] = 32,
+    batch_size: Annotated[int, typer.Option(help="transformers: sequences per generate call; vLLM keeps its engine "
+                                                  "full (see --max-num-seqs).")] = 32,
     max_model_len: Annotated[int, typer.Option(help="vLLM context length.")] = 4096,
     tensor_parallel_size: Annotated[int, typer.Option(help="vLLM tensor parallelism.")] = 1,
     data_parallel_size: Annotated[int, typer.Option(help="vLLM data parallelism.")] = 1,
