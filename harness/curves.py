@@ -22,6 +22,7 @@ from harness.selection import SamplerError, candidates_of, choose
 from harness.types import Candidate, ExampleRecord, Sampler, Score
 
 EXACT_CAP = 5000
+NEEDS_SCORES = "needs selection-verifier scores; the samples have none"  # skipped, not failed
 DRAWS = 2000
 
 
@@ -116,7 +117,7 @@ def scaling_curves(rows: list[ExampleRecord], samplers: dict[str, Sampler], ks: 
         raise HarnessError(f"curve sizes must be in [1, {n}], got {ks}")
     problems = [row_candidates(r, credit) for r in rows]
     scored = all(c.score is not None for cands, _ in problems for c in cands)
-    skipped = {name: "needs selection-verifier scores; the samples have none"
+    skipped = {name: NEEDS_SCORES
                for name, s in samplers.items() if s.uses_scores and not scored}
     curve: dict[str, list[float]] = {}
     for name, sampler in samplers.items():

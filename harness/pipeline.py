@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cache import GenerationCache, sample_key
-from harness.curves import scaling_curves
+from harness.curves import NEEDS_SCORES, scaling_curves
 from harness.engines import Engine, EngineOptions, Renderer, Request, Sampling, load_engine
 from harness.errors import HarnessError
 from harness.metrics import Metric, declared
@@ -326,7 +326,7 @@ def _curves(records: list[ExampleRecord], seed: int, headline: Metric) -> dict:
     samplers = {name: s for name, s in registry().components["sampler"].items() if not s.greedy}
     curves = scaling_curves(records, samplers, seed=seed, credit=headline.credit)
     for name, why in curves["skipped"].items():
-        if "failed" in why or "chose" in why:
+        if why != NEEDS_SCORES:  # a sampler plugin that failed
             warn(f"no scaling curve for sampler {name!r} (plugin {registry().sources['sampler', name]}): {why}")
     return curves
 
