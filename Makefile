@@ -2,11 +2,12 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
+HARNESS = $(VENV)/bin/harness
 PIP     = $(PY) -m pip
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMP   = $(VENV)/.harness-installed
 
-.PHONY: install demo test lint bench clean policies
+.PHONY: install demo test lint bench clean policies evaluate
 
 install: $(STAMP)
 
@@ -31,19 +32,38 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/harness run --policy smollm2 --task countdown --sampler greedy --limit 50
-	$(VENV)/bin/harness run --policy smollm2 --task countdown --sampler bon --n 16 --limit 50
-	$(VENV)/bin/harness leaderboard
+	$(HARNESS) run --policy smollm2 --task countdown --sampler greedy --limit 50
+	$(HARNESS) run --policy smollm2 --task countdown --sampler bon --n 16 --limit 50
+	$(HARNESS) leaderboard
 
 # The quick training chain on this CPU (each step resumes if interrupted; a finished one is skipped):
 # SFT on Countdown solutions -> RLOO with the Countdown verifier as reward; DPO and a reward model
-# on the instruction preferences (train half of the instruction split).
+# on the instruction preferences (train half of the instruction split); then `make evaluate`.
 policies: $(STAMP)
-	$(VENV)/bin/harness train sft --recipe quick
-	$(VENV)/bin/harness train rloo --recipe quick
-	$(VENV)/bin/harness train dpo --recipe quick
-	$(VENV)/bin/harness train rm --recipe quick
-	$(VENV)/bin/harness policies
+	$(HARNESS) train sft --recipe quick
+	$(HARNESS) train rloo --recipe quick
+	$(HARNESS) train dpo --recipe quick
+	$(HARNESS) train rm --recipe quick
+	$(HARNESS) policies
+	$(MAKE) evaluate
+
+# Held-out evaluation of the base model and each trained policy, one leaderboard: Countdown test problems
+# as trained (3 numbers, zero-shot), greedy and best-of-16 under the rule verifier; AlpacaEval instructions
+# (evaluation half) against the base model's own answers, judged by the trained reward model `rm`, which
+# no policy was trained against. Every run resumes; a finished one is read back.
+DATA           ?= ../shared/data
+EVAL_COUNTDOWN ?= --task countdown --task-arg numbers=3 --task-arg shots=0 --limit 100
+EVAL_ALPACA    ?= --task alpaca --task-arg data=$(DATA)/alpaca_eval/eval.jsonl --limit 100 --grader winrate:rm:rm
+EVAL_POLICIES  ?= sft rloo dpo
+
+evaluate: $(STAMP)
+	for p in smollm2 $(EVAL_POLICIES); do \
+	  $(HARNESS) run --policy $$p $(EVAL_COUNTDOWN) --sampler greedy && \
+	  $(HARNESS) run --policy $$p $(EVAL_COUNTDOWN) --sampler bon --n 16 || exit 1; done
+	base=$$($(HARNESS) run --policy smollm2 $(EVAL_ALPACA)) && echo "$$base" && \
+	for p in $(EVAL_POLICIES); do \
+	  $(HARNESS) run --policy $$p $(EVAL_ALPACA) --task-arg reference=runs/$${base%%:*} || exit 1; done
+	$(HARNESS) leaderboard
 
 test: $(STAMP)
 	$(PY) -m pytest -q

