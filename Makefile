@@ -48,18 +48,18 @@ policies: $(STAMP)
 	$(MAKE) evaluate
 
 # Held-out evaluation of the base model and each trained policy, one leaderboard: Countdown test problems
-# as trained (3 numbers, zero-shot), greedy and best-of-16 under the rule verifier; AlpacaEval instructions
+# as trained (3 numbers, zero-shot), greedy on 200 and best-of-16 on the first 100 under the rule verifier; AlpacaEval instructions
 # (evaluation half) against the base model's own answers, judged by the trained reward model `rm`, which
 # no policy was trained against. Every run resumes; a finished one is read back.
 DATA           ?= ../shared/data
-EVAL_COUNTDOWN ?= --task countdown --task-arg numbers=3 --task-arg shots=0 --limit 100
+EVAL_COUNTDOWN ?= --task countdown --task-arg numbers=3 --task-arg shots=0
 EVAL_ALPACA    ?= --task alpaca --task-arg data=$(DATA)/alpaca_eval/eval.jsonl --limit 100 --grader winrate:rm:rm
 EVAL_POLICIES  ?= sft rloo dpo
 
 evaluate: $(STAMP)
 	for p in smollm2 $(EVAL_POLICIES); do \
-	  $(HARNESS) run --policy $$p $(EVAL_COUNTDOWN) --sampler greedy && \
-	  $(HARNESS) run --policy $$p $(EVAL_COUNTDOWN) --sampler bon --n 16 || exit 1; done
+	  $(HARNESS) run --policy $$p $(EVAL_COUNTDOWN) --limit 200 --sampler greedy && \
+	  $(HARNESS) run --policy $$p $(EVAL_COUNTDOWN) --limit 100 --sampler bon --n 16 || exit 1; done
 	base=$$($(HARNESS) run --policy smollm2 $(EVAL_ALPACA)) && echo "$$base" && \
 	for p in $(EVAL_POLICIES); do \
 	  $(HARNESS) run --policy $$p $(EVAL_ALPACA) --task-arg reference=runs/$${base%%:*} || exit 1; done
