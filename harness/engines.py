@@ -14,7 +14,7 @@ import itertools
 import os
 import platform
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
@@ -354,6 +354,15 @@ class VLLMEngine:
         gc.collect()
         cleanup_dist_env_and_memory()
         torch.set_num_threads = self._set_num_threads
+
+    def load_weights(self, weights: Iterable[tuple[str, Any]]) -> None:
+        """Serve other weights (Hugging Face names), e.g. a policy in training, without restarting the engine.
+
+        vLLM's ``reload_weights`` redoes the CPU weight packing that plain ``load_weights`` skips (why TRL's
+        colocate mode fails on CPU); the prefix cache is reset, as its KV was computed with the old weights.
+        """
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        self.llm.reset_prefix_cache()
 
     def generate(self, requests: Sequence[Request], sampling: Sampling) -> Iterator[tuple[int, list[Completion]]]:
         from vllm.inputs import TokensPrompt

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from harness.engines import EngineOptions, Renderer, Request, Sampling, load_engine
+from harness.engines import EngineOptions, Renderer, Request, Sampling, VLLMEngine, load_engine
 from harness.policy import Policy
 
 KV_CACHE_GIB = 2.0  # plenty for one step's rollouts (tens of sequences, a few hundred tokens); training needs the rest
@@ -56,7 +56,7 @@ class EngineRollout:
         self.seed = seed
         self.max_model_len = max_model_len
         self.dtype = dtype
-        self.engine: Any = None
+        self.engine: VLLMEngine | None = None
         self.step: int | None = None
         self.seconds_syncing = 0.0
 
@@ -68,9 +68,10 @@ class EngineRollout:
         if self.engine is None:
             policy = Policy("rollout", self.base_model)
             options = EngineOptions(max_model_len=self.max_model_len, kv_cache_gib=KV_CACHE_GIB, dtype=self.dtype)
-            self.engine = load_engine("vllm", policy, Renderer(policy), options, seed=self.seed)
-        self.engine.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": merged_weights(model)})
-        self.engine.llm.reset_prefix_cache()  # cached prompt KV was computed with the old weights
+            engine = load_engine("vllm", policy, Renderer(policy), options, seed=self.seed)  # errors in one line
+            assert isinstance(engine, VLLMEngine)
+            self.engine = engine
+        self.engine.load_weights(merged_weights(model))
         self.step = step
         self.seconds_syncing += time.perf_counter() - started
 
