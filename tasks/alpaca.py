@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from typing import Any, ClassVar
 
 import harness
 from harness.errors import choices
+from harness.rows import read_file
 
 HUB_DATASET = "tatsu-lab/alpaca_eval"
 HUB_FILE = "alpaca_eval_gpt4_baseline.json"  # the AlpacaEval 2.0 instructions with GPT-4 Turbo's outputs
@@ -47,27 +47,6 @@ def instruction_split(text: str) -> str:
     return "eval" if int.from_bytes(digest[:8], "big") % 2 == 0 else "train"
 
 
-def _read(path: Path) -> list[Any]:
-    """Rows of a JSONL file, or of a JSON list (AlpacaEval's own files)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise harness.HarnessError(f"cannot read alpaca data {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    if text.lstrip().startswith("["):
-        try:
-            return list(json.loads(text))
-        except json.JSONDecodeError as exc:
-            raise harness.HarnessError(f"alpaca data {path} is not valid JSON ({exc})") from None
-    rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise harness.HarnessError(f"{path}:{number}: not valid JSON") from None
-    return rows
-
-
 def _hub_rows() -> list[Any]:
     """The hub copy; offline, one line saying how to use a local file instead."""
     try:
@@ -77,7 +56,7 @@ def _hub_rows() -> list[Any]:
     except Exception as exc:  # offline, hub errors: the remedy is the same
         raise harness.HarnessError(f"cannot load {HUB_DATASET} from the Hugging Face hub ({type(exc).__name__}); "
                                    "pass data=PATH with a local JSONL of instructions") from None
-    return _read(Path(path))
+    return read_file(Path(path), "alpaca")
 
 
 def _run_references(run_dir: Path) -> dict[str, str | None]:
@@ -123,7 +102,7 @@ class AlpacaTask:
     def rows(self) -> list[dict[str, Any]]:
         """Every row of the data, checked to have a string ``instruction``."""
         source = str(self.data) if self.data else HUB_DATASET
-        rows = _read(Path(self.data).expanduser()) if self.data else _hub_rows()
+        rows = read_file(Path(self.data).expanduser(), "alpaca") if self.data else _hub_rows()
         for number, row in enumerate(rows, 1):
             if not (isinstance(row, dict) and isinstance(row.get("instruction"), str) and row["instruction"].strip()):
                 raise harness.HarnessError(f"alpaca data {source} row {number}: needs a non-empty string 'instruction'")

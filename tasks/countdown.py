@@ -12,20 +12,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
-import json
 import math
 import operator
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import Any, ClassVar
 
 import harness
 from harness.errors import choices
+from harness.rows import read_rows
 
 SPLITS = ("train", "test")
+REMEDY = "pass --task-arg data=PATH to a local JSONL of rows with 'nums' and 'target'"
 # What limit=None yields from the generator; 1024 is TinyZero's test size.
 GENERATED_SIZE = {"train": 10_000, "test": 1024}
 MAX_MISSES = 2_000  # consecutive draws without a new problem before a too-small space counts as exhausted
@@ -78,23 +78,6 @@ def random_solution(rng: random.Random, numbers: list[int]) -> tuple[str, Fracti
         rest = [n for k, n in enumerate(nodes) if k not in (i, j)]
         nodes = [*rest, (f"{left} {op} {right}", OPS[op](a, b), p)]
     return nodes[0][0], nodes[0][1]
-
-
-def _rows(data: str) -> Iterable[Any]:
-    """Rows of a local JSONL file, or of a Hugging Face dataset when ``data`` names no file."""
-    path = Path(data).expanduser()
-    if path.exists() or path.suffix in (".jsonl", ".json"):
-        try:
-            with path.open(encoding="utf-8") as f:
-                return [json.loads(line) for line in f if line.strip()]
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise harness.HarnessError(f"cannot read countdown data {data}: {exc}") from None
-    try:
-        import datasets
-
-        return datasets.load_dataset(data, split="train")
-    except Exception as exc:  # the hub client fails in many ways: offline, no such dataset, bad files
-        raise harness.HarnessError(f"cannot load countdown data {data!r}: {type(exc).__name__}") from None
 
 
 def _int(key: str, value: Any) -> int:
@@ -159,7 +142,7 @@ class CountdownTask:
         if self.data is None:
             selected = self._select(self._generate(random.Random(seed)), split, patience=MAX_MISSES)
             return itertools.islice(selected, GENERATED_SIZE[split] if limit is None else limit)
-        rows = _rows(self.data)  # read now, so a bad path fails at the call
+        rows = read_rows(self.data, "countdown", REMEDY)  # read now, so a bad path fails at the call
         return itertools.islice(self._select(self._read(self.data, rows), split), limit)
 
     def _generate(self, rng: random.Random) -> Iterator[Problem | None]:

@@ -11,7 +11,6 @@ thought of Wei et al. (2022) for base models, worded exactly as lm-evaluation-ha
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any, ClassVar
 
 import harness
 from harness.errors import choices
+from harness.rows import read_file
 
 SPLITS = ("train", "test")
 HUB_DATASET = ("openai/gsm8k", "main")
@@ -113,24 +113,6 @@ def _checked(row: Any, where: str) -> dict[str, str]:
     return {"question": row["question"], "answer": row["answer"]}
 
 
-def _read_jsonl(path: Path) -> list[dict[str, str]]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or exc
-        raise harness.HarnessError(f"cannot read GSM8K data {path}: {reason}") from None
-    rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise harness.HarnessError(f"{path}:{number}: not valid JSON") from None
-        rows.append(_checked(row, f"{path}:{number}"))
-    return rows
-
-
 def _hub_rows(split: str) -> list[dict[str, str]]:
     """The hub copy; offline it fails, and the fix is a local copy, so say that."""
     try:
@@ -152,7 +134,8 @@ def load_rows(data: str | None, split: str) -> list[dict[str, str]]:
     if data is None:
         return _hub_rows(split)
     path = Path(data).expanduser()
-    return _read_jsonl(path / f"{split}.jsonl" if path.is_dir() else path)
+    path = path / f"{split}.jsonl" if path.is_dir() else path
+    return [_checked(row, f"{path} row {number}") for number, row in enumerate(read_file(path, "GSM8K"), 1)]
 
 
 @dataclass(frozen=True)

@@ -9,41 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import harness
 from harness.errors import choices
+from harness.rows import read_rows
 
 HUB_ID = "google/IFEval"
 SPLITS = ("test",)  # IFEval is an evaluation set only; the hub calls its one split "train"
 HELP = "pass --task-arg data=PATH to a JSONL of IFEval prompts (e.g. ../shared/data/ifeval/input_data.jsonl)"
-
-
-def _is_file(data: str) -> bool:
-    """A local JSON Lines file, as opposed to a hub id or a local dataset folder for ``datasets``."""
-    path = Path(data).expanduser()
-    return path.is_file() or path.suffix in (".jsonl", ".json")
-
-
-def _rows(data: str) -> Iterable[Any]:
-    """Rows of a local JSONL file, or of a hub dataset (or local dataset folder) through ``datasets``."""
-    if _is_file(data):
-        try:
-            with Path(data).expanduser().open(encoding="utf-8") as f:
-                return [json.loads(line) for line in f if line.strip()]
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise harness.HarnessError(f"cannot read ifeval data {data}: {exc}") from None
-    try:
-        import datasets
-
-        return datasets.load_dataset(data, split="train")
-    except Exception as exc:  # the hub client fails in many ways: offline, no such dataset, bad files
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise harness.HarnessError(f"cannot load ifeval data {data!r} ({reason}); {HELP}") from None
 
 
 def _example(data: str, number: int, row: Any) -> harness.Example:
@@ -76,7 +53,8 @@ class IFEvalTask:
             if key not in fields:
                 raise choices("ifeval option", key, fields)
         task = dataclasses.replace(self, **{k: None if v is None else str(v) for k, v in options.items()})
-        if task.data is not None and _is_file(task.data) and not Path(task.data).expanduser().is_file():
+        path = Path(task.data).expanduser() if task.data is not None else None
+        if path is not None and path.suffix in (".jsonl", ".json") and not path.is_file():
             raise harness.HarnessError(f"ifeval data {task.data} is not a file; {HELP}")
         return task
 
@@ -85,7 +63,7 @@ class IFEvalTask:
         if split not in SPLITS:
             raise choices("split", split, list(SPLITS))
         data = self.data or HUB_ID
-        examples = [_example(data, i, row) for i, row in enumerate(_rows(data), 1)]
+        examples = [_example(data, i, row) for i, row in enumerate(read_rows(data, "ifeval", HELP), 1)]
         seen: set[str] = set()
         for example in examples:
             if example.id in seen:

@@ -171,7 +171,8 @@ def test_bad_rows_name_the_file(tmp_path, line):
     path.write_text('{"question": "Fine?", "answer": "Yes.\\n#### 1"}\n' + line + "\n")
     with pytest.raises(harness.HarnessError) as excinfo:
         Gsm8kTask(data=str(path)).examples()
-    assert f"{path}:2" in one_line_error(excinfo)
+    error = one_line_error(excinfo)
+    assert f"{path}:2: not valid JSON" in error or f"{path} row 2:" in error
 
 
 def test_offline_hub_failure_says_to_pass_a_local_path(tmp_path):
