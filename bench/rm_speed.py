@@ -10,7 +10,7 @@ The judge is ``--judge PATH_OR_HUB_ID``, or else a randomly initialised reward m
 tokenizer are read): ``minilm`` (MiniLM-L6, 22M parameters) or ``large`` (BERT-large, 335M, the
 size of a DeBERTa-v3-large reward model). Weights do not change the speed; the shape does.
 
-    python bench/rm_speed.py [--judge PATH] [--shape minilm|large] [--pairs 128] [--data eval.jsonl]
+    python bench/rm_speed.py [--judge PATH] [--shape minilm|large] [--pairs 128] [--budgets 1024,4096,16384]
 """
 
 from __future__ import annotations
@@ -58,39 +58,60 @@ def main() -> None:
     parser.add_argument("--backbone", type=Path, default=_backbone(), help="config and tokenizer for --shape")
     parser.add_argument("--pairs", type=int, default=128)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--budgets", default="1024,4096,16384",
+                        help="max_batch_tokens values to time, comma-separated (the verifier's default is 16384)")
     args = parser.parse_args()
 
     import torch
 
+    from bench.throughput import matmul_gflops
+
     rows = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()][: args.pairs]
     pairs = [(r["instruction"], r["output"]) for r in rows]
+    budgets = [int(b) for b in args.budgets.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         rm = RewardModel(args.judge or str(random_reward_model(args.backbone, args.shape, Path(tmp) / "rm")))
         lengths = [len(rm.encode(p, r)["input_ids"]) for p, r in pairs]
         rm.score_texts(pairs)  # load the model; warm up both paths on every batch shape
         for pair in pairs[:8]:
             rm.score_texts([pair])
-
-        start = time.perf_counter()
-        batched = rm.score_texts(pairs)
-        batched_s = time.perf_counter() - start
+        default_budget = rm.max_batch_tokens
+        batched: dict[int, tuple[float, list[float]]] = {}
+        for budget in budgets:
+            rm.max_batch_tokens = budget
+            start = time.perf_counter()
+            scores = rm.score_texts(pairs)
+            batched[budget] = (time.perf_counter() - start, scores)
         start = time.perf_counter()
         single = [rm.score_texts([pair])[0] for pair in pairs]
         single_s = time.perf_counter() - start
+        model = rm._load()
+        body = sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
 
-    drift = max(abs(a - b) for a, b in zip(batched, single, strict=True))
     cuda = torch.cuda.is_available()
     device = f"{torch.cuda.get_device_name()} (bf16)" if cuda else f"CPU, {torch.get_num_threads()} torch threads"
     judge = args.judge or f"random {args.shape}-shaped BERT"
     print(f"\n### `rm` scoring speed: {judge}, {len(pairs)} AlpacaEval pairs\n")
     print(f"{device}; judge tokens per pair: mean {statistics.mean(lengths):.0f}, min {min(lengths)}, max "
-          f"{max(lengths)} (max length {rm.max_length}); batches of <= {rm.batch_size} pairs and "
-          f"<= {rm.max_batch_tokens} padded tokens\n")
-    print("| mode | seconds | pairs/s |\n| --- | --- | --- |")
-    print(f"| one pair at a time | {single_s:.2f} | {len(pairs) / single_s:.1f} |")
-    print(f"| batched, length-sorted | {batched_s:.2f} | {len(pairs) / batched_s:.1f} |")
-    print(f"\nspeed-up: {single_s / batched_s:.2f}x (target >= 3x); largest reward difference batched vs single: "
-          f"{drift:.1e}")
+          f"{max(lengths)} (max length {rm.max_length}); batches of <= {rm.batch_size} pairs\n")
+    print("| mode | seconds | pairs/s | speed-up vs one at a time |\n| --- | --- | --- | --- |")
+    print(f"| one pair at a time | {single_s:.2f} | {len(pairs) / single_s:.1f} | 1.00x |")
+    for budget, (seconds, _scores) in batched.items():
+        mark = " (default)" if budget == default_budget else ""
+        print(f"| batched, length-sorted, <= {budget} padded tokens{mark} | {seconds:.2f} | "
+              f"{len(pairs) / seconds:.1f} | {single_s / seconds:.2f}x |")
+    drift = max(abs(a - b) for _, scores in batched.values() for a, b in zip(scores, single, strict=True))
+    seconds, _ = batched[default_budget] if default_budget in batched else next(iter(batched.values()))
+    print(f"\nspeed-up at the default budget: {single_s / seconds:.2f}x (target >= 3x); largest reward "
+          f"difference batched vs single: {drift:.1e}")
+    if not cuda:
+        # the dense work one pair at a time, against this machine's own matmul rate: the room batching has
+        achieved = 2 * body * sum(lengths) / single_s / 1e9
+        peak = matmul_gflops("float32")
+        print(f"one pair at a time runs the encoder's {body / 1e6:.1f}M non-embedding parameters at "
+              f"{achieved:.0f} GFLOP/s (dense matmuls only, attention not counted) against a measured float32 "
+              f"matmul rate of {peak:.0f} GFLOP/s here ({achieved / peak:.0%}): at most {peak / achieved:.1f}x "
+              "is left for batching to win on this processor")
 
 
 if __name__ == "__main__":
