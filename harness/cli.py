@@ -1,4 +1,4 @@
-"""The ``harness`` command line: run, score, leaderboard, plugins."""
+"""The ``harness`` command line: run, score, compare, leaderboard, plot, plugins."""
 
 from __future__ import annotations
 
@@ -111,6 +111,18 @@ def score(
     new = rescore(run_dir, output or run_dir.parent, verifier, grader, oracle,
                   parse_options("--verifier-arg", verifier_arg), parse_options("--grader-arg", grader_arg))
     _report(new)
+
+
+@app.command()
+@guard(RESUME)
+def compare(
+    first: Annotated[Path, typer.Argument(help="A run directory.")],
+    second: Annotated[Path, typer.Argument(help="A run directory on the same task and examples.")],
+) -> None:
+    """Whether one run beats another: the difference of their headline metric with a paired 95% interval."""
+    from harness.compare import compare_runs
+
+    Console().print(compare_runs(first, second).line(), highlight=False, soft_wrap=True)
 
 
 @app.command("leaderboard")

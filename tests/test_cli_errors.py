@@ -87,6 +87,8 @@ def test_score_on_missing_or_corrupt_run_dir(tmp_path):
     (corrupt / "summary.json").write_text(json.dumps({"config": {}, "metric": {}, "counts": {"examples": 3}}))
     (corrupt / "samples.jsonl").write_text('{"id": 1}\n')
     fails(["score", str(corrupt)], "samples.jsonl")
+    fails(["compare", str(corrupt), str(tmp_path / "missing")], "corrupt", "samples.jsonl")
+    fails(["compare", str(tmp_path / "missing"), str(corrupt)], "missing", "not a readable run directory")
 
 
 def test_leaderboard_bad_format_and_missing_dir(tmp_path):

@@ -406,3 +406,41 @@ def test_leaderboard_puts_a_trained_policys_cost_beside_its_numbers(tmp_path, ti
         assert "56,789" in leaderboard.render(tmp_path, "md")
     finally:
         manifest.unlink()
+
+
+def test_compare_pairs_the_examples_two_runs_share(tmp_path, tiny_llama, tokenizer):
+    """A (right on the first 6 of 8) vs B (right on the even ones): +0.25, better on 3 against 1, paired CI."""
+    from harness.compare import compare_runs
+    from harness.metrics import bootstrap_ci
+
+    examples = list(harness.get_task("countdown").examples(limit=8))
+    index = {e.prompt: i for i, e in enumerate(examples)}
+
+    def answers(right):
+        def answer(prompt: str, j: int) -> tuple[str, float]:
+            e = examples[index[prompt]]
+            return (f"<answer>{solve(e.meta['numbers'], e.meta['target']) if right(index[prompt]) else '1'}</answer>",
+                    -1.0)
+        return answer
+
+    run(tmp_path / "a", tiny_llama, tokenizer, answers(lambda i: i < 6), limit=8)
+    run(tmp_path / "b", tiny_llama, tokenizer, answers(lambda i: i % 2 == 0), limit=8)
+    (a,), (b,) = [p.parent for p in (tmp_path / "a").glob("*/summary.json")], \
+        [p.parent for p in (tmp_path / "b").glob("*/summary.json")]
+    result = compare_runs(a, b)
+    diffs = [float(i < 6) - float(i % 2 == 0) for i in range(8)]
+    assert result.metric == "accuracy" and result.shared == 8
+    assert result.means == (0.75, 0.5) and result.difference == 0.25 and result.better == (3, 1)
+    assert result.ci95 == bootstrap_ci(diffs) and result.ci95[0] < 0.25 < result.ci95[1]
+    assert compare_runs(b, a).difference == -0.25
+
+    train = tmp_path / "train"
+    run(train, tiny_llama, tokenizer, lambda p, j: ("<answer>1</answer>", -1.0), limit=2, split="train")
+    (c,) = [p.parent for p in train.glob("*/summary.json")]
+    with pytest.raises(HarnessError, match="share no examples"):
+        compare_runs(a, c)
+    summary = json.loads((c / "summary.json").read_text())
+    summary["metric"]["name"] = "win_rate"
+    (c / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(HarnessError, match="reports accuracy and .* reports win_rate"):
+        compare_runs(a, c)
