@@ -394,6 +394,13 @@ def test_vllm_closes_and_a_second_engine_starts_in_the_same_process(vllm_engine,
     base = load_engine("vllm", base_policy, renderer, options)
     plain = collect(base, [Request(t, 1) for t in ids], greedy)
     base.close()
-    tuned = load_engine("vllm", resolve_policy(str(adapter)), renderer, options)
+    policy = resolve_policy(str(adapter))
+    tuned = load_engine("vllm", policy, renderer, options)
     assert collect(tuned, [Request(t, 1) for t in ids], greedy) != plain
+    # on CPU the adapter is served merged into a copy of the base, made once per adapter content
+    merged = harness_home() / "merged" / policy.fingerprint
+    assert tuned.describe()["lora"] == "merged" and tuned.kwargs["model"] == str(merged)
+    assert "enable_lora" not in tuned.kwargs
     tuned.close()
+    stamp = (merged / "config.json").stat().st_mtime_ns
+    assert engines.merged_model(policy) == str(merged) and (merged / "config.json").stat().st_mtime_ns == stamp
