@@ -104,7 +104,11 @@ def test_harness_verify_squashes_rewards_and_keeps_the_raw_one(pair_rm):
 
 
 def test_batches_are_length_sorted_and_bounded(pair_rm):
+    from plugins.reward_model import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, RewardModel
+
     rm = harness.get_verifier(f"rm:{pair_rm}")
+    assert rm.max_batch_tokens == (GPU_BATCH_TOKENS if torch.cuda.is_available() else CPU_BATCH_TOKENS)
+    assert RewardModel(str(pair_rm), max_batch_tokens="512").max_batch_tokens == 512
     rm.batch_size, rm.max_batch_tokens = 3, 100
     lengths = [5, 40, 7, 40, 30, 6, 8]
     batches = rm._batches(lengths)
