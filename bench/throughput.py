@@ -289,7 +289,7 @@ def main() -> None:
     parser.add_argument("--skip-other-dtype", action="store_true")
     args = parser.parse_args()
 
-    reexec_with_preload()  # as the harness CLI does: tcmalloc and Intel OpenMP, where installed
+    reexec_with_preload()  # tcmalloc and Intel OpenMP as vLLM's CPU guide asks (HARNESS_NO_PRELOAD=1: without)
     _cpu_defaults()  # before vllm is imported, as the harness does
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # vLLM logs to stdout by default
     import torch
