@@ -13,31 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.tiny builds the models
+
 
 def tiny_models(root: Path, tokenizer_dir: str, encoder_tokenizer_dir: str) -> tuple[Path, Path]:
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel, LlamaConfig, LlamaForCausalLM
+    from tests.tiny import tiny_bert, tiny_llama
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    llama = root / "tiny-llama"
-    LlamaForCausalLM(config).save_pretrained(llama)
-    tokenizer.save_pretrained(llama)
-    encoder_tokenizer = AutoTokenizer.from_pretrained(encoder_tokenizer_dir)
-    bert = root / "tiny-bert"
-    encoder = BertConfig(vocab_size=encoder_tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
-    BertModel(encoder).save_pretrained(bert)
-    encoder_tokenizer.save_pretrained(bert)
-    return llama, bert
+    return tiny_llama(tokenizer_dir, root / "tiny-llama"), tiny_bert(encoder_tokenizer_dir, root / "tiny-bert")
 
 
 def train_each(llama: Path, bert: Path, pairs: Path, steps: int) -> list[dict]:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -35,19 +36,7 @@ def smollm2(harness_home) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama(smollm2, tmp_path_factory) -> Path:
     """A randomly initialised 2-layer Llama with SmolLM2's tokenizer and chat template: fast, real weights."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    out = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = AutoTokenizer.from_pretrained(smollm2)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return tiny.tiny_llama(smollm2, tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import tiny_bert
 
 import harness
 from harness.plugins import Spec, registry
@@ -20,16 +21,8 @@ RESPONSES = ["Red, green and blue; I like blue.", "Colours!", "Red, orange and y
 
 
 def _bert_rm(out: Path, num_labels: int = 1, **config) -> Path:
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    tokenizer = AutoTokenizer.from_pretrained(MINILM)
-    cfg = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=MAX_POSITIONS, num_labels=num_labels,
+    return tiny_bert(MINILM, out, head=True, max_positions=MAX_POSITIONS, num_labels=num_labels,
                      initializer_range=0.5, **config)
-    torch.manual_seed(0)
-    BertForSequenceClassification(cfg).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ import pytest
 import torch
 import typer
 from conftest import ROOT
+from tiny import tiny_bert
 from typer.testing import CliRunner
 
 import harness
@@ -51,16 +52,7 @@ def manifest(name: str, rm: bool = False) -> dict:
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory) -> Path:
     """A tiny random BERT encoder with MiniLM's tokenizer, laid out like the MiniLM package (a BertModel, no head)."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    out = tmp_path_factory.mktemp("tiny-encoder")
-    tokenizer = AutoTokenizer.from_pretrained(MINILM)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512)
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return tiny_bert(MINILM, tmp_path_factory.mktemp("tiny-encoder"))
 
 
 @pytest.fixture(scope="module")
