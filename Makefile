@@ -50,9 +50,9 @@ policies: $(STAMP)
 	$(MAKE) evaluate
 
 # Held-out evaluation of the base model and each trained policy, one leaderboard: Countdown test problems
-# as trained (3 numbers, zero-shot), greedy on 200 and best-of-16 on the first 100 under the rule verifier; AlpacaEval instructions
-# (evaluation half) against the base model's own answers, judged by the trained reward model `rm`, which
-# no policy was trained against. Every run resumes; a finished one is read back.
+# as trained (3 numbers, zero-shot), greedy on 200 and best-of-16 on the first 100 under the rule verifier;
+# AlpacaEval instructions (evaluation half) against the base model's own answers, judged by the trained
+# reward model `rm`, which no policy was trained against. Every run resumes; a finished one is read back.
 DATA           ?= ../shared/data
 EVAL_COUNTDOWN ?= --task countdown --task-arg numbers=3 --task-arg shots=0
 EVAL_ALPACA    ?= --task alpaca --task-arg data=$(DATA)/alpaca_eval/eval.jsonl --limit 100 --grader winrate:rm:rm

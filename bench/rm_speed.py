@@ -10,7 +10,7 @@ The judge is ``--judge PATH_OR_HUB_ID``, or else a randomly initialised reward m
 tokenizer are read): ``minilm`` (MiniLM-L6, 22M parameters) or ``large`` (BERT-large, 335M, the
 size of a DeBERTa-v3-large reward model). Weights do not change the speed; the shape does.
 
-    python bench/rm_speed.py [--judge PATH] [--shape minilm|large] [--pairs 128] [--budgets 1024,4096,16384]
+    python bench/rm_speed.py [--judge PATH] [--shape minilm|large] [--pairs 128] [--budgets 1024,2048,4096]
 """
 
 from __future__ import annotations

@@ -91,9 +91,8 @@ def augment(
     from policies.augment import augment as run
 
     run(AugmentConfig(policy=policy, task=task, task_args=parse_options("--task-arg", task_arg), n=n, rows=rows,
-                      keep=keep, verifier=verifier,
-                      threshold=threshold, temperature=temperature, max_tokens=max_tokens, seed=seed,
-                      backend=backend), output)
+                      keep=keep, verifier=verifier, threshold=threshold, temperature=temperature,
+                      max_tokens=max_tokens, seed=seed, backend=backend), output)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,8 +8,8 @@ Before each step's generation the trainer's current weights (LoRA deltas merged 
 model itself untouched; or the full weights) are loaded in place into the engine's vLLM model with
 vLLM's ``reload_weights``, which redoes the CPU weight packing that makes plain ``load_weights``
 (and so TRL's colocate mode) fail on CPU, and the prefix cache is reset. Measured on a 2-core CPU,
-serving the adapter per request instead (vLLM's LoRA path) generated no faster than transformers,
-while merged weights generate about 7x faster (bench/train_speed.py). The engine returns
+serving the adapter per request instead (vLLM's LoRA path) generated 8.4x slower than merged
+weights (README, Use). The engine returns
 completion text, tokenized back to ids with the policy's tokenizer, plus the end-of-sequence token
 where the sample stopped on it, as TRL's own path keeps it.
 """

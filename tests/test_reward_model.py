@@ -101,6 +101,8 @@ def test_batches_are_length_sorted_and_bounded(pair_rm):
 
     rm = harness.get_verifier(f"rm:{pair_rm}")
     assert rm.max_batch_tokens == (GPU_BATCH_TOKENS if torch.cuda.is_available() else CPU_BATCH_TOKENS)
+    if not torch.cuda.is_available():  # on CPU, ~500-token pairs go at most 4 to a batch (measured faster)
+        assert [len(b) for b in rm._batches([500] * 8)] == [4, 4]
     assert RewardModel(str(pair_rm), max_batch_tokens="512").max_batch_tokens == 512
     rm.batch_size, rm.max_batch_tokens = 3, 100
     lengths = [5, 40, 7, 40, 30, 6, 8]
