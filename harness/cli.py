@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from harness.engines import reexec_with_preload
 from harness.errors import HarnessError
 from harness.plugins import parse_options
 from harness.report import guard
@@ -174,5 +176,16 @@ def plugins() -> None:
 
 register_training(app)
 
-if __name__ == "__main__":
+
+def main() -> None:
+    """The ``harness`` console script. ``harness train`` first restarts itself once with tcmalloc (and Intel
+    OpenMP) preloaded: glibc's allocator page-faults on every large training tensor, and an RLOO step on a
+    2-core CPU took 21 s without them and 12 s with (README, Training). Evaluation starts as is: there the
+    preload measured mixed (README, Generation speed)."""
+    if sys.argv[1:2] == ["train"]:
+        reexec_with_preload()
     app()
+
+
+if __name__ == "__main__":
+    main()

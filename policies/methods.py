@@ -22,6 +22,7 @@ from policies.train import (
     load_policy_model,
     load_tokenizer,
     lora_config,
+    set_lora_dropout,
     split_of_text,
     trainer_args,
 )
@@ -39,7 +40,8 @@ class Result:
     facts: dict[str, Any] = field(default_factory=dict)  # method-specific manifest entries (the rollout path)
 
 
-def _fit(trainer, resume: Path | None) -> None:
+def _fit(trainer, resume: Path | None, dropout: float) -> None:
+    set_lora_dropout(trainer.model, dropout)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
 
@@ -91,7 +93,7 @@ def run_sft(config: TrainConfig, base: Policy, rows: list[Any], hw: Hardware, ou
     callbacks, wall = _callbacks("sft", config.steps, wall_before)
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                          peft_config=peft, callbacks=callbacks)
-    _fit(trainer, resume)
+    _fit(trainer, resume, config.lora_dropout)
     return _result(trainer, tokenizer, out, wall)
 
 
@@ -114,7 +116,7 @@ def run_dpo(config: TrainConfig, base: Policy, rows: list[Pair], hw: Hardware, o
     callbacks, wall = _callbacks("dpo", config.steps, wall_before)
     trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list([dpo_row(p) for p in rows]),
                          processing_class=tokenizer, peft_config=peft, callbacks=callbacks)
-    _fit(trainer, resume)
+    _fit(trainer, resume, config.lora_dropout)
     return _result(trainer, tokenizer, out, wall)
 
 
@@ -200,7 +202,7 @@ def run_rm(config: TrainConfig, base: Policy, rows: list[Pair], hw: Hardware, ou
         eval_dataset=Dataset.from_list(_rm_rows(eval_pairs, tokenizer, config.max_length)),
         processing_class=tokenizer, callbacks=callbacks,
         peft_config=lora_config(config, "SEQ_CLS") if config.finetune == "lora" else None)
-    _fit(trainer, resume)
+    _fit(trainer, resume, config.lora_dropout)
     evaluation = trainer.evaluate()
     metrics = {**final_metrics(trainer.state.log_history), "heldout_pair_accuracy": evaluation["eval_accuracy"],
                "heldout_pairs": float(len(eval_pairs)), "train_pairs": float(len(train_pairs))}
@@ -275,7 +277,7 @@ def run_rloo(config: TrainConfig, base: Policy, examples: list[Any], hw: Hardwar
     else:
         trainer = RLOOTrainer(**common)
     try:
-        _fit(trainer, resume)
+        _fit(trainer, resume, config.lora_dropout)
     finally:
         if engine is not None:
             engine.close()

@@ -173,6 +173,23 @@ def load_policy_model(config: TrainConfig, base: Policy):
     return model, lora_config(config, "CAUSAL_LM") if config.finetune == "lora" else None
 
 
+def set_lora_dropout(model, p: float) -> None:
+    """Give every LoRA adapter in ``model`` the recipe's dropout, continued adapters and TRL's frozen ``ref`` copy
+    included (they keep the dropout they were saved with otherwise).
+
+    RLOO wants none: TRL computes the old and reference log-probabilities in training mode, so dropout makes
+    the importance ratio and the KL noise, and it tripled the time of a LoRA forward on CPU (measured 4.3 s
+    against 1.7 s for 16 x 150 tokens, SmolLM2-135M, bf16 autocast).
+    """
+    import torch
+
+    for module in model.modules():
+        dropouts = getattr(module, "lora_dropout", None)
+        if isinstance(dropouts, torch.nn.ModuleDict):
+            for adapter in list(dropouts.keys()):
+                dropouts[adapter] = torch.nn.Dropout(p) if p else torch.nn.Identity()
+
+
 def lora_config(config: TrainConfig, task_type: str):
     from peft import LoraConfig
 

