@@ -179,9 +179,9 @@ register_training(app)
 
 def main() -> None:
     """The ``harness`` console script. ``harness train`` first restarts itself once with tcmalloc (and Intel
-    OpenMP) preloaded: glibc's allocator page-faults on every large training tensor, and an RLOO step on a
-    2-core CPU took 21 s without them and 12 s with (README, Training). Evaluation starts as is: there the
-    preload measured mixed (README, Generation speed)."""
+    OpenMP) preloaded: glibc's allocator page-faults on every large training tensor (an RLOO step on a 2-core
+    Xeon took 21 s without them, 12 s with; `python bench/train_speed.py --paths engine,engine+no-preload`
+    measures it). Evaluation starts as is: there the preload measured mixed (README, Generation speed)."""
     if sys.argv[1:2] == ["train"]:
         reexec_with_preload()
     app()
