@@ -194,7 +194,7 @@ def test_third_party_verifier_scores_are_the_rloo_rewards(third_party, sft_polic
     monkeypatch.setattr(methods, "set_lora_dropout", set_dropout)
     config = recipe.load("quick", "rloo", base=sft_policy, reward="shortest", overrides=[
         "steps=1", "logging_steps=1", f"rollout={rollout}", "max_completion_length=12", "prompts_per_step=2", "k=3",
-        COUNTDOWN])
+        "grad_accum=2", COUNTDOWN])
     from policies.train import train
 
     name = f"t-rloo-{rollout}"
@@ -439,6 +439,7 @@ def test_augment_writes_verifier_accepted_sft_rows_and_pairs(third_party, tiny_l
     (["train", "sft", "stepz=10"], "unknown sft setting 'stepz'"),
     (["train", "sft", "k=4"], "unknown sft setting 'k'"),
     (["train", "rloo", "k=1"], "RLOO needs at least 2 samples"),
+    (["train", "rloo", "k=3", "prompts_per_step=3"], "must divide into grad_accum=4 equal micro-batches"),
     (["train", "sft", "data=[{source: nope}]"], "unknown data source 'nope'"),
     (["train", "dpo", "data=[{source: lima}]"], "data source 'lima' gives no preference pairs"),
     (["train", "sft", "--reward", "countdown"], "--reward applies to rloo only"),
