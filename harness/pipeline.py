@@ -61,9 +61,10 @@ class RunConfig:
     grader_args: dict[str, str] = field(default_factory=dict)
     rescored_from: str | None = None  # a rescoring names its source, so it never takes the source's id
 
-    def run_id(self, numerics: dict[str, Any]) -> str:
-        """Config and the engine's requested numerics (a float32 run is another run than a bf16 one)."""
-        blob = json.dumps([dataclasses.asdict(self), numerics], sort_keys=True)
+    def run_id(self, numerics: dict[str, Any], weights: str) -> str:
+        """Config, the engine's requested numerics and the policy's weights: a float32 run is another run than a
+        bf16 one, and a policy retrained under the same name gets a new record instead of overwriting its old one."""
+        blob = json.dumps([dataclasses.asdict(self), numerics, weights], sort_keys=True)
         digest = hashlib.sha256(blob.encode()).hexdigest()[:8]
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(self.policy).name or self.policy)
         task = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.task)
@@ -342,7 +343,7 @@ def execute(config: RunConfig, output: Path, options: EngineOptions | None = Non
     examples = examples_of(the_plan.task, config)
     policy = resolve_policy(config.policy)
     options = options or EngineOptions()
-    run_dir = output / config.run_id(numerics(options))
+    run_dir = output / config.run_id(numerics(options), policy.fingerprint)
     cache = GenerationCache(output / "cache" / "generations.sqlite")
     try:
         made = generate(config, the_plan, examples, policy, cache, options, run_dir / "engine.log", engine)
@@ -382,7 +383,8 @@ def rescore(run_dir: Path, output: Path, verifier: str | None = None, grader: st
     facts["timings"] = {k: summary.get("timings", {}).get(k, 0.0) for k in ("load_s", "generation_s")}
     facts["rescored_from"] = str(run_dir)
     source = summary.get("engine_options") or {}
-    run_id = config.run_id({k: source.get(k) for k in numerics(EngineOptions())})
+    run_id = config.run_id({k: source.get(k) for k in numerics(EngineOptions())},
+                           (summary.get("policy") or {}).get("fingerprint", ""))
     return _finish(config, the_plan, records, output / run_id, facts, started)
 
 

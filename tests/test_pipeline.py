@@ -387,6 +387,21 @@ def test_a_float32_run_is_another_run_and_never_reuses_bf16_samples(tmp_path, ti
     assert len(dirs) == 2 and all((d / "summary.json").exists() for d in dirs)
 
 
+def test_a_policy_retrained_under_the_same_name_gets_a_new_record(tmp_path, tiny_llama, tokenizer):
+    policy = shutil.copytree(tiny_llama, tmp_path / "policy")
+    first, summary, engine = run(tmp_path / "runs", policy, tokenizer, lambda p, j: ("<answer>1 + 2</answer>", -1.0),
+                                 limit=2)
+    config = json.loads((policy / "config.json").read_text())
+    (policy / "config.json").write_text(json.dumps({**config, "rms_norm_eps": 1e-5}))  # "retrained" in place
+    second, again, engine = run(tmp_path / "runs", policy, tokenizer, lambda p, j: ("<answer>3 - 1</answer>", -1.0),
+                                limit=2)
+    assert engine.generated == 2, "new weights never reuse the old weights' samples"
+    assert summary["run_id"] != again["run_id"]
+    assert summary["policy"]["fingerprint"] != again["policy"]["fingerprint"]
+    old, kept = read_record(tmp_path / "runs" / summary["run_id"])
+    assert kept == summary and [s.completion.text for r in old for s in r.samples] == ["<answer>1 + 2</answer>"] * 2
+
+
 def test_leaderboard_puts_a_trained_policys_cost_beside_its_numbers(tmp_path, tiny_llama, tokenizer):
     from harness.policy import policies_dir
 
