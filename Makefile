@@ -35,7 +35,8 @@ demo: $(STAMP)
 	$(HARNESS) run --policy smollm2 --task countdown --sampler greedy --limit 50
 	$(HARNESS) run --policy smollm2 --task countdown --sampler bon --n 16 --limit 50
 	@trained="$$(for p in $(EVAL_POLICIES); do test -f "$(POLICIES_DIR)/$$p/policy.json" && echo $$p; done)"; \
-	  [ -z "$$trained" ] || $(MAKE) --no-print-directory evaluate-countdown EVAL_POLICIES="$$(echo $$trained)"
+	  [ -z "$$trained" ] || $(MAKE) --no-print-directory evaluate-countdown EVAL_POLICIES="$$(echo $$trained)" \
+	    GREEDY_LIMIT=200
 	$(HARNESS) leaderboard
 
 # The quick training chain on this CPU (each step resumes if interrupted; a finished one is skipped):
@@ -50,13 +51,15 @@ policies: $(STAMP)
 	$(MAKE) evaluate
 
 # Held-out evaluation of the base model and each trained policy, one leaderboard: Countdown test problems
-# as trained (3 numbers, zero-shot), greedy on 200 and best-of-16 on the first 100 under the rule verifier;
+# as trained (3 numbers, zero-shot), greedy on all 1,024 (200 in `make demo`) and best-of-16 on the first 100
+# under the rule verifier;
 # AlpacaEval instructions (evaluation half) against the base model's own answers, judged by the trained
 # reward model `rm`, which no policy was trained against. Every run resumes; a finished one is read back.
 DATA           ?= ../shared/data
 EVAL_COUNTDOWN ?= --task countdown --task-arg numbers=3 --task-arg shots=0
 EVAL_ALPACA    ?= --task alpaca --task-arg data=$(DATA)/alpaca_eval/eval.jsonl --limit 100 --grader winrate:rm:rm
 EVAL_POLICIES  ?= sft rloo dpo
+GREEDY_LIMIT   ?= 1024
 POLICIES_DIR   ?= $(or $(HARNESS_HOME),$(HOME)/.cache/harness)/policies
 
 evaluate: evaluate-countdown
@@ -68,7 +71,7 @@ evaluate: evaluate-countdown
 # The Countdown half alone; `make demo` runs it too when trained policies exist.
 evaluate-countdown: $(STAMP)
 	for p in smollm2 $(EVAL_POLICIES); do \
-	  $(HARNESS) run --policy $$p $(EVAL_COUNTDOWN) --limit 200 --sampler greedy && \
+	  $(HARNESS) run --policy $$p $(EVAL_COUNTDOWN) --limit $(GREEDY_LIMIT) --sampler greedy && \
 	  $(HARNESS) run --policy $$p $(EVAL_COUNTDOWN) --limit 100 --sampler bon --n 16 || exit 1; done
 
 test: $(STAMP)
