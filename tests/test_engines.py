@@ -145,16 +145,20 @@ def test_entry_point_preloads_the_cpu_libraries_once():
         from harness.engines import reexec_with_preload
         print("start", flush=True)
         reexec_with_preload()
-        print(os.environ.get("LD_PRELOAD", ""), os.environ.get("HARNESS_PRELOADED"), sys.argv[1:])
+        print(os.environ.get("LD_PRELOAD", ""), os.environ.get("HARNESS_PRELOADED"), os.environ.get("KMP_BLOCKTIME"),
+              sys.argv[1:])
     """)
-    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "HARNESS_PRELOADED")}
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "HARNESS_PRELOADED", "KMP_BLOCKTIME")}
     out = subprocess.run([sys.executable, "-c", code, "--flag"], capture_output=True, text=True, env=env,
                          cwd=ROOT, check=True).stdout.splitlines()
     assert out[:2] == ["start", "start"] and len(out) == 3, out  # restarted exactly once
-    assert all(lib in out[2] for lib in libs) and out[2].endswith(" 1 ['--flag']")
+    assert all(lib in out[2] for lib in libs) and out[2].endswith(" 1 5 ['--flag']")
+    mine = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                          env={**env, "KMP_BLOCKTIME": "0"}).stdout.splitlines()
+    assert mine[2].endswith(" 1 0 []"), "a spin time the user set is kept"
     quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
                            env={**env, "HARNESS_NO_PRELOAD": "1"}).stdout.splitlines()
-    assert quiet[0] == "start" and len(quiet) == 2 and quiet[1].startswith(" None")
+    assert quiet[0] == "start" and len(quiet) == 2 and quiet[1].startswith(" None None")
 
 
 # --- choosing the backend ---------------------------------------------------------------------------------------

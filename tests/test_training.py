@@ -214,20 +214,20 @@ def test_third_party_verifier_scores_are_the_rloo_rewards(third_party, sft_polic
     assert config.lora_dropout == 0 and dropouts == {"default": {"Identity"}, "ref": {"Identity"}}
 
 
-def test_console_script_preloads_the_allocator_for_train_only(monkeypatch):
+def test_console_script_preloads_the_allocator_before_any_command(monkeypatch):
     import importlib.metadata
 
     import harness.cli
 
     (script,) = [e for e in importlib.metadata.entry_points(group="console_scripts") if e.name == "harness"]
     assert script.value == "harness.cli:main"
-    restarted: list[str] = []
-    monkeypatch.setattr(harness.cli, "reexec_with_preload", lambda: restarted.append(sys.argv[1]))
-    monkeypatch.setattr(harness.cli, "app", lambda: None)
-    for argv in (["harness", "train", "rloo"], ["harness", "run", "--policy", "train"], ["harness"]):
+    calls: list[str] = []
+    monkeypatch.setattr(harness.cli, "reexec_with_preload", lambda: calls.append("preload"))
+    monkeypatch.setattr(harness.cli, "app", lambda: calls.append(sys.argv[1]))
+    for argv in (["harness", "train", "rloo"], ["harness", "run", "--policy", "train"]):
         monkeypatch.setattr(sys, "argv", argv)
         harness.cli.main()
-    assert restarted == ["train"]
+    assert calls == ["preload", "train", "preload", "run"]
 
 
 def test_set_lora_dropout_reaches_every_adapter(sft_policy):
