@@ -1,6 +1,7 @@
 """Generation throughput: today's configuration vs the harness engine vs raw vLLM vs a whole ``harness run``.
 
 Usage: python bench/throughput.py [--workloads short,greedy,bon] [--demo-prompts 50] [--hf-prompts 2] [--compile]
+                                 [--skip-today | --today-preloaded] [--skip-other-dtype]
 
 Workloads (Countdown test prompts rendered once by the harness Renderer, one-shot as the task asks, so every
 path gets the same token ids; SmolLM2-135M-Instruct):
@@ -9,7 +10,9 @@ path gets the same token ids; SmolLM2-135M-Instruct):
   (n=16, temperature 0.7), as ``make demo`` runs them.
 
 Paths: "today" is the configuration the harness ran before it kept the engine full: vLLM's CPU default dtype
-(bf16), a fixed 4 GiB KV cache and ``LLM.generate`` on chunks of 32 prompts. "harness" is ``VLLMEngine`` with
+(bf16), a fixed 4 GiB KV cache and ``LLM.generate`` on chunks of 32 prompts, in a child process started
+without the tcmalloc / Intel OpenMP preload, as the harness then ran (``--today-preloaded``: with it, in this
+process, to see what the preload alone buys). "harness" is ``VLLMEngine`` with
 its chosen options (and, for the other dtype, the same engine with ``dtype`` forced); "raw" is ``LLM.generate``
 on the harness engine's own ``LLM``, every prompt submitted at once. Each engine first runs each workload once
 as a "first pass" row, so every compared path meets the same warm caches: the first pass over a batch shape
@@ -27,6 +30,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.engines import (  # noqa: E402
+    PRELOAD_FLAG,
     EngineOptions,
     HFEngine,
     Renderer,
@@ -214,6 +219,16 @@ def measure_whole_run(engine: VLLMEngine, w: Workload, options: EngineOptions) -
         return None
 
 
+def today_unpreloaded(args: argparse.Namespace) -> tuple[list[Row], float, str]:
+    """Today's rows from a child process started without the preload (``LD_PRELOAD`` is fixed at start)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "KMP_BLOCKTIME", PRELOAD_FLAG)}
+    child = subprocess.run([sys.executable, __file__, "--today-only", "--workloads", args.workloads,
+                            "--demo-prompts", str(args.demo_prompts)], env={**env, "HARNESS_NO_PRELOAD": "1"},
+                           stdout=subprocess.PIPE, text=True, check=True)
+    made = json.loads(child.stdout.splitlines()[-1])
+    return [Row(**r) for r in made["rows"]], made["start"], made["dtype"]
+
+
 def measure_vllm(args: argparse.Namespace, policy: Policy, ids: list[list[int]],
                  workloads: list[Workload]) -> tuple[list[Row], dict[str, float], dict[str, str]]:
     rows: list[Row] = []
@@ -222,20 +237,25 @@ def measure_vllm(args: argparse.Namespace, policy: Policy, ids: list[list[int]],
     warm = Workload("warm-up", 2, 2, TEMPERATURE, 8)
 
     # 1. Today's configuration, through LLM.generate in chunks of 32 prompts.
-    if not args.skip_today:
+    if args.today_preloaded or args.today_only:
         llm, starts["today"] = start("today's engine", lambda: today_engine(policy))
         dtypes["today"] = str(llm.llm_engine.model_config.dtype).removeprefix("torch.")
         raw_generate(llm, ids, warm, None)
         for w in workloads:
             rows.append(timed("today-first", "today: first pass", dtypes["today"], w,
                               lambda w=w: raw_generate(llm, ids, w, TODAY_CHUNK)))
-            rows.append(timed("today", f"today: `LLM.generate` on chunks of {TODAY_CHUNK} prompts", dtypes["today"],
-                              w, lambda w=w: raw_generate(llm, ids, w, TODAY_CHUNK)))
+            label = "" if os.environ.get(PRELOAD_FLAG) else ", no preload"
+            rows.append(timed("today", f"today: `LLM.generate` on chunks of {TODAY_CHUNK} prompts{label}",
+                              dtypes["today"], w, lambda w=w: raw_generate(llm, ids, w, TODAY_CHUNK)))
         from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
 
         llm.llm_engine.engine_core.shutdown()
         del llm
         cleanup_dist_env_and_memory()
+        if args.today_only:
+            return rows, starts, dtypes
+    elif not args.skip_today:
+        rows, starts["today"], dtypes["today"] = today_unpreloaded(args)
 
     # 2. The harness engine with the options it chooses, raw LLM.generate on the same LLM, and a whole run.
     options = EngineOptions(compile=True if args.compile else None)
@@ -295,6 +315,8 @@ def main() -> None:
     parser.add_argument("--hf-prompts", type=int, default=2, help="prompts for the (slow) transformers engine")
     parser.add_argument("--compile", action="store_true", help="compile the harness engine (eager otherwise)")
     parser.add_argument("--skip-today", action="store_true")
+    parser.add_argument("--today-preloaded", action="store_true", help="today's path in this (preloaded) process")
+    parser.add_argument("--today-only", action="store_true", help=argparse.SUPPRESS)  # the child of today's path
     parser.add_argument("--skip-other-dtype", action="store_true")
     args = parser.parse_args()
 
@@ -314,6 +336,11 @@ def main() -> None:
     examples = CountdownTask().examples(split="test", limit=max(w.prompts for w in workloads), seed=0)
     ids = [renderer.render(ex)[1] for ex in examples]
 
+    if args.today_only:
+        rows, starts, dtypes = measure_vllm(args, policy, ids, workloads)
+        print(json.dumps({"rows": [dataclasses.asdict(r) for r in rows], "start": starts["today"],
+                          "dtype": dtypes["today"]}))
+        return
     preload = [Path(p).name for p in os.environ.get("LD_PRELOAD", "").split(":") if p]
     fp32, bf16 = matmul_gflops("float32"), matmul_gflops("bfloat16")
     per_token = flop_per_token(policy)
@@ -356,7 +383,7 @@ def main() -> None:
         if today and harness:
             print(f"| {w.name} | harness / today | {harness.rate / today.rate:.2f}x | {target} |")
         same = next((r for r in (harness, other) if r and today and r.dtype == today.dtype), None)
-        if today and same:
+        if today and same and args.today_preloaded:  # else today also lacks the preload
             print(f"| {w.name} | kept full / chunks of {TODAY_CHUNK}, both {today.dtype} | "
                   f"{same.rate / today.rate:.2f}x | - |")
         if harness and other:
