@@ -12,12 +12,12 @@ path gets the same token ids; SmolLM2-135M-Instruct):
 Paths: "today" is the configuration the harness ran before it kept the engine full: vLLM's CPU default dtype
 (bf16), a fixed 4 GiB KV cache and ``LLM.generate`` on chunks of 32 prompts, in a child process started
 without the tcmalloc / Intel OpenMP preload, as the harness then ran (``--today-preloaded``: with it, in this
-process, to see what the preload alone buys). "harness" is ``VLLMEngine`` with
-its chosen options (and, for the other dtype, the same engine with ``dtype`` forced); "raw" is ``LLM.generate``
-on the harness engine's own ``LLM``, every prompt submitted at once. Each engine first runs each workload once
-as a "first pass" row, so every compared path meets the same warm caches: the first pass over a batch shape
-builds its kernels and touches fresh KV-cache pages, which made whichever path ran first look up to 17% slower
-than the same engine a minute later. Prints Markdown tables, asserts nothing:
+process). The child also runs the harness engine without the preload, so the preload's effect is measured in
+the same run. "harness" is ``VLLMEngine`` with its chosen options (and, for the other dtype, the same engine
+with ``dtype`` forced); "raw" is ``LLM.generate`` on the harness engine's own ``LLM``, every prompt submitted
+at once. Each engine first runs each workload once as a "first pass" row, so every compared path meets the
+same warm caches (the first pass over new batch shapes builds kernels and touches fresh KV-cache pages).
+Prints Markdown tables, asserts nothing:
 every rate is generated tokens per second, and the processor, dtype, measured matmul rate and load average
 are printed beside them (a busy machine halves these numbers; compare ratios measured in one run).
 """
@@ -222,9 +222,10 @@ def measure_whole_run(engine: VLLMEngine, w: Workload, options: EngineOptions) -
 def today_unpreloaded(args: argparse.Namespace) -> tuple[list[Row], float, str]:
     """Today's rows from a child process started without the preload (``LD_PRELOAD`` is fixed at start)."""
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "KMP_BLOCKTIME", PRELOAD_FLAG)}
-    child = subprocess.run([sys.executable, __file__, "--today-only", "--workloads", args.workloads,
-                            "--demo-prompts", str(args.demo_prompts)], env={**env, "HARNESS_NO_PRELOAD": "1"},
-                           stdout=subprocess.PIPE, text=True, check=True)
+    argv = [sys.executable, __file__, "--today-only", "--workloads", args.workloads,
+            "--demo-prompts", str(args.demo_prompts), *(["--compile"] if args.compile else [])]
+    child = subprocess.run(argv, env={**env, "HARNESS_NO_PRELOAD": "1"}, stdout=subprocess.PIPE, text=True,
+                           check=True)
     made = json.loads(child.stdout.splitlines()[-1])
     return [Row(**r) for r in made["rows"]], made["start"], made["dtype"]
 
@@ -235,6 +236,7 @@ def measure_vllm(args: argparse.Namespace, policy: Policy, ids: list[list[int]],
     starts: dict[str, float] = {}
     dtypes: dict[str, str] = {}
     warm = Workload("warm-up", 2, 2, TEMPERATURE, 8)
+    options = EngineOptions(compile=True if args.compile else None)
 
     # 1. Today's configuration, through LLM.generate in chunks of 32 prompts.
     if args.today_preloaded or args.today_only:
@@ -252,13 +254,21 @@ def measure_vllm(args: argparse.Namespace, policy: Policy, ids: list[list[int]],
         llm.llm_engine.engine_core.shutdown()
         del llm
         cleanup_dist_env_and_memory()
-        if args.today_only:
+        if args.today_only:  # the harness engine too, in the same unpreloaded process: what the preload buys
+            engine, _ = start("harness engine, no preload", lambda: VLLMEngine(policy, options, seed=0))
+            engine_generate(engine, ids, warm)
+            dtype = engine.describe()["dtype"]
+            for w in workloads:
+                rows.append(timed("bare-first", "harness engine, no preload: first pass", dtype, w,
+                                  lambda w=w: engine_generate(engine, ids, w)))
+                rows.append(timed("bare", "harness engine, no preload, kept full", dtype, w,
+                                  lambda w=w: engine_generate(engine, ids, w)))
+            engine.close()
             return rows, starts, dtypes
     elif not args.skip_today:
         rows, starts["today"], dtypes["today"] = today_unpreloaded(args)
 
     # 2. The harness engine with the options it chooses, raw LLM.generate on the same LLM, and a whole run.
-    options = EngineOptions(compile=True if args.compile else None)
     engine, starts["harness"] = start("harness engine", lambda: VLLMEngine(policy, options, seed=0))
     chosen = engine.describe()
     dtypes["harness"] = chosen["dtype"]
@@ -378,7 +388,7 @@ def main() -> None:
     print("|---|---|---|---|")
     for w in workloads:
         today, harness, raw, other = (find(w.name, k) for k in ("today", "harness", "raw", "other"))
-        whole, n1, hf, first = (find(w.name, k) for k in ("whole", "n1", "hf", "first"))
+        whole, n1, hf, first, bare = (find(w.name, k) for k in ("whole", "n1", "hf", "first", "bare"))
         target = {"greedy": ">= 2", "bon": ">= 3 without native bf16"}.get(w.name, "-")
         if today and harness:
             print(f"| {w.name} | harness / today | {harness.rate / today.rate:.2f}x | {target} |")
@@ -390,6 +400,8 @@ def main() -> None:
             print(f"| {w.name} | {harness.dtype} (chosen) / {other.dtype} | {harness.rate / other.rate:.2f}x | >= 1 |")
         if harness and raw:
             print(f"| {w.name} | harness engine / raw vLLM | {harness.rate / raw.rate:.3f} | >= 0.95 |")
+        if bare and harness:
+            print(f"| {w.name} | harness engine, preloaded / not | {harness.rate / bare.rate:.2f}x | - |")
         if first and harness:
             print(f"| {w.name} | harness engine first pass / warm | {first.rate / harness.rate:.3f} | - |")
         if whole and raw:
