@@ -178,9 +178,9 @@ register_training(app)
 
 def main() -> None:
     """The ``harness`` console script. It first restarts itself once with tcmalloc and Intel OpenMP preloaded, as
-    vLLM's CPU guide asks: on a 2-core Xeon the engine generated 1.4-1.6x faster with them (README, Generation
-    speed) and an RLOO step ran 1.65x faster (`python bench/train_speed.py --paths engine,engine+no-preload`).
-    ``HARNESS_NO_PRELOAD=1`` starts as is."""
+    vLLM's CPU guide asks: on a 2-core Xeon best-of-16 generated 1.46x faster with them, greedy as fast
+    (`python bench/throughput.py --workloads greedy,bon`), and an RLOO step ran 1.65x faster
+    (`python bench/train_speed.py --paths engine,engine+no-preload`). ``HARNESS_NO_PRELOAD=1`` starts as is."""
     reexec_with_preload()
     app()
 
