@@ -219,6 +219,13 @@ def measure_whole_run(engine: VLLMEngine, w: Workload, options: EngineOptions) -
         return None
 
 
+def engine_passes(key: str, label: str, engine: VLLMEngine, dtype: str, w: Workload,
+                  ids: list[list[int]]) -> list[Row]:
+    """The workload once as a first pass, then measured: the compared row meets warm caches."""
+    return [timed(f"{key}-first", f"{label}: first pass", dtype, w, lambda: engine_generate(engine, ids, w)),
+            timed(key, f"{label}, kept full", dtype, w, lambda: engine_generate(engine, ids, w))]
+
+
 def today_unpreloaded(args: argparse.Namespace) -> tuple[list[Row], float, str]:
     """Today's rows from a child process started without the preload (``LD_PRELOAD`` is fixed at start)."""
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "KMP_BLOCKTIME", PRELOAD_FLAG)}
@@ -259,10 +266,7 @@ def measure_vllm(args: argparse.Namespace, policy: Policy, ids: list[list[int]],
             engine_generate(engine, ids, warm)
             dtype = engine.describe()["dtype"]
             for w in workloads:
-                rows.append(timed("bare-first", "harness engine, no preload: first pass", dtype, w,
-                                  lambda w=w: engine_generate(engine, ids, w)))
-                rows.append(timed("bare", "harness engine, no preload, kept full", dtype, w,
-                                  lambda w=w: engine_generate(engine, ids, w)))
+                rows += engine_passes("bare", "harness engine, no preload", engine, dtype, w, ids)
             engine.close()
             return rows, starts, dtypes
     elif not args.skip_today:
@@ -275,10 +279,7 @@ def measure_vllm(args: argparse.Namespace, policy: Policy, ids: list[list[int]],
     print(f"harness engine options: {chosen['options']}", file=sys.stderr)
     engine_generate(engine, ids, warm)
     for w in workloads:
-        rows.append(timed("first", "harness engine: first pass", chosen["dtype"], w,
-                          lambda w=w: engine_generate(engine, ids, w)))
-        rows.append(timed("harness", "harness engine (chosen options), kept full", chosen["dtype"], w,
-                          lambda w=w: engine_generate(engine, ids, w)))
+        rows += engine_passes("harness", "harness engine (chosen options)", engine, chosen["dtype"], w, ids)
         rows.append(timed("raw", "raw vLLM `LLM.generate`, all at once, same engine", chosen["dtype"], w,
                           lambda w=w: raw_generate(engine.llm, ids, w, None)))
         if w.name == "short":
@@ -297,10 +298,7 @@ def measure_vllm(args: argparse.Namespace, policy: Policy, ids: list[list[int]],
             policy, dataclasses.replace(options, dtype=other), seed=0))
         engine_generate(engine, ids, warm)
         for w in workloads:
-            rows.append(timed("other-first", "harness engine, dtype forced: first pass", other, w,
-                              lambda w=w: engine_generate(engine, ids, w)))
-            rows.append(timed("other", "harness engine, dtype forced, kept full", other, w,
-                              lambda w=w: engine_generate(engine, ids, w)))
+            rows += engine_passes("other", "harness engine, dtype forced", engine, other, w, ids)
         engine.close()
     return rows, starts, dtypes
 
@@ -388,7 +386,7 @@ def main() -> None:
     print("|---|---|---|---|")
     for w in workloads:
         today, harness, raw, other = (find(w.name, k) for k in ("today", "harness", "raw", "other"))
-        whole, n1, hf, first, bare = (find(w.name, k) for k in ("whole", "n1", "hf", "first", "bare"))
+        whole, n1, hf, first, bare = (find(w.name, k) for k in ("whole", "n1", "hf", "harness-first", "bare"))
         target = {"greedy": ">= 2", "bon": ">= 3 without native bf16"}.get(w.name, "-")
         if today and harness:
             print(f"| {w.name} | harness / today | {harness.rate / today.rate:.2f}x | {target} |")
