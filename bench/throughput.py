@@ -219,11 +219,49 @@ def measure_whole_run(engine: VLLMEngine, w: Workload, options: EngineOptions) -
         return None
 
 
-def engine_passes(key: str, label: str, engine: VLLMEngine, dtype: str, w: Workload,
-                  ids: list[list[int]]) -> list[Row]:
+WARM = Workload("warm-up", 2, 2, TEMPERATURE, 8)  # starts the engine's threads and kernels before any timing
+
+
+def passes(key: str, label: str, dtype: str, w: Workload, fn: Callable[[], tuple[int, list[list[str]]]]) -> list[Row]:
     """The workload once as a first pass, then measured: the compared row meets warm caches."""
-    return [timed(f"{key}-first", f"{label}: first pass", dtype, w, lambda: engine_generate(engine, ids, w)),
-            timed(key, f"{label}, kept full", dtype, w, lambda: engine_generate(engine, ids, w))]
+    return [timed(f"{key}-first", f"{label}: first pass", dtype, w, fn), timed(key, label, dtype, w, fn)]
+
+
+def engine_rows(key: str, label: str, engine: VLLMEngine, dtype: str, ids: list[list[int]],
+                workloads: list[Workload]) -> list[Row]:
+    """Every workload through a harness engine (warmed up first), which is then closed."""
+    engine_generate(engine, ids, WARM)
+    rows = [r for w in workloads for r in passes(key, label, dtype, w, lambda w=w: engine_generate(engine, ids, w))]
+    engine.close()
+    return rows
+
+
+def measure_today(policy: Policy, ids: list[list[int]], workloads: list[Workload]) -> tuple[list[Row], float, str]:
+    """Today's configuration, through ``LLM.generate`` in chunks of 32 prompts, in this process."""
+    from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+    llm, seconds = start("today's engine", lambda: today_engine(policy))
+    dtype = str(llm.llm_engine.model_config.dtype).removeprefix("torch.")
+    raw_generate(llm, ids, WARM, None)
+    label = f"today: `LLM.generate` on chunks of {TODAY_CHUNK} prompts" + (
+        "" if os.environ.get(PRELOAD_FLAG) else ", no preload")
+    rows = [r for w in workloads
+            for r in passes("today", label, dtype, w, lambda w=w: raw_generate(llm, ids, w, TODAY_CHUNK))]
+    llm.llm_engine.engine_core.shutdown()
+    llm = None  # the engine's memory goes back before the next one starts
+    cleanup_dist_env_and_memory()
+    return rows, seconds, dtype
+
+
+def measure_unpreloaded(args: argparse.Namespace, policy: Policy, ids: list[list[int]],
+                        workloads: list[Workload]) -> dict:
+    """The child's work: today's rows, and the harness engine's in the same unpreloaded process (what the preload
+    buys)."""
+    rows, seconds, dtype = measure_today(policy, ids, workloads)
+    engine, _ = start("harness engine, no preload", lambda: VLLMEngine(policy, engine_options(args), seed=0))
+    rows += engine_rows("bare", "harness engine, no preload, kept full", engine, engine.describe()["dtype"], ids,
+                        workloads)
+    return {"rows": [dataclasses.asdict(r) for r in rows], "start": seconds, "dtype": dtype}
 
 
 def today_unpreloaded(args: argparse.Namespace) -> tuple[list[Row], float, str]:
@@ -237,38 +275,20 @@ def today_unpreloaded(args: argparse.Namespace) -> tuple[list[Row], float, str]:
     return [Row(**r) for r in made["rows"]], made["start"], made["dtype"]
 
 
+def engine_options(args: argparse.Namespace) -> EngineOptions:
+    return EngineOptions(compile=True if args.compile else None)
+
+
 def measure_vllm(args: argparse.Namespace, policy: Policy, ids: list[list[int]],
                  workloads: list[Workload]) -> tuple[list[Row], dict[str, float], dict[str, str]]:
     rows: list[Row] = []
     starts: dict[str, float] = {}
     dtypes: dict[str, str] = {}
-    warm = Workload("warm-up", 2, 2, TEMPERATURE, 8)
-    options = EngineOptions(compile=True if args.compile else None)
+    options = engine_options(args)
 
-    # 1. Today's configuration, through LLM.generate in chunks of 32 prompts.
-    if args.today_preloaded or args.today_only:
-        llm, starts["today"] = start("today's engine", lambda: today_engine(policy))
-        dtypes["today"] = str(llm.llm_engine.model_config.dtype).removeprefix("torch.")
-        raw_generate(llm, ids, warm, None)
-        for w in workloads:
-            rows.append(timed("today-first", "today: first pass", dtypes["today"], w,
-                              lambda w=w: raw_generate(llm, ids, w, TODAY_CHUNK)))
-            label = "" if os.environ.get(PRELOAD_FLAG) else ", no preload"
-            rows.append(timed("today", f"today: `LLM.generate` on chunks of {TODAY_CHUNK} prompts{label}",
-                              dtypes["today"], w, lambda w=w: raw_generate(llm, ids, w, TODAY_CHUNK)))
-        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
-
-        llm.llm_engine.engine_core.shutdown()
-        del llm
-        cleanup_dist_env_and_memory()
-        if args.today_only:  # the harness engine too, in the same unpreloaded process: what the preload buys
-            engine, _ = start("harness engine, no preload", lambda: VLLMEngine(policy, options, seed=0))
-            engine_generate(engine, ids, warm)
-            dtype = engine.describe()["dtype"]
-            for w in workloads:
-                rows += engine_passes("bare", "harness engine, no preload", engine, dtype, w, ids)
-            engine.close()
-            return rows, starts, dtypes
+    # 1. Today's configuration: in a child process without the preload, as the harness then ran, or here.
+    if args.today_preloaded:
+        rows, starts["today"], dtypes["today"] = measure_today(policy, ids, workloads)
     elif not args.skip_today:
         rows, starts["today"], dtypes["today"] = today_unpreloaded(args)
 
@@ -277,9 +297,10 @@ def measure_vllm(args: argparse.Namespace, policy: Policy, ids: list[list[int]],
     chosen = engine.describe()
     dtypes["harness"] = chosen["dtype"]
     print(f"harness engine options: {chosen['options']}", file=sys.stderr)
-    engine_generate(engine, ids, warm)
+    engine_generate(engine, ids, WARM)
     for w in workloads:
-        rows += engine_passes("harness", "harness engine (chosen options)", engine, chosen["dtype"], w, ids)
+        rows += passes("harness", "harness engine (chosen options), kept full", chosen["dtype"], w,
+                       lambda w=w: engine_generate(engine, ids, w))
         rows.append(timed("raw", "raw vLLM `LLM.generate`, all at once, same engine", chosen["dtype"], w,
                           lambda w=w: raw_generate(engine.llm, ids, w, None)))
         if w.name == "short":
@@ -296,10 +317,7 @@ def measure_vllm(args: argparse.Namespace, policy: Policy, ids: list[list[int]],
         other = "float32" if chosen["dtype"] == "bfloat16" else "bfloat16"
         engine, starts[other] = start(f"harness engine, {other}", lambda: VLLMEngine(
             policy, dataclasses.replace(options, dtype=other), seed=0))
-        engine_generate(engine, ids, warm)
-        for w in workloads:
-            rows += engine_passes("other", "harness engine, dtype forced", engine, other, w, ids)
-        engine.close()
+        rows += engine_rows("other", "harness engine, dtype forced, kept full", engine, other, ids, workloads)
     return rows, starts, dtypes
 
 
@@ -345,9 +363,7 @@ def main() -> None:
     ids = [renderer.render(ex)[1] for ex in examples]
 
     if args.today_only:
-        rows, starts, dtypes = measure_vllm(args, policy, ids, workloads)
-        print(json.dumps({"rows": [dataclasses.asdict(r) for r in rows], "start": starts["today"],
-                          "dtype": dtypes["today"]}))
+        print(json.dumps(measure_unpreloaded(args, policy, ids, workloads)))
         return
     preload = [Path(p).name for p in os.environ.get("LD_PRELOAD", "").split(":") if p]
     fp32, bf16 = matmul_gflops("float32"), matmul_gflops("bfloat16")
