@@ -59,14 +59,28 @@ def expected_selection_accuracy(candidates: Sequence[Candidate], credit: Sequenc
         raise ValueError(f"{n} candidates but {len(credit)} credits")
     if not 1 <= size <= n:
         raise ValueError(f"subset size must be in [1, {n}], got {size}")
+    subsets, method = _subsets(n, size, cap, draws, seed)
+    return Estimate(_mean_credit(credit, sampler, _views(candidates, subsets)), method)
+
+
+def _subsets(n: int, size: int, cap: int, draws: int, seed: int | Sequence[int]) -> tuple[list[Sequence[int]], str]:
+    """Every size-``size`` subset of ``range(n)``, or ``draws`` seeded random ones, each in ascending order."""
     method = _method(n, size, cap, draws)
     if method == "exact":
-        subsets: list[Sequence[int]] = list(itertools.combinations(range(n), size))
-    else:
-        rng = np.random.default_rng(seed)
-        subsets = [np.sort(rng.choice(n, size=size, replace=False)).tolist() for _ in range(draws)]
-    hits = sum(credit[subset[choose(sampler, [candidates[i] for i in subset])]] for subset in subsets)
-    return Estimate(hits / len(subsets), method)
+        return list(itertools.combinations(range(n), size)), method
+    rng = np.random.default_rng(seed)
+    return [np.sort(rng.choice(n, size=size, replace=False)).tolist() for _ in range(draws)], method
+
+
+View = tuple[Sequence[int], list[Candidate]]  # a subset's sample indices and the candidates a sampler sees
+
+
+def _views(candidates: Sequence[Candidate], subsets: list[Sequence[int]]) -> list[View]:
+    return [(subset, [candidates[i] for i in subset]) for subset in subsets]
+
+
+def _mean_credit(credit: Sequence[float], sampler: Sampler, views: list[View]) -> float:
+    return sum(credit[subset[choose(sampler, shown)]] for subset, shown in views) / len(views)
 
 
 def _method(n: int, size: int, cap: int, draws: int) -> str:
@@ -119,16 +133,19 @@ def scaling_curves(rows: list[ExampleRecord], samplers: dict[str, Sampler], ks: 
     scored = all(c.score is not None for cands, _ in problems for c in cands)
     skipped = {name: NEEDS_SCORES
                for name, s in samplers.items() if s.uses_scores and not scored}
-    curve: dict[str, list[float]] = {}
-    for name, sampler in samplers.items():
-        if name in skipped:
-            continue
-        try:
-            curve[name] = [mean([expected_selection_accuracy(cands, credits, sampler, k, cap=cap, draws=draws,
-                                                             seed=[seed, i]).accuracy
-                                 for i, (cands, credits) in enumerate(problems)]) for k in sizes]
-        except SamplerError as exc:
-            skipped[name] = str(exc)
+    # Problem by problem, each subset drawn once for every sampler (drawing cost as much as a vote).
+    live = {name: s for name, s in samplers.items() if name not in skipped}
+    accuracies: dict[str, list[list[float]]] = {name: [[] for _ in sizes] for name in live}
+    for i, (cands, credits) in enumerate(problems):
+        for j, k in enumerate(sizes):
+            views = _views(cands, _subsets(n, k, cap, draws, [seed, i])[0])
+            for name, sampler in list(live.items()):
+                try:
+                    accuracies[name][j].append(_mean_credit(credits, sampler, views))
+                except SamplerError as exc:
+                    skipped[name] = str(exc)
+                    del live[name]
+    curve = {name: [mean(per_problem) for per_problem in accuracies[name]] for name in samplers if name in live}
     per_sample = mean([s.completion.tokens for r in rows for s in r.samples])
     return {
         "n": sizes,

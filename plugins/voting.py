@@ -14,24 +14,19 @@ import harness
 from harness import Candidate
 
 
-def _groups(candidates: Sequence[Candidate]) -> list[list[int]]:
-    """Indices of the candidates sharing each non-None answer, in order of first appearance."""
-    groups: dict[str, list[int]] = {}
-    for i, candidate in enumerate(candidates):
-        if candidate.answer is not None:
-            groups.setdefault(candidate.answer.strip(), []).append(i)
-    return list(groups.values())
-
-
 def _vote(candidates: Sequence[Candidate], weight: Callable[[Candidate], float],
           rank: Callable[[Candidate], tuple[float, ...]]) -> int:
-    """The best-ranked member of the heaviest answer group (ties: higher total logprob); all-None: best-ranked."""
-    groups = _groups(candidates)
-    if not groups:
-        return max(range(len(candidates)), key=lambda i: rank(candidates[i]))
-    winner = max(groups, key=lambda idx: (sum(weight(candidates[i]) for i in idx),
-                                          sum(candidates[i].completion.logprob for i in idx)))
-    return max(winner, key=lambda i: rank(candidates[i]))
+    """The best-ranked member of the heaviest answer group (ties: higher total logprob, then the group seen first);
+    all-None: the best-ranked candidate. One pass tallies every group (scaling curves call this ~10^6 times)."""
+    tally: dict[str, list] = {}  # answer -> [total weight, total logprob, member indices], in order of appearance
+    for i, candidate in enumerate(candidates):
+        if candidate.answer is not None:
+            group = tally.setdefault(candidate.answer.strip(), [0, 0, []])
+            group[0] += weight(candidate)
+            group[1] += candidate.completion.logprob
+            group[2].append(i)
+    members = max(tally.values(), key=lambda g: (g[0], g[1]))[2] if tally else range(len(candidates))
+    return max(members, key=lambda i: rank(candidates[i]))
 
 
 class Majority:

@@ -113,6 +113,14 @@ def test_majority_breaks_a_vote_tie_by_total_logprob_and_ignores_unanswered_samp
     assert Majority().select(pool) == 1  # 2-2: "4" totals -2.4 against "3"'s -2.5; the three None never vote
 
 
+def test_majority_exact_tie_goes_to_the_answer_seen_first():
+    # 2-2 votes and -2.0 total logprob each: the group that appeared first, represented by its best mean
+    assert Majority().select(candidates([("4", None, -1.0), ("3", None, -0.5), ("3", None, -1.5), ("4", None, -1.0)])) \
+        == 0
+    assert Majority().select(candidates([("3", None, -1.5), ("4", None, -1.0), ("4", None, -1.0), ("3", None, -0.5)])) \
+        == 3
+
+
 def test_majority_without_any_answer_takes_the_best_mean_logprob():
     assert Majority().select(candidates([(None, None, -2.0, 1), (None, None, -3.0, 6), (None, None, -1.0, 1)])) == 1
 
@@ -221,6 +229,34 @@ def test_scaling_curves_monte_carlo_mode_stays_close_to_exact(problems):
     assert sampled["method"] == ["monte-carlo(500)"] * 3 + ["exact"]
     assert sampled["accuracy"]["bon"] == pytest.approx(exact["accuracy"]["bon"], abs=0.03)
     assert sampled["accuracy"]["bon"][-1] == exact["accuracy"]["bon"][-1]
+
+
+def test_every_sampler_meets_the_same_seeded_subsets_as_it_would_alone(problems):
+    rows = [make_row(s, c) for s, c in problems]
+    together = scaling_curves(rows, {"bon": BestOfN(), "majority": Majority()}, cap=3, draws=200, seed=1)
+    for name, sampler in [("bon", BestOfN()), ("majority", Majority())]:
+        alone = [sum(expected_selection_accuracy(candidates(s), c, sampler, k, cap=3, draws=200, seed=[1, i]).accuracy
+                     for i, (s, c) in enumerate(problems)) / len(problems) for k in together["n"]]
+        assert together["accuracy"][name] == pytest.approx(alone)
+
+
+class FailsOnFour:
+    """A plugin sampler that works on subsets of 1 and 2 samples and breaks on 4 (after the others ran on them)."""
+
+    name, greedy, uses_scores = "fragile", False, False
+
+    def select(self, candidates) -> int:
+        if len(candidates) == 4:
+            raise ZeroDivisionError("four candidates")
+        return 0
+
+
+def test_a_sampler_failing_midway_is_skipped_with_its_error_and_the_others_are_untouched(problems):
+    rows = [make_row(s, c) for s, c in problems]
+    curves = scaling_curves(rows, {"fragile": FailsOnFour(), "bon": BestOfN(), "majority": Majority()})
+    assert curves["samplers"] == ["bon", "majority"] and list(curves["accuracy"]) == ["bon", "majority"]
+    assert curves["skipped"] == {"fragile": "sampler 'fragile' failed: ZeroDivisionError: four candidates"}
+    assert curves["accuracy"] == scaling_curves(rows, {"bon": BestOfN(), "majority": Majority()})["accuracy"]
 
 
 def test_scaling_curves_skip_samplers_that_need_scores_the_rows_lack(problems):
