@@ -254,8 +254,7 @@ def measure_today(policy: Policy, ids: list[list[int]], workloads: list[Workload
     return rows, seconds, dtype
 
 
-def measure_unpreloaded(args: argparse.Namespace, policy: Policy, ids: list[list[int]],
-                        workloads: list[Workload]) -> dict:
+def measure_unpreloaded(policy: Policy, ids: list[list[int]], workloads: list[Workload]) -> dict:
     """The child's work: today's rows, and the harness engine's in the same unpreloaded process (what the preload
     buys)."""
     rows, seconds, dtype = measure_today(policy, ids, workloads)
@@ -376,7 +375,7 @@ def main() -> None:
     ids = [renderer.render(ex)[1] for ex in examples]
 
     if args.today_only:
-        print(json.dumps(measure_unpreloaded(args, policy, ids, workloads)))
+        print(json.dumps(measure_unpreloaded(policy, ids, workloads)))
         return
     preload = [Path(p).name for p in os.environ.get("LD_PRELOAD", "").split(":") if p]
     fp32, bf16 = matmul_gflops("float32"), matmul_gflops("bfloat16")

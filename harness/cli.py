@@ -178,8 +178,8 @@ register_training(app)
 
 def main() -> None:
     """The ``harness`` console script. It first restarts itself once with tcmalloc and Intel OpenMP preloaded, as
-    vLLM's CPU guide asks: on a 2-core Xeon best-of-16 generated 1.46x faster with them, greedy as fast
-    (`python bench/throughput.py --workloads greedy,bon`), and an RLOO step ran 1.65x faster
+    vLLM's CPU guide asks: on a 2-core Xeon best-of-16 generated 1.13-1.46x faster with them over four runs of
+    `python bench/throughput.py --workloads greedy,bon` (greedy 0.72-1.66x), and an RLOO step ran 1.65x faster
     (`python bench/train_speed.py --paths engine,engine+no-preload`). ``HARNESS_NO_PRELOAD=1`` starts as is."""
     reexec_with_preload()
     app()

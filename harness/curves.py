@@ -145,7 +145,7 @@ def scaling_curves(rows: list[ExampleRecord], samplers: dict[str, Sampler], ks: 
                 except SamplerError as exc:
                     skipped[name] = str(exc)
                     del live[name]
-    curve = {name: [mean(per_problem) for per_problem in accuracies[name]] for name in samplers if name in live}
+    curve = {name: [mean(per_problem) for per_problem in accuracies[name]] for name in live}
     per_sample = mean([s.completion.tokens for r in rows for s in r.samples])
     return {
         "n": sizes,

@@ -142,7 +142,7 @@ def test_vllm_reads_the_cpu_defaults_and_a_users_own_setting_wins():
              "print(e.VLLM_USE_AOT_COMPILE, e.VLLM_ENABLE_V1_MULTIPROCESSING, e.VLLM_CPU_OMP_THREADS_BIND)")
     clean = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_")}
 
-    def read(**env: str) -> str:
+    def read(**env: str) -> list[str]:
         return subprocess.run([sys.executable, "-c", probe], env={**clean, **env}, capture_output=True, text=True,
                               check=True, cwd=Path(__file__).parents[1]).stdout.split()
 
