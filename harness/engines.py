@@ -51,7 +51,7 @@ class EngineOptions:
     ``batch_size`` is the transformers engine's sequences per ``generate`` call; vLLM ignores it and keeps its
     engine full (``max_num_seqs`` bounds how many sequences it decodes at once). ``None`` means: chosen for the
     hardware (dtype: bf16 only where the CPU or GPU computes it natively; KV cache: from available memory;
-    ``compile``: eager on CPU, where compiling costs minutes of start for no measured gain).
+    ``compile``: eager on CPU, where a compiled start costs 20-90 s more and repays it only on long runs).
     """
 
     batch_size: int = 32
