@@ -113,6 +113,16 @@ def emulate_no_bf16() -> bool:
     return True
 
 
+def prepare_process(no_native_bf16: bool) -> bool:
+    """What a generation bench does first, as ``harness`` does; True where bf16 is emulated away."""
+    if no_native_bf16:
+        os.environ["ONEDNN_MAX_CPU_ISA"] = WITHOUT_BF16  # before the preload restart; the child inherits it
+    reexec_with_preload()  # tcmalloc and Intel OpenMP as vLLM's CPU guide asks (HARNESS_NO_PRELOAD=1: without)
+    _cpu_defaults()  # before vllm is imported, as the harness does
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # vLLM logs to stdout by default
+    return emulate_no_bf16()
+
+
 def version(dist: str) -> str:
     try:
         return importlib.metadata.version(dist)
@@ -381,12 +391,7 @@ def main() -> None:
                         help=f"measure as on a processor without native bf16 (oneDNN limited to {WITHOUT_BF16})")
     args = parser.parse_args()
 
-    if args.no_native_bf16:
-        os.environ["ONEDNN_MAX_CPU_ISA"] = WITHOUT_BF16  # before the preload restart; the child inherits it
-    reexec_with_preload()  # tcmalloc and Intel OpenMP as vLLM's CPU guide asks (HARNESS_NO_PRELOAD=1: without)
-    _cpu_defaults()  # before vllm is imported, as the harness does
-    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # vLLM logs to stdout by default
-    emulated = emulate_no_bf16()
+    emulated = prepare_process(args.no_native_bf16)
     import torch
 
     from tasks.countdown import CountdownTask
