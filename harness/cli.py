@@ -12,7 +12,7 @@ from rich.table import Table
 from harness.engines import reexec_with_preload
 from harness.errors import HarnessError
 from harness.plugins import parse_options
-from harness.report import guard
+from harness.console import guard
 from policies.cli import register as register_training
 
 app = typer.Typer(help="Evaluate small language models with samplers, verifiers and tasks from plugins.",

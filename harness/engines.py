@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from harness.errors import HarnessError
 from harness.policy import Policy, harness_home
-from harness.report import console
+from harness.console import console
 from harness.types import Completion, Example
 
 BACKENDS = ("auto", "vllm", "hf")

@@ -27,7 +27,7 @@ from harness.plugins import Spec, registry
 from harness.policy import Policy, resolve_policy
 from harness.provenance import git_revision, versions
 from harness.record import read_record, write_record
-from harness.report import console, progress, quiet, warn
+from harness.console import console, progress, quiet, warn
 from harness.selection import SamplerError, candidates_of, choose
 from harness.types import Example, ExampleRecord, Sampler, SampleRecord, Score, Task, Verifier
 from harness.verify import verify

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.report import console, warn
+from harness.console import console, warn
 
 EMBEDDED = "smollm2"
 ALIASES = {"base": EMBEDDED}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.report import warn
+from harness.console import warn
 from harness.types import ExampleRecord
 
 SAMPLES = "samples.jsonl"

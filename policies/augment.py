@@ -19,7 +19,7 @@ from harness.engines import EngineOptions, Renderer, Request, Sampling, load_eng
 from harness.errors import HarnessError
 from harness.policy import resolve_policy
 from harness.record import write_atomic
-from harness.report import console, quiet
+from harness.console import console, quiet
 from policies.data import example_messages
 from policies.manifest import write_json
 

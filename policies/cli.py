@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from harness.plugins import parse_options
-from harness.report import guard
+from harness.console import guard
 
 
 def train(

@@ -20,7 +20,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.policy import NAME, Policy, policies_dir, resolve_policy
 from harness.provenance import git_revision
-from harness.report import console, quiet
+from harness.console import console, quiet
 from policies import data
 from policies.manifest import MANIFEST, STATE, default_output, read_json, versions, write_json
 from policies.recipe import TrainConfig

@@ -149,7 +149,7 @@ def test_library_output_goes_to_the_log_and_its_tail_shows_on_failure(tmp_path):
     code = (
         "import os, sys, logging, warnings\n"
         "from pathlib import Path\n"
-        "from harness.report import console, quiet\n"
+        "from harness.console import console, quiet\n"
         "try:\n"
         f"    with quiet(Path({str(tmp_path / 'engine.log')!r})):\n"
         "        os.write(2, b'C++ banner on fd 2\\n'); print('python print')\n"
