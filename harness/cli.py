@@ -9,10 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from harness.console import guard, warn
 from harness.engines import reexec_with_preload
 from harness.errors import HarnessError
-from harness.plugins import parse_options
-from harness.console import guard
+from harness.plugins import add_commands, parse_options
 from policies.cli import register as register_training
 
 app = typer.Typer(help="Evaluate small language models with samplers, verifiers and tasks from plugins.",
@@ -173,14 +173,14 @@ def plugins() -> None:
         typer.echo(f"warning: {problem}", err=True)
 
 
-register_training(app)
+for _problem in add_commands(app):  # plugins' commands (``harness train`` from the training package)
+    warn(_problem)
 
 
 def main() -> None:
     """The ``harness`` console script. It first restarts itself once with tcmalloc and Intel OpenMP preloaded, as
-    vLLM's CPU guide asks: on a 2-core Xeon best-of-16 generated 1.13-1.46x faster with them over four runs of
-    `python bench/throughput.py --workloads greedy,bon` (greedy 0.72-1.66x), and an RLOO step ran 1.65x faster
-    (`python bench/train_speed.py --paths engine,engine+no-preload`). ``HARNESS_NO_PRELOAD=1`` starts as is."""
+    vLLM's CPU guide asks, since generation and training both ran faster with them (docs/performance.md);
+    ``HARNESS_NO_PRELOAD=1`` starts as is."""
     reexec_with_preload()
     app()
 

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -60,24 +60,25 @@ def progress() -> Progress:
                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console)
 
 
-LIBRARY_LOGGERS = ("vllm", "torch", "transformers", "accelerate", "peft", "trl", "datasets", "huggingface_hub")
+LIBRARY_LOGGERS = ("vllm", "torch", "transformers", "peft", "datasets", "huggingface_hub")
 
 
 @contextlib.contextmanager
-def quiet(log: Path) -> Iterator[None]:
-    """Send library logging, warnings and raw fd 1/2 output to ``log``; on an exception, show the log's tail."""
+def quiet(log: Path, loggers: Sequence[str] = ()) -> Iterator[None]:
+    """Send library logging (``LIBRARY_LOGGERS`` and a caller's ``loggers``), warnings and raw fd 1/2 output to
+    ``log``; on an exception, show the log's tail."""
     log.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
     handler = logging.FileHandler(log, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    loggers = [logging.getLogger(name) for name in LIBRARY_LOGGERS]
-    kept = [(lg, list(lg.handlers), lg.propagate) for lg in loggers]
+    captured = [logging.getLogger(name) for name in (*LIBRARY_LOGGERS, *loggers)]
+    kept = [(lg, list(lg.handlers), lg.propagate) for lg in captured]
     with open(log, "a", encoding="utf-8") as sink, warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.showwarning = lambda msg, cat, fn, ln, *_: sink.write(f"{fn}:{ln}: {cat.__name__}: {msg}\n")
-        for lg in loggers:
+        for lg in captured:
             lg.handlers, lg.propagate = [handler], False
         terminal = os.fdopen(os.dup(saved[1]), "w", buffering=1)
         console.file = terminal

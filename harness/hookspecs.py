@@ -44,18 +44,23 @@ reduce)``). The first is the run's headline number, and its ``credit`` is what s
 count; each is reported with a 95% bootstrap interval over examples. Without a declaration a
 run reports ``accuracy`` (value >= 1) and the mean of every side-score in ``Score.metrics``.
 
-Hooks are grouped by when the harness calls them: all three are *registration* hooks,
-called once when the plugin manager starts.
+Hooks are grouped by when the harness calls them: the *component* hooks are called once, when
+the plugin manager starts; the *command* hook once, when the ``harness`` command line starts.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pluggy
+
+if TYPE_CHECKING:
+    import typer
 
 hookspec = pluggy.HookspecMarker("harness")
 
 
-# -- Registration: called once, at start-up -------------------------------------------
+# -- Components: called once, when the plugin manager starts ---------------------------------
 
 
 @hookspec
@@ -137,4 +142,20 @@ def register_samplers() -> list:
     example only: the example is recorded with the error and earns no credit, and the run
     says which plugin failed. A sampler the run did not ask for that fails while the harness
     draws scaling curves is skipped with a one-line warning.
+    """
+
+
+# -- Commands: called once, when the ``harness`` command line starts -----------------------
+
+
+@hookspec
+def register_commands(app: typer.Typer) -> None:
+    """Add commands to the ``harness`` command line, as ``app.command()(function)``.
+
+    The training package attaches ``harness train``, ``harness policies`` and ``harness augment``
+    this way; the core imports nothing from a plugin. Import heavy or optional dependencies inside
+    the command, not at module level, so ``harness --help`` stays fast and works without them; a
+    command whose optional dependency is missing raises ``harness.HarnessError`` saying which extra
+    to install. A plugin whose ``register_commands`` raises is reported in one line and its
+    commands are missing; the rest of the command line works.
     """

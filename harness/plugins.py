@@ -66,6 +66,7 @@ class Registry:
     sources: dict[tuple[str, str], str] = field(default_factory=dict)
     versions: dict[str, str | None] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    manager: pluggy.PluginManager | None = field(default=None, repr=False)
 
     def get(self, kind: str, name: str) -> Any:
         found = self.components[kind]
@@ -121,7 +122,7 @@ def registry() -> Registry:
     """Load every entry point of group ``harness`` once; a broken plugin is reported, not fatal."""
     pm = pluggy.PluginManager("harness")
     pm.add_hookspecs(hookspecs)
-    reg = Registry()
+    reg = Registry(manager=pm)
     for ep in sorted(importlib.metadata.entry_points(group="harness"), key=lambda e: e.name):
         source, version = _source(ep)
         reg.versions[source.split(":", 1)[0]] = version
@@ -143,6 +144,18 @@ def registry() -> Registry:
             for obj in objs:
                 reg.add(kind, obj, impl.plugin_name)
     return reg
+
+
+def add_commands(app: Any) -> list[str]:
+    """Let every plugin add its commands to the ``harness`` Typer app; one that fails is reported and left out."""
+    reg = registry()
+    failed = []
+    for impl in reg.manager.hook.register_commands.get_hookimpls() if reg.manager else []:
+        try:
+            impl.function(app=app)
+        except Exception as exc:  # a third-party plugin may fail in any way
+            failed.append(f"plugin {impl.plugin_name}: register_commands() raised {type(exc).__name__}: {exc}")
+    return failed
 
 
 def get_task(spec: str) -> Task:

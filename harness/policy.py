@@ -20,7 +20,6 @@ from harness.console import console, warn
 
 EMBEDDED = "smollm2"
 ALIASES = {"base": EMBEDDED}
-TRAINABLE = ("sft", "dpo", "rloo")  # methods `harness train` offers; only used to say how to make a missing one
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 WEIGHTS = ("*.safetensors", "pytorch_model*.bin")
 # Every file of a model or adapter folder that changes what it generates: weights, configs, tokenizer, chat template.
@@ -174,14 +173,10 @@ def resolve_policy(spec: str) -> Policy:
         return _from_directory(path)
     if HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
         return _from_directory(_download(spec), name=spec)
-    if spec in TRAINABLE:
-        raise HarnessError(
-            f"policy {spec!r} has no checkpoint yet: train it with `harness train {spec} --recipe quick`, or write "
-            f"{policies_dir() / spec / 'policy.json'} pointing at your own checkpoint"
-        )
     named = ", ".join([EMBEDDED, *ALIASES, *(name for name, _ in list_policies())])
     raise HarnessError(f"unknown policy {spec!r}; choose a name ({named}), a model directory, "
-                       f"a LoRA adapter directory or a Hugging Face hub id (owner/model)")
+                       f"a LoRA adapter directory or a Hugging Face hub id (owner/model); a trained policy is named "
+                       f"by its manifest {policies_dir() / spec / 'policy.json'} (see `harness train --help`)")
 
 
 def _weight_files(folder: Path) -> list[Path]:

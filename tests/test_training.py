@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 import harness
 from harness.policy import policies_dir, resolve_policy, reward_models_dir
 from policies import data, recipe
-from policies.cli import register
+from policies.cli import register_commands
 from policies.manifest import default_output
 from policies.train import set_lora_dropout
 from tasks.alpaca import instruction_split
@@ -35,7 +35,7 @@ FAST = ["logging_steps=1", "batch_size=4", "max_length=256"]
 
 def _app() -> typer.Typer:
     app = typer.Typer()
-    register(app)
+    register_commands(app)
     return app
 
 
