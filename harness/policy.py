@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.console import console, warn
+from harness.console import console, quiet, warn
 
 EMBEDDED = "smollm2"
 ALIASES = {"base": EMBEDDED}
@@ -255,7 +255,8 @@ def embedded_model() -> Path:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # one rich bar instead of transformers' tqdm bars
-    with Progress(console=console) as bar:
+    # The GGUF reader draws its own tqdm bar on fd 2 regardless; ``quiet`` sends it to a log beside the model.
+    with quiet(target.with_name(f"{target.name}.convert.log")), Progress(console=console) as bar:
         job = bar.add_task(f"converting {GGUF_FILE} (once)", total=3)
         tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE)
         bar.advance(job)
