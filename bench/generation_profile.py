@@ -28,12 +28,7 @@ from bench.throughput import (  # noqa: E402
     prepare_process,
     processor,
 )
-from harness.engines import (  # noqa: E402
-    EngineOptions,
-    Renderer,
-    Request,
-    VLLMEngine,
-)
+from harness.engines import EngineOptions, Renderer, Request, VLLMEngine  # noqa: E402
 from harness.policy import resolve_policy  # noqa: E402
 
 MATMULS = ("onednn_mm", "aten::mm", "aten::addmm", "aten::linear", "aten::matmul")

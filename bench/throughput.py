@@ -6,7 +6,7 @@ Usage: python bench/throughput.py [--workloads short,greedy,bon] [--demo-prompts
 
 Workloads (Countdown test prompts rendered once by the harness Renderer, one-shot as the task asks, so every
 path gets the same token ids; SmolLM2-135M-Instruct):
-- ``short``: 32 prompts x 16 samples x <= 64 tokens at temperature 0.7 (the README's first table);
+- ``short``: 32 prompts x 16 samples x <= 64 tokens at temperature 0.7 (docs/performance.md's first table);
 - ``greedy`` and ``bon``: the demo's workloads, 50 prompts x <= 256 tokens, greedy (n=1) and best-of-16
   (n=16, temperature 0.7), as ``make demo`` runs them.
 
@@ -19,13 +19,13 @@ with ``dtype`` forced; "compiled": with ``--compile``, its start printed with th
 ``LLM.generate`` on the harness engine's own ``LLM``, every prompt submitted at once. Each engine first runs
 each workload once as a "first pass" row, so every compared path meets the same warm caches (the first pass
 over new batch shapes builds kernels and touches fresh KV-cache pages).
-``--no-native-bf16`` measures, on a processor with native bf16, as on one without (like the gen-speed issue's
-Xeon): oneDNN is limited to AVX512_CORE, and vLLM is told the processor lacks AVX512-BF16 and AMX, so it loads
-its AVX-512 kernels built without bf16, as it does on such a processor; the harness then chooses its dtype from
-that limit.
-Prints Markdown tables, asserts nothing:
-every rate is generated tokens per second, and the processor, dtype, measured matmul rate and load average
-are printed beside them (a busy machine halves these numbers; compare ratios measured in one run).
+``--no-native-bf16`` measures, on a processor with native bf16, as on one without (an AVX-512 Xeon without
+AVX512-BF16): oneDNN is limited to AVX512_CORE, and vLLM is told the processor lacks AVX512-BF16 and AMX, so it
+loads its AVX-512 kernels built without bf16, as it does on such a processor; the harness then chooses its dtype
+from that limit.
+Prints Markdown tables and asserts no speed; a path that fails stops the bench. Every rate is generated tokens per
+second, and the processor, dtype, measured matmul rate and load average are printed beside them (a busy machine
+slows every path; compare ratios measured in one run). Results: docs/performance.md.
 """
 
 from __future__ import annotations
@@ -46,20 +46,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.engines import (  # noqa: E402
-    BF16_FLAGS,
-    PRELOAD_FLAG,
-    EngineOptions,
-    HFEngine,
-    Renderer,
-    Request,
-    Sampling,
-    VLLMEngine,
-    _cpu_defaults,
-    cpu_flags,
-    native_bf16,
-    reexec_with_preload,
-)
+from harness.engines import EngineOptions, HFEngine, Renderer, Request, Sampling, VLLMEngine  # noqa: E402
+from harness.engines.vllm import apply_cpu_defaults  # noqa: E402
+from harness.hardware import BF16_FLAGS, PRELOAD_FLAG, cpu_flags, native_bf16, reexec_with_preload  # noqa: E402
 from harness.policy import Policy, resolve_policy  # noqa: E402
 
 TEMPERATURE = 0.7
@@ -119,7 +108,7 @@ def prepare_process(no_native_bf16: bool) -> bool:
     if no_native_bf16:
         os.environ["ONEDNN_MAX_CPU_ISA"] = WITHOUT_BF16  # before the preload restart; the child inherits it
     reexec_with_preload()  # tcmalloc and Intel OpenMP as vLLM's CPU guide asks (HARNESS_NO_PRELOAD=1: without)
-    _cpu_defaults()  # before vllm is imported, as the harness does
+    apply_cpu_defaults()  # before vllm is imported, as the harness does
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # vLLM logs to stdout by default
     return emulate_no_bf16()
 
@@ -193,7 +182,7 @@ def raw_generate(llm, ids: list[list[int]], w: Workload, chunk: int | None) -> t
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    llm.reset_prefix_cache()  # every path prefills its prompts: a warm prefix cache made later paths 4x faster
+    llm.reset_prefix_cache()  # every path prefills its own prompts, not reading an earlier path's prefix cache
     params = SamplingParams(n=w.n, temperature=w.temperature, top_p=1.0, max_tokens=w.max_tokens, logprobs=0)
     prompts = [TokensPrompt(prompt_token_ids=t) for t in ids[:w.prompts]]
     step = chunk or len(prompts)
@@ -226,30 +215,25 @@ def today_engine(policy: Policy):
     return LLM(model=policy.model, seed=0, max_model_len=4096, enforce_eager=True, kv_cache_memory_bytes=4 << 30)
 
 
-def measure_whole_run(engine: VLLMEngine, w: Workload, options: EngineOptions) -> Row | None:
+def measure_whole_run(engine: VLLMEngine, w: Workload, options: EngineOptions) -> Row:
     """A whole ``harness run`` (plan, generate, verify, select, aggregate, write) on the engine already started.
 
-    FOR THE LEAD: this needs the reshaped pipeline (``pipeline.execute(config, output, options, engine=...)``);
-    while that is in flux it reports why it could not run and the table shows "n/a". Each run writes into a
-    fresh directory, so its generation cache is empty and every sample is generated.
+    Each run writes into a fresh directory, so its generation cache is empty and every sample is generated.
+    A run that fails stops the bench: a missing row would hide the failure behind the other rows.
     """
-    try:
-        from harness import pipeline
+    from harness import pipeline
 
-        config = pipeline.RunConfig(policy="smollm2", task="countdown", sampler="greedy" if w.n == 1 else "bon",
-                                    n=w.n, limit=w.prompts, max_tokens=w.max_tokens, backend="vllm",
-                                    temperature=w.temperature if w.n > 1 else None)
-        with tempfile.TemporaryDirectory() as out:
-            engine.llm.reset_prefix_cache()
-            began = time.perf_counter()
-            run_dir = pipeline.execute(config, Path(out), options, engine=engine)
-            seconds = time.perf_counter() - began
-            summary = json.loads((run_dir / "summary.json").read_text())
-        return Row("whole", "whole `harness run` (wall)", w.name, engine.describe()["dtype"], seconds,
-                   int(summary["tokens"]["generated"]), os.getloadavg()[0], [])
-    except Exception as exc:  # the bench reports, it does not fail
-        print(f"whole run [{w.name}]: n/a ({type(exc).__name__}: {exc})", file=sys.stderr)
-        return None
+    config = pipeline.RunConfig(policy="smollm2", task="countdown", sampler="greedy" if w.n == 1 else "bon",
+                                n=w.n, limit=w.prompts, max_tokens=w.max_tokens, backend="vllm",
+                                temperature=w.temperature if w.n > 1 else None)
+    with tempfile.TemporaryDirectory() as out:
+        engine.llm.reset_prefix_cache()
+        began = time.perf_counter()
+        run_dir = pipeline.execute(config, Path(out), options, engine=engine)
+        seconds = time.perf_counter() - began
+        summary = json.loads((run_dir / "summary.json").read_text())
+    return Row("whole", "whole `harness run` (wall)", w.name, engine.describe()["dtype"], seconds,
+               int(summary["tokens"]["generated"]), os.getloadavg()[0], [])
 
 
 WARM = Workload("warm-up", 2, 2, TEMPERATURE, 8)  # starts the engine's threads and kernels before any timing
@@ -335,9 +319,7 @@ def measure_vllm(args: argparse.Namespace, policy: Policy, ids: list[list[int]],
             rows.append(timed("n1", f"raw vLLM, {w.n} separate n=1 requests per prompt", chosen["dtype"], w,
                               lambda w=w: raw_generate(engine.llm, [t for t in ids[:w.prompts] for _ in range(w.n)],
                                                        dataclasses.replace(w, n=1, prompts=w.prompts * w.n), None)))
-        whole = measure_whole_run(engine, w, options)
-        if whole:
-            rows.append(whole)
+        rows.append(measure_whole_run(engine, w, options))
     engine.close()
 
     # 3. Compiled: faster steps for a longer start (torch's compile cache, when warm, shortens it).

@@ -36,7 +36,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness.engines import preload_environment
+from harness.hardware import preload_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,6 +131,9 @@ def main() -> None:
         print(f"{r['path']:{width}} {r['dtype']:9} {r['first_s']:12.1f} {r['median_s']:13.1f} {wall:>12} "
               f"{r['cpu_s']:10.1f} {cpu:>12} {r['wall_s']:7.0f}")
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
+    failed = [r["path"] for r in results if "error" in r]
+    if failed:  # the table keeps the paths that ran; the exit status says that not all did
+        raise SystemExit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

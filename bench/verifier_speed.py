@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import harness  # noqa: E402
+from plugins.countdown import CountdownVerifier  # noqa: E402
 from plugins.math_verifier import SympyVerifier  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "gsm8k" / "test.jsonl"
@@ -135,20 +136,13 @@ def main(argv: list[str]) -> None:
     rows.append(("sympy: worker start-up", f"{waits[0]:.2f} s", "first slow check in a process"))
     rows.append(("sympy: worker restart", f"{max(waits[1:]):.2f} s", "worst wait after a kill"))
 
-    try:
-        from plugins.countdown import CountdownVerifier
-    except ImportError as exc:
-        rows.append(("countdown", "skipped", f"not importable yet: {exc}"))
-    else:
-        countdown = CountdownVerifier()
-        cd_work = countdown_work()
-        with one_core():
-            for kind, items in cd_work.items():
-                rows.append((f"countdown: {kind}", f"{rate(countdown.score, items):,.0f} checks/s", ""))
-            everything = [item for items in cd_work.values() for item in items]
-            rows.append(
-                ("countdown: all", f"{rate(countdown.score, everything):,.0f} checks/s", "target 50,000")
-            )
+    countdown = CountdownVerifier()
+    cd_work = countdown_work()
+    with one_core():
+        for kind, items in cd_work.items():
+            rows.append((f"countdown: {kind}", f"{rate(countdown.score, items):,.0f} checks/s", ""))
+        everything = [item for items in cd_work.values() for item in items]
+        rows.append(("countdown: all", f"{rate(countdown.score, everything):,.0f} checks/s", "target 50,000"))
 
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     print(f"{len(work['correct'])} GSM8K golds from {path}")

@@ -10,10 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.console import guard, warn
-from harness.engines import reexec_with_preload
 from harness.errors import HarnessError
+from harness.hardware import reexec_with_preload
 from harness.plugins import add_commands, parse_options
-from policies.cli import register as register_training
 
 app = typer.Typer(help="Evaluate small language models with samplers, verifiers and tasks from plugins.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -76,8 +75,11 @@ def run(
                        system_prompt=system_prompt, task_args=parse_options("--task-arg", task_arg),
                        verifier_args=parse_options("--verifier-arg", verifier_arg),
                        grader_args=parse_options("--grader-arg", grader_arg))
-    options = EngineOptions(batch_size, max_model_len, tensor_parallel_size, data_parallel_size, dtype,
-                            batch_invariant, max_num_seqs, max_num_batched_tokens, kv_cache_gib, compile)
+    options = EngineOptions(batch_size=batch_size, max_model_len=max_model_len,
+                            tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size,
+                            dtype=dtype, batch_invariant=batch_invariant, max_num_seqs=max_num_seqs,
+                            max_num_batched_tokens=max_num_batched_tokens, kv_cache_gib=kv_cache_gib,
+                            compile=compile)
     run_dir = execute(config, output, options)
     _report(run_dir)
 

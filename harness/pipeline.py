@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cache import GenerationCache, sample_key
+from harness.console import console, progress, quiet, warn
 from harness.curves import NEEDS_SCORES, scaling_curves
 from harness.engines import Engine, EngineOptions, Renderer, Request, Sampling, load_engine
 from harness.errors import HarnessError
@@ -27,7 +28,6 @@ from harness.plugins import Spec, registry
 from harness.policy import Policy, resolve_policy
 from harness.provenance import git_revision, versions
 from harness.record import read_record, write_record
-from harness.console import console, progress, quiet, warn
 from harness.selection import SamplerError, candidates_of, choose
 from harness.types import Example, ExampleRecord, Sampler, SampleRecord, Score, Task, Verifier
 from harness.verify import verify

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import harness
+from harness.console import console, quiet
 from harness.engines import EngineOptions, Renderer, Request, Sampling, load_engine
 from harness.errors import HarnessError
 from harness.policy import resolve_policy
 from harness.record import write_atomic
-from harness.console import console, quiet
 from policies.data import example_messages
 from policies.manifest import write_json
 

@@ -46,7 +46,7 @@ class Hardware:
 def detect_hardware(setting: str) -> Hardware:
     import torch
 
-    from harness.engines import native_bf16
+    from harness.hardware import native_bf16
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     native = native_bf16(device)

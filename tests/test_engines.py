@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from harness import engines
+from harness import engines, hardware
 from harness.engines import EngineOptions, HFEngine, Renderer, Request, Sampling, load_engine
 from harness.errors import HarnessError
 from harness.policy import harness_home, resolve_policy
+from harness.provenance import versions
 from harness.types import Example
 
 SKIP_VLLM = pytest.mark.skipif(os.environ.get("HARNESS_SKIP_VLLM") == "1", reason="HARNESS_SKIP_VLLM=1")
@@ -92,15 +93,17 @@ def test_engine_options_reject_bad_values():
         EngineOptions(max_num_seqs=0)
     with pytest.raises(HarnessError, match="--kv-cache-gib"):
         EngineOptions(kv_cache_gib=-1)
+    with pytest.raises(TypeError):
+        EngineOptions(32)  # keyword-only: a new option cannot shift a caller's arguments
 
 
 def test_cpu_dtype_follows_the_processor(monkeypatch, tiny_llama):
     policy = resolve_policy(str(tiny_llama))
     for limit in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
         monkeypatch.delenv(limit, raising=False)
-    monkeypatch.setattr(engines, "cpu_flags", lambda: {"avx2", "avx512f", "fma"})  # a Xeon without AVX512-BF16
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2", "avx512f", "fma"})  # a Xeon without AVX512-BF16
     assert engines.vllm_kwargs(policy, EngineOptions(), 0, cpu=True)["dtype"] == "float32"
-    monkeypatch.setattr(engines, "cpu_flags", lambda: {"avx512f", "avx512_bf16", "amx_bf16"})
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx512f", "avx512_bf16", "amx_bf16"})
     assert engines.vllm_kwargs(policy, EngineOptions(), 0, cpu=True)["dtype"] == "bfloat16"
     assert engines.vllm_kwargs(policy, EngineOptions(dtype="float32"), 0, cpu=True)["dtype"] == "float32"
     assert engines.vllm_kwargs(policy, EngineOptions(), 0, cpu=False)["dtype"] == "auto"  # vLLM knows its GPU
@@ -108,7 +111,7 @@ def test_cpu_dtype_follows_the_processor(monkeypatch, tiny_llama):
 
 def test_onednn_limited_below_bf16_counts_as_no_native_bf16(monkeypatch, tiny_llama):
     policy = resolve_policy(str(tiny_llama))
-    monkeypatch.setattr(engines, "cpu_flags", lambda: {"avx512f", "avx512_bf16", "amx_bf16"})
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx512f", "avx512_bf16", "amx_bf16"})
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core")  # what `bench/throughput.py --no-native-bf16` sets
     assert engines.vllm_kwargs(policy, EngineOptions(), 0, cpu=True)["dtype"] == "float32"
@@ -121,9 +124,9 @@ def test_onednn_limited_below_bf16_counts_as_no_native_bf16(monkeypatch, tiny_ll
 
 def test_vllm_arguments_follow_the_options(monkeypatch, tiny_llama):
     policy = resolve_policy(str(tiny_llama))
-    monkeypatch.setattr(engines, "_available_memory", lambda: 10 * engines.GIB)
+    monkeypatch.setattr(hardware, "available_memory", lambda: 10 * hardware.GIB)
     cpu = engines.vllm_kwargs(policy, EngineOptions(), 7, cpu=True)
-    assert cpu["enforce_eager"] and cpu["seed"] == 7 and cpu["kv_cache_memory_bytes"] == 3 * engines.GIB
+    assert cpu["enforce_eager"] and cpu["seed"] == 7 and cpu["kv_cache_memory_bytes"] == 3 * hardware.GIB
     assert "max_num_seqs" not in cpu and "enable_prefix_caching" not in cpu
     assert cpu["enable_chunked_prefill"] is False and cpu["max_num_batched_tokens"] >= cpu["max_model_len"]
     with pytest.raises(HarnessError, match="--max-num-batched-tokens"):
@@ -131,7 +134,7 @@ def test_vllm_arguments_follow_the_options(monkeypatch, tiny_llama):
     tuned = engines.vllm_kwargs(policy, EngineOptions(max_num_seqs=64, max_num_batched_tokens=2048, kv_cache_gib=1.5,
                                                       compile=True, max_model_len=1024), 0, cpu=True)
     assert tuned["max_num_seqs"] == 64 and tuned["max_num_batched_tokens"] == 2048
-    assert tuned["kv_cache_memory_bytes"] == int(1.5 * engines.GIB) and not tuned["enforce_eager"]
+    assert tuned["kv_cache_memory_bytes"] == int(1.5 * hardware.GIB) and not tuned["enforce_eager"]
     assert tuned["max_model_len"] == 1024
     invariant = engines.vllm_kwargs(policy, EngineOptions(batch_invariant=True), 0, cpu=True)
     assert invariant["max_num_seqs"] == 1 and invariant["enable_prefix_caching"] is False
@@ -141,19 +144,19 @@ def test_vllm_arguments_follow_the_options(monkeypatch, tiny_llama):
 
 
 def test_kv_cache_is_sized_from_available_memory(monkeypatch):
-    monkeypatch.setattr(engines, "_available_memory", lambda: 20 * engines.GIB)
-    assert engines.cpu_kv_cache_bytes(EngineOptions()) == 6 * engines.GIB
-    monkeypatch.setattr(engines, "_available_memory", lambda: 2 * engines.GIB)
-    assert engines.cpu_kv_cache_bytes(EngineOptions()) == 1 * engines.GIB
-    monkeypatch.setattr(engines, "_available_memory", lambda: 1024 * engines.GIB)
-    assert engines.cpu_kv_cache_bytes(EngineOptions()) == 32 * engines.GIB
-    assert engines.cpu_kv_cache_bytes(EngineOptions(kv_cache_gib=2)) == 2 * engines.GIB
-    assert engines._available_memory() > 0  # the real reading
+    monkeypatch.setattr(hardware, "available_memory", lambda: 20 * hardware.GIB)
+    assert hardware.cpu_kv_cache_bytes(None) == 6 * hardware.GIB
+    monkeypatch.setattr(hardware, "available_memory", lambda: 2 * hardware.GIB)
+    assert hardware.cpu_kv_cache_bytes(None) == 1 * hardware.GIB
+    monkeypatch.setattr(hardware, "available_memory", lambda: 1024 * hardware.GIB)
+    assert hardware.cpu_kv_cache_bytes(None) == 32 * hardware.GIB
+    assert hardware.cpu_kv_cache_bytes(2) == 2 * hardware.GIB
+    assert hardware.available_memory() > 0  # the real reading
 
 
 def test_vllm_reads_the_cpu_defaults_and_a_users_own_setting_wins():
     pytest.importorskip("vllm")
-    probe = ("from harness.engines import _cpu_defaults; _cpu_defaults(); import vllm.envs as e; "
+    probe = ("from harness.engines.vllm import apply_cpu_defaults; apply_cpu_defaults(); import vllm.envs as e; "
              "print(e.VLLM_USE_AOT_COMPILE, e.VLLM_ENABLE_V1_MULTIPROCESSING, e.VLLM_CPU_OMP_THREADS_BIND)")
     clean = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_")}
 
@@ -167,12 +170,12 @@ def test_vllm_reads_the_cpu_defaults_and_a_users_own_setting_wins():
 
 
 def test_entry_point_preloads_the_cpu_libraries_once():
-    libs = engines.cpu_preload_libraries()
-    if engines._version("vllm-cpu") is None or not libs:
+    libs = hardware.cpu_preload_libraries()
+    if versions(["vllm-cpu"])["vllm-cpu"] is None or not libs:
         pytest.skip("vllm-cpu, tcmalloc or intel-openmp is not installed here")
     code = textwrap.dedent("""
         import os, sys
-        from harness.engines import reexec_with_preload
+        from harness.hardware import reexec_with_preload
         print("start", flush=True)
         reexec_with_preload()
         print(os.environ.get("LD_PRELOAD", ""), os.environ.get("HARNESS_PRELOADED"), os.environ.get("KMP_BLOCKTIME"),
@@ -369,11 +372,11 @@ def test_vllm_options_reach_the_engine(vllm_engine):
     config = vllm_engine.llm.llm_engine.vllm_config
     assert config.model_config.dtype == torch.float32 and config.model_config.max_model_len == 1024
     assert config.scheduler_config.max_num_seqs == 8 and config.scheduler_config.max_num_batched_tokens == 1024
-    assert config.cache_config.kv_cache_memory_bytes == engines.GIB and config.model_config.enforce_eager
+    assert config.cache_config.kv_cache_memory_bytes == hardware.GIB and config.model_config.enforce_eager
     info = vllm_engine.describe()
     assert info["name"] == "vllm" and info["dtype"] == "float32" and info["batch_invariant"] is False
     assert info["options"]["max_num_seqs"] == 8 and info["options"]["kv_cache_gib"] == 1
-    assert info["version"] == engines._version("vllm-cpu") or info["device"] == "cuda"
+    assert info["version"] == versions(["vllm-cpu"])["vllm-cpu"] or info["device"] == "cuda"
 
 
 @SKIP_VLLM
