@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.errors import HarnessError
 from harness.console import console, quiet, warn
+from harness.errors import HarnessError
 
 EMBEDDED = "smollm2"
 ALIASES = {"base": EMBEDDED}

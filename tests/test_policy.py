@@ -176,7 +176,7 @@ def test_an_unknown_name_lists_the_policies_that_exist(tiny_llama, manifests):
     message = str(err.value)
     assert "'gamma'" in message and "alpha" in message and "beta" in message and "smollm2" in message
     assert "model directory" in message and "adapter" in message and "hub id" in message
-    with pytest.raises(HarnessError, match=r"harness train rloo --recipe quick"):
+    with pytest.raises(HarnessError, match=r"rloo/policy\.json \(see `harness train --help`\)"):
         resolve_policy("rloo")
 
 
