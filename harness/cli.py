@@ -21,7 +21,7 @@ RESUME = "finished samples are cached; rerun the same command to resume"
 Output = Annotated[Path, typer.Option("--output", "-o", help="Directory holding run records and the cache.")]
 
 
-VerifierArg = Annotated[list[str] | None, typer.Option(help="Selection verifier option KEY=VALUE (repeatable).")]
+VerifierArg = Annotated[list[str] | None, typer.Option(help="Verifier option KEY=VALUE (repeatable).")]
 GraderArg = Annotated[list[str] | None, typer.Option(help="Grader option KEY=VALUE (repeatable).")]
 
 
@@ -88,11 +88,10 @@ def _report(run_dir: Path) -> None:
     from harness.record import read_summary
 
     s = read_summary(run_dir)
-    m = s["metric"]
-    low, high = m["ci95"]
-    side = "  ".join(f"{k} {v['value']:.3f}" for k, v in s.get("metrics", {}).items())
-    Console().print(f"{s['run_id']}: {m['name']} {m['value']:.3f} [{low:.3f}, {high:.3f}]  {side}", highlight=False,
-                    soft_wrap=True)
+    low, high = s.metric.ci95 or (float("nan"), float("nan"))
+    side = "  ".join(f"{k} {v.value:.3f}" for k, v in s.metrics.items())
+    Console().print(f"{s.run_id}: {s.metric.name} {s.metric.value:.3f} [{low:.3f}, {high:.3f}]  {side}",
+                    highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.metrics import bootstrap_ci, mean
-from harness.record import read_record
+from harness.record import RunSummary, read_record
 
 
 @dataclass(frozen=True)
@@ -35,16 +35,14 @@ class Comparison:
                 f"{self.better[1]}")
 
 
-def _label(summary: dict, run_dir: Path) -> str:
-    config = summary["config"]
-    policy = summary.get("policy", {}).get("name", config.get("policy", run_dir.name))
-    return f"{policy}/{config.get('sampler', '?')}"
+def _label(summary: RunSummary) -> str:
+    return f"{summary.policy_name}/{summary.config.sampler}"
 
 
 def compare_runs(first: Path, second: Path, seed: int = 0) -> Comparison:
     """Match examples by id (else prompt); the runs must report the same headline metric and share examples."""
     (a_records, a_summary), (b_records, b_summary) = read_record(first), read_record(second)
-    metric_a, metric_b = a_summary["metric"]["name"], b_summary["metric"]["name"]
+    metric_a, metric_b = a_summary.metric.name, b_summary.metric.name
     if metric_a != metric_b:
         raise HarnessError(f"{first} reports {metric_a} and {second} reports {metric_b}: nothing to compare")
     a = {r.example.id or r.example.prompt: r.credit or 0.0 for r in a_records}
@@ -53,6 +51,6 @@ def compare_runs(first: Path, second: Path, seed: int = 0) -> Comparison:
     if not shared:
         raise HarnessError(f"{first} and {second} share no examples (compare runs of one task and split)")
     diffs = [a[key] - b[key] for key in shared]
-    return Comparison(metric_a, (_label(a_summary, first), _label(b_summary, second)), len(shared),
+    return Comparison(metric_a, (_label(a_summary), _label(b_summary)), len(shared),
                       (mean([a[k] for k in shared]), mean([b[k] for k in shared])), mean(diffs),
                       bootstrap_ci(diffs, seed), (sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)))

@@ -1,6 +1,6 @@
 """Inference-scaling curves from ONE generation of N samples per problem.
 
-Drawing N samples once and asking "what would a selector have scored with only N' of
+Drawing N samples once and asking "what would a sampler have scored with only N' of
 them?" for every N' <= N costs no extra generation, and averaging over all size-N'
 subsets (instead of taking the first N') removes the luck of which samples came first.
 Selection reuses the samplers' own ``select``, so a curve's last point is exactly the
@@ -22,7 +22,7 @@ from harness.selection import SamplerError, candidates_of, choose
 from harness.types import Candidate, ExampleRecord, Sampler, Score
 
 EXACT_CAP = 5000
-NEEDS_SCORES = "needs selection-verifier scores; the samples have none"  # skipped, not failed
+NEEDS_SCORES = "needs verifier scores (--verifier); the samples have none"  # skipped, not failed
 DRAWS = 2000
 
 
@@ -117,7 +117,7 @@ def scaling_curves(rows: list[ExampleRecord], samplers: dict[str, Sampler], ks: 
          "method": ["exact", ..., "monte-carlo(2000)", "exact"],  # per N', for every problem
          "problems": 30, "samples": 5, "seed": 0}
 
-    Samplers that read scores are skipped unless every sample carries a selection-verifier
+    Samplers that read scores are skipped unless every sample carries the run's verifier
     score; a sampler that fails is skipped with its error. pass@k counts a sample as correct
     when its credit is 1. Monte-Carlo problems are seeded with ``[seed, problem index]``.
     """

@@ -27,8 +27,16 @@ import, implements a hook that does not exist (a misspelt name), or returns an o
 breaks the contract is reported in one line and skipped; two plugins registering the same
 name is an error naming both.
 
+**Members.** Each hook below lists the members every object of its kind has, then the ones it
+*may* define, each with the default the harness uses when it is absent. The harness reads nothing
+else from your objects (``harness.types``: the Protocols ``Task``, ``Verifier``, ``Sampler`` and the
+declared optional members ``TaskOptional``, ``VerifierOptional``, ``SamplerOptional``).
+
 **Arguments.** Any registered object may be a factory: give it a
-``configure(*args, **options)`` method returning the configured component. Users name it
+``configure(*args, **options)`` method returning the configured component. A factory carries
+its kind's data members (``name``; a verifier's ``reference_free``, a task's ``verifier``, a
+sampler's ``greedy`` and ``uses_scores``), so ``harness plugins`` can describe it, but needs none
+of its methods: what ``configure`` returns is checked against the whole contract. Users name it
 ``NAME`` or ``NAME:ARG`` (``--verifier rm:path/to/model``; ``ARG`` is the first positional
 argument, and may itself contain colons: ``winrate:rm:PATH``) plus ``KEY=VALUE`` options
 (``--verifier-arg``, ``--grader-arg``, ``--task-arg``); ``harness.get_verifier("rm:PATH")``
@@ -78,11 +86,14 @@ def register_tasks() -> list:
       ``shots`` are worked (user, assistant) pairs: prior chat turns under a chat
       template, plain text before the prompt without one.
 
-    A task may declare ``stop: tuple[str, ...]``, strings that end a generation (a few-shot
-    prompt's next "Q:", say); the stop string itself is not part of the completion.
+    A task may define:
 
-    A task may also take keyword options (``--task-arg key=value``) through a
-    ``configure(**options) -> task`` method returning a configured copy.
+    - ``stop: tuple[str, ...] = ()`` — strings that end a generation (a few-shot prompt's next
+      "Q:", say); the stop string itself is not part of the completion;
+    - ``metrics: list[harness.Metric] = []`` — the run's metrics when its grader declares none
+      (see **Metrics** above);
+    - ``configure(**options) -> task`` — keyword options (``--task-arg key=value``), returning a
+      configured copy (see **Arguments** above).
     """
 
 
@@ -97,19 +108,28 @@ def register_verifiers() -> list:
       reference-free verifier may choose among samples at inference time; using any
       other one to select makes the run an *oracle* run, reported as pass@N;
     - ``score(example, completion: str) -> float | harness.Score`` — a value in [0, 1],
-      or a ``Score(value, answer=None, error=None, metrics={})`` carrying the extracted
-      answer (which must not depend on the reference: samplers see it), any failure (a
-      timeout, say) and named side-scores such as ``well_formed``. Answers and errors go into the samples log and the
-      run summary counts them. Completions are untrusted model output: never ``eval``
-      them;
-    - optionally ``score_batch(pairs: list[tuple[Example, str]]) -> list[float | Score]``,
-      one result per pair, in order; the harness prefers it when present and passes pairs
-      from many examples at once (a reward model scores them in a few forward passes);
-    - optionally ``extracts_answers = False`` for a grader that never extracts an answer (a
+      or a ``Score(value, answer=None, error=None, metrics={}, raw=None)`` carrying the
+      extracted answer (which must not depend on the reference: samplers see it), any failure
+      (a timeout, say) and named side-scores such as ``well_formed``. Answers and errors go
+      into the samples log and the run summary counts them. A ``Score``'s value is checked
+      where it is made: outside [0, 1], or NaN, it raises. A verifier whose own number is on
+      another scale (a reward model's logit) returns ``Score.from_logit(reward)``: the
+      logistic function of it as the value, the reward itself in ``raw``. A plain number
+      outside [0, 1] is recorded as that plugin's error, never clipped. Completions are
+      untrusted model output: never ``eval`` them.
+
+    A verifier may define:
+
+    - ``score_batch(pairs: list[tuple[Example, str]]) -> list[float | Score]`` (default: none,
+      ``score`` per pair) — one result per pair, in order; the harness prefers it and passes
+      pairs from many examples at once (a reward model scores them in a few forward passes);
+    - ``extracts_answers: bool = True`` — False for a grader that never extracts an answer (a
       win-rate judge), so the run does not count every sample as an extraction failure;
-    - optionally ``scale = "logit"``: values are raw rewards (a reward model's logits); the
-      harness maps each through the logistic function into [0, 1] and keeps the raw number in
-      ``Score.raw``. Without it a value outside [0, 1] is recorded as that plugin's error.
+    - ``metrics: list[harness.Metric] = []`` — as a grader, the run's metrics (see **Metrics**);
+    - ``judge: str | None = None`` and ``judge_model: str | None = None`` — as a grader that
+      consults a model (a win-rate judge), its spec and where its weights come from; the run
+      records both and warns when the judge is the reward model the policy was trained against;
+    - ``configure(*args, **options) -> verifier`` — see **Arguments** above.
 
     Every caller — a run, ``harness score``, a training reward — goes through
     ``harness.verify(verifier, pairs)``: a verifier that raises is reported as that plugin's
@@ -129,7 +149,7 @@ def register_samplers() -> list:
     - ``greedy: bool`` — True to decode at temperature 0 with a single sample (``--n``
       must then be 1);
     - ``uses_scores: bool`` — True when ``select`` reads ``candidate.score``, so the
-      harness must run a selection verifier (``--verifier``) on every sample;
+      harness must run the run's verifier (``--verifier``, default the task's) on every sample;
     - ``select(candidates: Sequence[harness.Candidate]) -> int`` — the index of the
       chosen one among the N candidates of one example. A candidate has
       ``completion`` (``text``, ``tokens``, ``logprob``, ``finish_reason``,
@@ -137,6 +157,8 @@ def register_samplers() -> list:
       never whether it is right) and, when ``uses_scores``, ``score`` (the selection
       verifier's ``harness.Score``): enough for best-of-N, majority vote or a
       verifier-weighted vote.
+
+    A sampler may define ``configure(*args, **options) -> sampler`` (see **Arguments** above).
 
     A sampler that raises, or returns something other than an index in range, fails on that
     example only: the example is recorded with the error and earns no credit, and the run

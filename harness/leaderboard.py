@@ -12,7 +12,7 @@ from rich.table import Table
 
 from harness.errors import HarnessError
 from harness.policy import list_policies
-from harness.record import iter_summaries
+from harness.record import RunSummary, iter_summaries
 
 FORMATS = ("table", "md", "csv", "json")
 COLUMNS = ("policy", "task", "sampler", "n", "verifier", "metric", "value", "ci95", "examples",
@@ -24,23 +24,22 @@ def rows(output: Path) -> list[dict]:
     trained = dict(list_policies())
     out = []
     for run_dir, s in iter_summaries(output):
-        m, t = s["metric"], s.get("timings", {})
         out.append({
-            "policy": s.get("policy", {}).get("name", s["config"].get("policy")),
-            "task": s.get("task", s["config"].get("task")),
-            "sampler": s.get("sampler", s["config"].get("sampler")),
-            "n": s["config"].get("n"),
-            "verifier": s.get("verifier") or "-",
-            "metric": m["name"],
-            "value": m["value"],
-            "ci95": m.get("ci95"),
-            "examples": s.get("counts", {}).get("examples"),
-            "tokens": s.get("tokens", {}).get("generated"),
-            "tok/s": t.get("tokens_per_s"),
-            "wall_s": t.get("wall_s"),
+            "policy": s.policy_name,
+            "task": s.task,
+            "sampler": s.sampler,
+            "n": s.config.n,
+            "verifier": s.verifier or "-",
+            "metric": s.metric.name,
+            "value": s.metric.value,
+            "ci95": s.metric.ci95,
+            "examples": s.counts.examples,
+            "tokens": s.tokens.generated if s.tokens else None,
+            "tok/s": s.timings.tokens_per_s,
+            "wall_s": s.timings.wall_s,
             "run": run_dir.name,
-        } | {k: v["value"] for k, v in s.get("metrics", {}).items()} | _curve_columns(s)
-          | _training_cost(trained.get(s.get("policy", {}).get("name"))))
+        } | {k: v.value for k, v in s.metrics.items()} | _curve_columns(s)
+          | _training_cost(trained.get(s.policy.name) if s.policy else None))
     return sorted(out, key=lambda r: (r["task"], -r["value"]))
 
 
@@ -52,11 +51,12 @@ def _training_cost(manifest: dict | None) -> dict:
             "train_s": manifest.get("wall_seconds"), "train_tokens": manifest.get("tokens")}
 
 
-def _curve_columns(summary: dict) -> dict:
+def _curve_columns(summary: RunSummary) -> dict:
     """The run's own sampler at N' = 1, 2, 4, ... (from the same samples), as columns ``@1``, ``@2``, ..."""
-    curves = summary.get("curves") or {}
-    values = curves.get("accuracy", {}).get(summary.get("sampler"))
-    return {f"@{n}": v for n, v in zip(curves.get("n", []), values or [], strict=False)}
+    if summary.curves is None:
+        return {}
+    values = summary.curves.accuracy.get(summary.sampler) or []
+    return {f"@{n}": v for n, v in zip(summary.curves.n, values, strict=False)}
 
 
 def _cell(key: str, value) -> str:

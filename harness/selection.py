@@ -23,5 +23,5 @@ def choose(sampler: Sampler, candidates: Sequence[Candidate]) -> int:
 
 
 def candidates_of(record: ExampleRecord) -> list[Candidate]:
-    """A record's samples as a sampler sees them: completion, the grader's extracted answer, the selection score."""
+    """A record's samples as a sampler sees them: completion, the grader's extracted answer, the verifier's score."""
     return [Candidate(s.completion, s.grade.answer if s.grade else None, s.score) for s in record.samples]

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import dataclasses
+import hashlib
+import json
+import math
+import numbers
+import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
-SCHEMA_VERSION = 2  # of ExampleRecord / SampleRecord as written to samples.jsonl
+if TYPE_CHECKING:
+    from harness.metrics import Metric
+
+# The version of a run record, both files: every line of samples.jsonl and its summary.json. Records of version 1
+# carry none. Readers read every version up to this one and refuse a newer one (harness.record).
+SCHEMA_VERSION = 2
+DEFAULT_TEMPERATURE = 0.7
+
+
+def sigmoid(x: float) -> float:
+    """The logistic function, computed without overflow for any finite or infinite ``x``."""
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
 @dataclass(frozen=True)
@@ -29,13 +47,14 @@ class Example:
 
 @dataclass(frozen=True)
 class Score:
-    """A verifier's verdict on one completion.
+    """A verifier's verdict on one completion, valid wherever it is made.
 
-    ``value`` is in [0, 1]; ``answer`` is what the verifier extracted (None when it
-    found nothing to grade); ``error`` says why the check itself failed (a timeout, an
-    exception), which is counted apart from wrong answers; ``metrics`` holds named
-    side-scores (``well_formed``, ``strict``) that the grader's declared metrics aggregate;
-    ``raw`` is the verifier's unsquashed number (a reward model's logit) when it has one.
+    ``value`` is a number in [0, 1] (anything else, NaN included, raises when the ``Score`` is
+    built); ``answer`` is what the verifier extracted (None when it found nothing to grade);
+    ``error`` says why the check itself failed (a timeout, an exception), which is counted apart
+    from wrong answers; ``metrics`` holds named side-scores (``well_formed``, ``strict``) that the
+    grader's declared metrics aggregate; ``raw`` is the verifier's own number on its own scale (a
+    reward model's logit) when it has one: ``Score.from_logit`` builds both.
     """
 
     value: float
@@ -43,6 +62,24 @@ class Score:
     error: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     raw: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, numbers.Real):
+            raise TypeError(f"not a score: {self.value!r}"[:200])
+        if math.isnan(self.value):
+            raise ValueError("score is NaN")
+        if not 0.0 <= self.value <= 1.0:
+            raise ValueError(f"score {self.value} outside [0, 1]")
+        object.__setattr__(self, "value", float(self.value))
+
+    @classmethod
+    def from_logit(cls, logit: float) -> Score:
+        """The verdict of a logit-scale verifier (a reward model): ``sigmoid(logit)`` as the value, the logit as
+        ``raw``. A NaN logit is that completion's error."""
+        logit = float(logit)
+        if math.isnan(logit):
+            return cls(0.0, error="score is NaN")
+        return cls(sigmoid(logit), raw=logit)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,7 +109,7 @@ class Candidate:
     """One of the N samples a sampler chooses among.
 
     ``answer`` is the final answer the task's grader extracted (never whether it is right);
-    ``score`` is the selection verifier's verdict, present only for samplers that use scores.
+    ``score`` is the run's verifier's verdict (``--verifier``), present only for samplers that use scores.
     """
 
     completion: Completion
@@ -130,22 +167,65 @@ class ExampleRecord:
     def from_json(cls, data: dict[str, Any]) -> ExampleRecord:
         example = Example(data["prompt"], data.get("reference"), data.get("meta") or {}, data["id"],
                           tuple(tuple(s) for s in data.get("shots") or ()))
+        credit = data.get("credit")
+        if credit is None and data.get("correct") is not None:  # version 1 recorded whether the choice was right
+            credit = float(data["correct"])
         return cls(example, data["rendered_prompt"], [SampleRecord.from_json(s) for s in data["samples"]],
-                   data.get("selected"), data.get("credit"), data.get("selection_error"))
+                   data.get("selected"), credit, data.get("selection_error"))
 
     @property
     def chosen(self) -> SampleRecord | None:
         return None if self.selected is None else self.samples[self.selected]
 
 
-@runtime_checkable
-class Verifier(Protocol):
-    """Scores completions. See ``harness.hookspecs.register_verifiers``."""
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides a run's result; its hash names the run directory.
 
-    name: str
-    reference_free: bool
+    ``verifier`` is the verifier that scores samples for a sampler that uses scores (``--verifier``);
+    ``grader`` the one that grades the run (default: the task's).
+    """
 
-    def score(self, example: Example, completion: str) -> float | Score: ...
+    policy: str = "smollm2"
+    task: str = "countdown"
+    sampler: str = "greedy"
+    n: int = 1
+    verifier: str | None = None
+    grader: str | None = None
+    oracle: bool = False
+    split: str = "test"
+    limit: int | None = None
+    seed: int = 0
+    temperature: float | None = None
+    top_p: float = 1.0
+    max_tokens: int = 256
+    backend: str = "auto"
+    chat_template: bool = True
+    system_prompt: str | None = None
+    task_args: dict[str, str] = field(default_factory=dict)
+    verifier_args: dict[str, str] = field(default_factory=dict)
+    grader_args: dict[str, str] = field(default_factory=dict)
+    rescored_from: str | None = None  # a rescoring names its source, so it never takes the source's id
+
+    def run_id(self, numerics: dict[str, Any], weights: str) -> str:
+        """Config, the engine's requested numerics and the policy's weights: a float32 run is another run than a
+        bf16 one, and a policy retrained under the same name gets a new record instead of overwriting its old one."""
+        blob = json.dumps([dataclasses.asdict(self), numerics, weights], sort_keys=True)
+        digest = hashlib.sha256(blob.encode()).hexdigest()[:8]
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(self.policy).name or self.policy)
+        task = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.task)
+        return f"{slug}-{task}-{self.sampler}-n{self.n}-{digest}"
+
+    @property
+    def sampling_temperature(self) -> float:
+        return DEFAULT_TEMPERATURE if self.temperature is None else self.temperature
+
+
+# -- the plugin contract: what the core reads of a plugin's object ----------------------------------------------
+#
+# The Protocols name the members every task, verifier and sampler has. The members a plugin MAY define are
+# declared once below, each with the default that applies when it is absent, and the core reads them only
+# through ``OptionalMembers.of``: it never probes a plugin for anything else. ``harness.hookspecs`` documents both.
 
 
 @runtime_checkable
@@ -159,6 +239,16 @@ class Task(Protocol):
 
 
 @runtime_checkable
+class Verifier(Protocol):
+    """Scores completions. See ``harness.hookspecs.register_verifiers``."""
+
+    name: str
+    reference_free: bool
+
+    def score(self, example: Example, completion: str) -> float | Score: ...
+
+
+@runtime_checkable
 class Sampler(Protocol):
     """Chooses one of N candidates. See ``harness.hookspecs.register_samplers``."""
 
@@ -167,3 +257,60 @@ class Sampler(Protocol):
     uses_scores: bool
 
     def select(self, candidates: Sequence[Candidate]) -> int: ...
+
+
+@runtime_checkable
+class Factory(Protocol):
+    """A registered object that builds its component from arguments: ``configure(*args, **options)``.
+
+    It carries the data members of what it builds (``name``; a verifier's ``reference_free``, a task's
+    ``verifier``, a sampler's ``greedy`` and ``uses_scores``) so a listing can describe it unconfigured;
+    what ``configure`` returns is checked against the full contract.
+    """
+
+    name: str
+
+    def configure(self, *args: Any, **options: Any) -> Any: ...
+
+
+def data_members(protocol: type) -> tuple[str, ...]:
+    """The data members a contract Protocol names (``name``, ``reference_free``, ...), without its methods."""
+    return tuple(protocol.__annotations__)
+
+
+@dataclass(frozen=True)
+class OptionalMembers:
+    """The members a plugin's object may define, each with its default; ``of`` is how the core reads them."""
+
+    configure: Callable[..., Any] | None = None  # present: the object is a factory (see ``Factory``)
+
+    @classmethod
+    def of(cls, component: object) -> Self:
+        """The declared optional members of ``component``: its own where it defines them, else the defaults."""
+        names = (f.name for f in dataclasses.fields(cls))
+        return cls(**{name: getattr(component, name) for name in names if hasattr(component, name)})
+
+
+@dataclass(frozen=True)
+class TaskOptional(OptionalMembers):
+    """What a task may define besides ``Task``'s members."""
+
+    stop: Sequence[str] = ()  # strings that end a generation (not part of the completion)
+    metrics: Sequence[Metric] = ()  # the run's metrics when its grader declares none; the first is the headline
+
+
+@dataclass(frozen=True)
+class VerifierOptional(OptionalMembers):
+    """What a verifier may define besides ``Verifier``'s members."""
+
+    # one verdict per (example, completion) pair, in order; preferred to ``score`` when present
+    score_batch: Callable[[list[tuple[Example, str]]], Sequence[float | Score]] | None = None
+    extracts_answers: bool = True  # False: a grader that never extracts an answer (a win-rate judge)
+    metrics: Sequence[Metric] = ()  # as a grader: the run's metrics; the first is the headline
+    judge: str | None = None  # as a grader: the spec of the model it consults, recorded with the run
+    judge_model: str | None = None  # where that judge's weights come from (a directory or hub id)
+
+
+@dataclass(frozen=True)
+class SamplerOptional(OptionalMembers):
+    """What a sampler may define besides ``Sampler``'s members."""

@@ -12,8 +12,8 @@ reward models were trained. What does not fit the model's maximum length is cut 
 of the prompt, so the response is always seen whole; only a response longer than the model's
 window on its own is cut, at its end, after the whole prompt has gone. Pairs are scored in
 batches across examples, sorted by length (little padding), on the GPU in bf16 where there is
-one, in float32 on CPU. Values are raw rewards (``scale = "logit"``): ``harness.verify`` maps
-them through the logistic function and keeps the raw reward in ``Score.raw``.
+one, in float32 on CPU. Each verdict is ``Score.from_logit(reward)``: the logistic function of
+the raw reward as its value, the raw reward itself in ``Score.raw``.
 
 Options (``--verifier-arg``): ``index=K``, the output that is the reward when the model has
 several labels (or ``reward_index`` in its config.json); ``batch_size`` (default 32) and
@@ -102,7 +102,6 @@ class RewardModel:
 
     name = "rm"
     reference_free = True
-    scale = "logit"
 
     def __init__(self, model: str, index: Any = None, batch_size: Any = 32, max_batch_tokens: Any = None,
                  max_length: Any = None) -> None:
@@ -295,11 +294,12 @@ class RewardModel:
                     rewards[i] = value
         return rewards
 
-    def score_batch(self, pairs: Sequence[tuple[harness.Example, str]]) -> list[float]:
-        """Raw rewards of completions to their examples' prompts (``harness.verify`` squashes them)."""
-        return self.score_texts([(example.prompt, completion) for example, completion in pairs])
+    def score_batch(self, pairs: Sequence[tuple[harness.Example, str]]) -> list[harness.Score]:
+        """Verdicts on completions to their examples' prompts: the squashed reward as the value, the raw one in
+        ``raw``."""
+        return [harness.Score.from_logit(r) for r in self.score_texts([(e.prompt, text) for e, text in pairs])]
 
-    def score(self, example: harness.Example, completion: str) -> float:
+    def score(self, example: harness.Example, completion: str) -> harness.Score:
         return self.score_batch([(example, completion)])[0]
 
 
@@ -308,7 +308,6 @@ class RewardModelFactory:
 
     name = "rm"
     reference_free = True
-    scale = "logit"
 
     def configure(self, model: str | None = None, **options: Any) -> RewardModel:
         if not model:
@@ -317,9 +316,6 @@ class RewardModelFactory:
             if key not in OPTIONS:
                 raise choices("rm option", key, list(OPTIONS))
         return RewardModel(model, **options)
-
-    def score(self, example: harness.Example, completion: str) -> float:
-        raise harness.HarnessError("verifier rm needs a reward model: --verifier rm:PATH_OR_HUB_ID")
 
 
 @harness.hookimpl

@@ -115,7 +115,7 @@ class WinRate:
         self.judge = judge
         self.tolerance = tolerance
         self.judge_verifier = registry().build(Spec.parse("verifier", judge, judge_options))
-        if not getattr(self.judge_verifier, "reference_free", False):
+        if not self.judge_verifier.reference_free:
             raise harness.HarnessError(f"judge {judge!r} reads the reference itself; a win-rate judge must score "
                                        f"each response alone (a reward model: {JUDGE_USAGE})")
 
@@ -176,7 +176,6 @@ class WinRateFactory:
 
     name = "winrate"
     reference_free = False
-    metrics = METRICS
 
     def configure(self, judge: str | None = None, tolerance: Any = TOLERANCE, **judge_options: str) -> WinRate:
         if not judge:
@@ -189,9 +188,6 @@ class WinRateFactory:
         if not value >= 0:  # also rejects NaN
             raise harness.HarnessError(f"winrate option tolerance={tolerance!r} must be a number >= 0")
         return WinRate(judge, value, judge_options)
-
-    def score(self, example: harness.Example, completion: str) -> harness.Score:
-        raise harness.HarnessError(f"grader winrate needs a judge: {JUDGE_USAGE}")
 
 
 @harness.hookimpl

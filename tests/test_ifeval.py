@@ -271,12 +271,11 @@ def test_ifeval_run_through_vllm_reports_lm_evals_numbers(tmp_path, data, smollm
     assert "engine: vllm" in result.stderr
     (run_dir,) = [p.parent for p in out.glob("*/summary.json")]
     records, summary = read_record(run_dir)
-    assert summary["grader"] == "ifeval" and summary["counts"]["extraction_failures"] == 0
+    assert summary.grader == "ifeval" and summary.counts.extraction_failures == 0
     responses = [r.chosen.completion.text for r in records]
     assert [r.example.id for r in records] == [f"ifeval-{d['key']}" for d in rows(data)[:3]]
     expected, _ = lm_eval_numbers(rows(data)[:3], responses)
-    reported = {summary["metric"]["name"]: summary["metric"]["value"],
-                **{k: v["value"] for k, v in summary["metrics"].items()}}
+    reported = {summary.metric.name: summary.metric.value, **{k: v.value for k, v in summary.metrics.items()}}
     assert reported == pytest.approx(expected)
 
 

@@ -5,6 +5,7 @@ a wrong formula fails. Real engines are exercised in test_engines.py and test_ru
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import math
@@ -17,18 +18,19 @@ import pytest
 from conftest import ROOT
 from fakes import FakeEngine
 from transformers import AutoTokenizer
+from typer.testing import CliRunner
 
 import harness
-from harness import leaderboard
+from harness import cli, leaderboard
 from harness.cache import GenerationCache
 from harness.errors import HarnessError
 from harness.metrics import accuracy, mean_score, micro
 from harness.pipeline import RunConfig, examples_of, execute, plan, rescore
-from harness.plugins import registry
-from harness.record import read_record
-from harness.types import Completion, Score
+from harness.plugins import KINDS, registry
+from harness.record import JudgeFacts, RunSummary, read_record
+from harness.types import SCHEMA_VERSION, Completion, Score, data_members
 
-V1_RECORDS = ROOT / "tests" / "fixtures" / "records-v1"
+RECORDS = sorted((ROOT / "tests" / "fixtures").glob("records-v*/*"))  # written by earlier versions, kept as written
 
 
 @pytest.fixture(scope="module")
@@ -88,14 +90,14 @@ def test_best_of_n_picks_the_known_best_and_the_numbers_follow(tmp_path, tiny_ll
 
     records, summary, _ = run(tmp_path, tiny_llama, tokenizer, answer, sampler="bon", n=4, limit=6)
     assert [r.selected for r in records] == [2, 1] * 3
-    assert summary["metric"] == {"name": "accuracy", "value": 0.5, "ci95": summary["metric"]["ci95"]}
-    low, high = summary["metric"]["ci95"]
+    assert (summary.metric.name, summary.metric.value) == ("accuracy", 0.5)
+    low, high = summary.metric.ci95
     assert 0.0 <= low < 0.5 < high <= 1.0
-    assert summary["metrics"]["well_formed"]["value"] == 1.0
-    assert summary["counts"]["extraction_failures"] == 6 * 2 and summary["counts"]["credited"] == 3
-    curves = summary["curves"]
-    assert curves["accuracy"]["bon"][-1] == 0.5 and curves["accuracy"]["bon"][0] == pytest.approx(0.5 / 4)
-    assert curves["pass@k"][-1] == 0.5
+    assert summary.metrics["well_formed"].value == 1.0
+    assert summary.counts.extraction_failures == 6 * 2 and summary.counts.credited == 3
+    curves = summary.curves
+    assert curves.accuracy["bon"][-1] == 0.5 and curves.accuracy["bon"][0] == pytest.approx(0.5 / 4)
+    assert curves.pass_at_k[-1] == 0.5
 
 
 def test_majority_picks_the_known_mode(tmp_path, tiny_llama, tokenizer, shared_data):
@@ -120,8 +122,8 @@ def test_majority_picks_the_known_mode(tmp_path, tiny_llama, tokenizer, shared_d
     chosen = [r.chosen.grade.answer for r in records]
     assert chosen[:3] == [golds[0], golds[1], str(int(golds[2]) + 1)]
     assert records[3].selected == 0  # nobody answered: the most confident sample (mean logprob)
-    assert summary["metric"]["value"] == 0.5
-    assert summary["metrics"]["strict"]["value"] == 0.5 and summary["metrics"]["lenient"]["value"] == 0.5
+    assert summary.metric.value == 0.5
+    assert summary.metrics["strict"].value == 0.5 and summary.metrics["lenient"].value == 0.5
 
 
 class Coin:
@@ -141,12 +143,12 @@ def test_a_tie_counts_half_in_the_headline_and_in_the_curves(tmp_path, tiny_llam
     with registered("verifier", Coin()):
         records, summary, _ = run(tmp_path / "a", tiny_llama, tokenizer,
                                   lambda p, j: (outcomes[prompts.index(p)] + " x", -1.0), grader="coin", limit=4)
-        assert summary["metric"]["name"] == "win_rate" and summary["metric"]["value"] == 0.5
-        assert summary["metrics"]["wins"]["value"] == 0.25
+        assert summary.metric.name == "win_rate" and summary.metric.value == 0.5
+        assert summary.metrics["wins"].value == 0.25
         assert [r.credit for r in records] == [1.0, 0.5, 0.5, 0.0]
         _, summary, _ = run(tmp_path / "b", tiny_llama, tokenizer, lambda p, j: (["tie x", "win x"][j], -1.0 - j),
                             grader="coin", sampler="majority", n=2, limit=4)
-        assert summary["curves"]["accuracy"]["majority"][0] == pytest.approx(0.75)  # mean of 0.5 and 1
+        assert summary.curves.accuracy["majority"][0] == pytest.approx(0.75)  # mean of 0.5 and 1
 
 
 class Instructions:
@@ -167,9 +169,9 @@ def test_instruction_level_accuracy_is_micro_averaged(tmp_path, tiny_llama, toke
     with registered("verifier", Instructions()):
         _, summary, _ = run(tmp_path, tiny_llama, tokenizer, lambda p, j: (answers[prompts.index(p)], -1.0),
                             grader="instructions", limit=3)
-    assert summary["metric"]["value"] == pytest.approx(1 / 3)
-    assert summary["metrics"]["inst_level"]["value"] == pytest.approx(3 / 8)  # macro would be 0.5
-    low, high = summary["metrics"]["inst_level"]["ci95"]
+    assert summary.metric.value == pytest.approx(1 / 3)
+    assert summary.metrics["inst_level"].value == pytest.approx(3 / 8)  # macro would be 0.5
+    low, high = summary.metrics["inst_level"].ci95
     assert low <= 3 / 8 <= high
 
 
@@ -196,8 +198,8 @@ def test_a_broken_sampler_the_run_did_not_ask_for_loses_only_its_curve(tmp_path,
     with registered("sampler", Broken()):
         records, summary, _ = run(tmp_path, tiny_llama, tokenizer, lambda p, j: ("<answer>1 + 2</answer>", -1.0),
                                   sampler="bon", n=2, limit=2)
-    assert "broken" in summary["curves"]["skipped"] and "boom" in summary["curves"]["skipped"]["broken"]
-    assert "bon" in summary["curves"]["samplers"] and len(records) == 2
+    assert "broken" in summary.curves.skipped and "boom" in summary.curves.skipped["broken"]
+    assert "bon" in summary.curves.samplers and len(records) == 2
 
 
 @pytest.mark.parametrize(("sampler", "says"), [(Broken(), "RuntimeError: boom"), (OutOfRange(), "chose 7")])
@@ -207,7 +209,7 @@ def test_a_failing_sampler_is_contained_and_named(tmp_path, tiny_llama, tokenize
                                   n=2, limit=2)
     assert all(r.selected is None and r.credit == 0.0 for r in records)
     assert all(f"sampler {sampler.name!r}" in r.selection_error and says in r.selection_error for r in records)
-    assert summary["counts"]["selection_errors"] == 2 and summary["metric"]["value"] == 0.0
+    assert summary.counts.selection_errors == 2 and summary.metric.value == 0.0
 
 
 def test_a_misspelt_hook_is_reported_as_a_broken_plugin(monkeypatch):
@@ -241,13 +243,13 @@ def test_a_misspelt_hook_is_reported_as_a_broken_plugin(monkeypatch):
 
 def test_rescoring_writes_a_new_record_and_never_touches_its_source(tmp_path, tiny_llama, tokenizer):
     _, summary, _ = run(tmp_path, tiny_llama, tokenizer, lambda p, j: ("<answer>1 + 2</answer>", -1.0), limit=2)
-    source = tmp_path / summary["run_id"]
+    source = tmp_path / summary.run_id
     before = {p.name: p.read_bytes() for p in source.iterdir() if p.is_file()}
     again = rescore(source, tmp_path)
     assert again != source and {p.name: p.read_bytes() for p in source.iterdir() if p.is_file()} == before
     _, new = read_record(again)
-    assert new["rescored_from"] == str(source) and new["config"]["rescored_from"] == summary["run_id"]
-    assert new["metric"] == summary["metric"]
+    assert new.rescored_from == str(source) and new.config.rescored_from == summary.run_id
+    assert new.metric == summary.metric
 
 
 def test_raising_n_generates_only_the_new_samples(tmp_path, tiny_llama, tokenizer):
@@ -255,28 +257,54 @@ def test_raising_n_generates_only_the_new_samples(tmp_path, tiny_llama, tokenize
     first, _, engine = run(tmp_path, tiny_llama, tokenizer, answer, sampler="bon", n=2, limit=3)
     assert engine.generated == 6 and not engine.closed  # an engine passed in is the caller's to close
     second, summary, engine = run(tmp_path, tiny_llama, tokenizer, answer, sampler="bon", n=4, limit=3)
-    assert engine.generated == 6 and summary["cached_samples"] == 6
+    assert engine.generated == 6 and summary.cached_samples == 6
     assert [s.completion for r in second for s in r.samples[:2]] == [s.completion for r in first for s in r.samples]
     _, summary, engine = run(tmp_path, tiny_llama, tokenizer, answer, sampler="bon", n=4, limit=3)
-    assert engine.generated == 0 and summary["engine"] is None
+    assert engine.generated == 0 and summary.engine is None
 
 
-def test_records_written_by_the_previous_version_keep_their_numbers(tmp_path, shared_data):
-    for source in sorted(V1_RECORDS.iterdir()):
-        copy = tmp_path / source.name
-        shutil.copytree(source, copy)
-        summary = json.loads((copy / "summary.json").read_text())
-        if "data" in summary["config"]["task_args"]:
-            summary["config"]["task_args"]["data"] = str(shared_data / "gsm8k")
-            (copy / "summary.json").write_text(json.dumps(summary))
-        _, new = read_record(rescore(copy, tmp_path / "out"))
-        assert new["metric"]["value"] == summary["metric"]["value"], source.name
-        assert new["metric"]["ci95"] == pytest.approx(summary["metric"]["ci95"]), source.name
-        assert {k: v["value"] for k, v in new["metrics"].items()} == pytest.approx(summary["metrics"]), source.name
-        if summary["curves"]:
-            for name, line in summary["curves"]["accuracy"].items():
-                assert new["curves"]["accuracy"][name] == pytest.approx(line), (source.name, name)
-            assert new["curves"]["pass@k"] == pytest.approx(summary["curves"]["pass@k"]), source.name
+def _numbers(summary: RunSummary) -> tuple:
+    """What a record measured: the headline with its interval, every side metric, the counts and the curves."""
+    curves = summary.curves and (summary.curves.n, summary.curves.tokens, summary.curves.pass_at_k,
+                                 summary.curves.accuracy, summary.curves.method)
+    return summary.metric, {k: m.value for k, m in summary.metrics.items()}, summary.counts, curves
+
+
+@pytest.mark.parametrize("source", RECORDS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_records_of_every_earlier_version_read_back_and_rescore_to_their_numbers(tmp_path, source):
+    written = json.loads((source / "summary.json").read_text())
+    records, summary = read_record(source)
+    assert summary.schema_version == SCHEMA_VERSION and summary.run_id == source.name
+    assert summary.metric.name == written["metric"]["name"] and summary.metric.value == written["metric"]["value"]
+    assert list(summary.metric.ci95) == written["metric"]["ci95"]
+    side = {k: v["value"] if isinstance(v, dict) else v for k, v in written["metrics"].items()}  # v1: bare values
+    assert {k: m.value for k, m in summary.metrics.items()} == side
+    counts = {**written["counts"], "credited": written["counts"].get("credited", written["counts"].get("correct"))}
+    assert {k: v for k, v in dataclasses.asdict(summary.counts).items() if k in counts} == \
+        {k: v for k, v in counts.items() if k != "correct"}
+    assert sum(r.credit for r in records) == summary.counts.credited
+    if written["curves"]:
+        assert summary.curves.accuracy == written["curves"]["accuracy"]
+        assert summary.curves.pass_at_k == written["curves"]["pass@k"]
+
+    result = CliRunner().invoke(cli.app, ["score", str(source), "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (again,) = [p.parent for p in tmp_path.glob("*/summary.json")]
+    assert f"{summary.metric.name} {summary.metric.value:.3f}" in result.output
+    _, new = read_record(again)
+    assert _numbers(new) == _numbers(summary) and new.rescored_from == str(source)
+    assert new.policy_name == summary.policy_name and new.verifier == summary.verifier
+
+
+def test_a_record_newer_than_the_harness_is_a_one_line_error(tmp_path):
+    source = next(p for p in RECORDS if p.parent.name == f"records-v{SCHEMA_VERSION}")
+    copy = shutil.copytree(source, tmp_path / "runs" / source.name)
+    summary = json.loads((copy / "summary.json").read_text())
+    (copy / "summary.json").write_text(json.dumps({**summary, "schema_version": SCHEMA_VERSION + 1}))
+    with pytest.raises(HarnessError, match=f"version {SCHEMA_VERSION + 1} record, newer than") as info:
+        read_record(copy)
+    assert "\n" not in str(info.value)
+    assert leaderboard.rows(tmp_path / "runs") == []  # skipped with a warning, not a crash
 
 
 def _writer(path: str, start: int) -> None:
@@ -314,12 +342,16 @@ def test_component_specs_and_their_errors():
 
 
 class Logits:
+    """A logit-scale verifier (a reward model, say): each verdict carries the logistic value and the raw reward."""
+
     name = "logits"
     reference_free = True
-    scale = "logit"
+
+    def score(self, example, completion):
+        return self.score_batch([(example, completion)])[0]
 
     def score_batch(self, pairs):
-        return [float(len(text)) - 2 for _, text in pairs]
+        return [Score.from_logit(float(len(text)) - 2) for _, text in pairs]
 
 
 class Wild:
@@ -329,19 +361,77 @@ class Wild:
     def score(self, example, completion):
         if completion == "crash":
             raise ValueError("bad input")
-        return {"big": 3.0, "nan": math.nan, "ok": 0.25}[completion]
+        if completion == "made":
+            return Score(3.0)  # raises where it is made: the plugin's own failure
+        return {"big": 3.0, "nan": math.nan, "ok": 0.25, "word": "high"}[completion]
 
 
-def test_verify_squashes_logits_and_contains_failures():
+def test_a_score_is_valid_wherever_it_is_made_and_verify_contains_what_is_not():
+    for bad, says in ((1.5, "outside"), (-0.1, "outside"), (math.nan, "NaN"), ("0.5", "not a score")):
+        with pytest.raises((TypeError, ValueError), match=says):
+            Score(bad)
+    assert Score.from_logit(-1000.0).value == 0.0 and Score.from_logit(1000.0).value == 1.0
+    assert Score.from_logit(math.nan) == Score(0.0, error="score is NaN")
     ex = harness.Example("q")
     scores = harness.verify(Logits(), [(ex, "ab"), (ex, "abcd")])
     assert [s.value for s in scores] == [0.5, pytest.approx(1 / (1 + math.exp(-2)))]
     assert [s.raw for s in scores] == [0.0, 2.0]
-    wild = harness.verify(Wild(), [(ex, "ok"), (ex, "big"), (ex, "nan")])
+    wild = harness.verify(Wild(), [(ex, "ok"), (ex, "big"), (ex, "nan"), (ex, "word")])
     assert wild[0].value == 0.25 and wild[0].error is None
-    assert "outside [0, 1]" in wild[1].error and "NaN" in wild[2].error
-    crashed = harness.verify(Wild(), [(ex, "ok"), (ex, "crash")])
-    assert all("'wild' failed: ValueError: bad input" in s.error and s.value == 0.0 for s in crashed)
+    assert "outside [0, 1]" in wild[1].error and "NaN" in wild[2].error and "not a score" in wild[3].error
+    for bad in ("crash", "made"):
+        crashed = harness.verify(Wild(), [(ex, "ok"), (ex, bad)])
+        assert all("'wild' failed: ValueError" in s.error and s.value == 0.0 for s in crashed)
+
+
+class Strict:
+    """A plugin's object that notes every read of a member the contract does not declare (``harness.types``).
+
+    It stands in for ``inner`` under another name; what its ``configure`` builds is strict too. A read
+    of an undeclared member is noted (the core may contain a plugin's exception, so raising alone could
+    pass unseen) and raises; a declared member the plugin lacks is an ``AttributeError`` as usual.
+    """
+
+    def __init__(self, inner, kind: str, reads: list, **overrides):
+        contract, optional = KINDS[kind].contract, KINDS[kind].optional
+        declared = {n for n in vars(contract) if not n.startswith("_")} | set(data_members(contract))
+        declared |= {f.name for f in dataclasses.fields(optional)}
+        object.__setattr__(self, "_state", (inner, kind, reads, overrides, declared))
+
+    def __getattribute__(self, name):
+        if name.startswith("__") or name == "_state":
+            return object.__getattribute__(self, name)
+        inner, kind, reads, overrides, declared = object.__getattribute__(self, "_state")
+        if name not in declared:
+            reads.append((kind, name))
+            raise AssertionError(f"the core read {name!r} of a {kind}, which the contract does not declare")
+        if name in overrides:
+            return overrides[name]
+        value = getattr(inner, name)
+        if name == "configure":
+            return lambda *args, **options: Strict(value(*args, **options), kind, reads, **overrides)
+        return value
+
+
+def test_the_core_reads_no_member_the_contract_does_not_declare(tmp_path, tiny_llama, tokenizer):
+    reads: list = []
+    strict = [("task", Strict(harness.get_task("countdown"), "task", reads, name="strict-task",
+                              verifier="strict-verifier")),
+              ("verifier", Strict(harness.get_verifier("countdown"), "verifier", reads, name="strict-verifier")),
+              ("verifier", Strict(Judged(), "verifier", reads, name="strict-judged")),
+              ("sampler", Strict(harness.get_sampler("bon"), "sampler", reads, name="strict-bon"))]
+    answer = lambda p, j: (["<answer>1 + 2</answer>", "none"][j % 2], -1.0 - j)  # noqa: E731
+    with contextlib.ExitStack() as stack:
+        for kind, component in strict:
+            stack.enter_context(registered(kind, component))
+        _, summary, _ = run(tmp_path, tiny_llama, tokenizer, answer, task="strict-task", sampler="strict-bon",
+                            n=2, limit=2)
+        assert summary.verifier == "strict-verifier" and summary.curves is not None
+        again = rescore(tmp_path / summary.run_id, tmp_path, grader="strict-judged")
+        assert read_record(again)[1].judge.spec == Judged.judge
+        assert len(leaderboard.rows(tmp_path)) == 2
+        assert CliRunner().invoke(cli.app, ["plugins"]).exit_code == 0
+    assert reads == []
 
 
 def test_leaderboard_shows_each_side_metric_value(tmp_path, tiny_llama, tokenizer):
@@ -368,8 +458,8 @@ def test_a_judge_that_trained_the_policy_is_flagged(tmp_path, tiny_llama, tokeni
                 config = RunConfig(policy="judged-policy", grader="judged", limit=2)
                 engine = FakeEngine(tokenizer, lambda p, j: ("win x", -1.0), prompts)
                 _, summary = read_record(execute(config, tmp_path / reward.replace("/", "_"), engine=engine))
-                assert summary["judge"] == {"spec": "rm:/models/judge", "model": None, "trained_against": flagged}
-                assert summary["policy"]["trained_against"] == reward
+                assert summary.judge == JudgeFacts(spec="rm:/models/judge", model=None, trained_against=flagged)
+                assert summary.policy.trained_against == reward
     finally:
         manifest.unlink()
 
@@ -396,9 +486,9 @@ def test_a_policy_retrained_under_the_same_name_gets_a_new_record(tmp_path, tiny
     second, again, engine = run(tmp_path / "runs", policy, tokenizer, lambda p, j: ("<answer>3 - 1</answer>", -1.0),
                                 limit=2)
     assert engine.generated == 2, "new weights never reuse the old weights' samples"
-    assert summary["run_id"] != again["run_id"]
-    assert summary["policy"]["fingerprint"] != again["policy"]["fingerprint"]
-    old, kept = read_record(tmp_path / "runs" / summary["run_id"])
+    assert summary.run_id != again.run_id
+    assert summary.policy.fingerprint != again.policy.fingerprint
+    old, kept = read_record(tmp_path / "runs" / summary.run_id)
     assert kept == summary and [s.completion.text for r in old for s in r.samples] == ["<answer>1 + 2</answer>"] * 2
 
 

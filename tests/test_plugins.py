@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import json
 import subprocess
 import sys
@@ -12,8 +14,11 @@ from conftest import ROOT, harness_cli
 
 import harness
 from harness.errors import HarnessError
-from harness.plugins import Registry
+from harness.plugins import KINDS, Registry, Spec
+from harness.types import data_members
 from plugins.countdown import CountdownVerifier
+from plugins.reward_model import RewardModelFactory
+from plugins.winrate import WinRateFactory
 
 FIXTURE = ROOT / "tests" / "fixtures" / "harness-shortest"
 
@@ -42,6 +47,62 @@ def test_two_plugins_registering_one_name_is_an_error_naming_both():
     reg.add("verifier", CountdownVerifier(), "first-dist:a")
     with pytest.raises(HarnessError, match="first-dist:a.*second-dist:b"):
         reg.add("verifier", CountdownVerifier(), "second-dist:b")
+
+
+# Attributes the core reads with getattr/hasattr of objects that are no plugin's: an entry point's
+# distribution, an OSError's message, a tokenizer's chat template, a Hugging Face model config's quantization.
+NOT_PLUGINS = {"dist", "strerror", "chat_template", "quantization_config"}
+PROBES = ("getattr", "hasattr")
+
+
+def test_the_core_probes_plugins_only_for_declared_members():
+    declared = set()
+    for kind in KINDS.values():
+        declared |= {n for n in vars(kind.contract) if not n.startswith("_")} | set(data_members(kind.contract))
+        declared |= {f.name for f in dataclasses.fields(kind.optional)}
+    probed = []
+    for path in sorted((ROOT / "harness").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            probe = isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in PROBES
+            if probe and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant):
+                probed.append((path.relative_to(ROOT).as_posix(), node.lineno, node.args[1].value))
+    undeclared = [p for p in probed if p[2] not in declared | NOT_PLUGINS]
+    assert not undeclared, f"declare these in harness.types (TaskOptional, ...) and read them with .of(): {undeclared}"
+
+
+def test_a_factory_is_registered_by_its_configure_and_checked_once_built():
+    assert not hasattr(RewardModelFactory(), "score") and not hasattr(WinRateFactory(), "score")
+    assert {"rm", "winrate"} <= set(harness.plugins.registry().components["verifier"])
+
+    class Builds:
+        name, reference_free = "builds", True
+
+        def __init__(self, product):
+            self.product = product
+
+        def configure(self, *args, **options):
+            return self.product
+
+    reg = Registry()
+    reg.add("verifier", Builds(CountdownVerifier()), "dist:good")
+    assert reg.build(Spec.parse("verifier", "builds")).name == "countdown"
+    reg = Registry()
+    reg.add("verifier", Builds(object()), "dist:bad")
+    with pytest.raises(HarnessError, match="dist:bad: configure\\(\\) returned object, which breaks the verifier "
+                                           "contract") as info:
+        reg.build(Spec.parse("verifier", "builds"))
+    assert "\n" not in str(info.value)
+
+    class Undescribed:  # a verifier factory that does not say whether what it builds reads the gold answer
+        name = "undescribed"
+
+        def configure(self):
+            return CountdownVerifier()
+
+    reg = Registry()
+    reg.add("verifier", Undescribed(), "dist:vague")
+    assert "undescribed" not in reg.components["verifier"]
+    assert reg.problems == ["plugin dist:vague: verifier 'undescribed' breaks the verifier contract; skipped"]
 
 
 def test_plugins_lists_third_party_and_reports_broken_ones(third_party):

@@ -67,7 +67,7 @@ def _direct(path: Path, prompts: list[str], responses: list[str], index: int = 0
 
 def test_pair_rewards_equal_a_direct_forward_pass_one_by_one_and_batched(pair_rm):
     rm = harness.get_verifier(f"rm:{pair_rm}")
-    assert rm.reference_free and rm.scale == "logit" and not rm.chat
+    assert rm.reference_free and not rm.chat
     one_by_one = [rm.score_texts([(PROMPT, r)])[0] for r in RESPONSES]
     batched = rm.score_texts([(PROMPT, r) for r in RESPONSES])
     direct_single = [_direct(pair_rm, [PROMPT], [r])[0] for r in RESPONSES]
@@ -86,11 +86,15 @@ def test_chat_template_rewards_equal_a_direct_forward_pass(chat_rm):
     assert [rm.score_texts([p])[0] for p in pairs] == pytest.approx(direct, abs=1e-5)
 
 
-def test_harness_verify_squashes_rewards_and_keeps_the_raw_one(pair_rm):
+def test_verdicts_squash_each_reward_into_a_valid_score_and_keep_the_raw_one(pair_rm):
     rm = harness.get_verifier(f"rm:{pair_rm}")
     example = harness.Example(PROMPT, reference="ignored by a reference-free judge")
-    scores = harness.verify(rm, [(example, r) for r in RESPONSES])
     raw = rm.score_texts([(PROMPT, r) for r in RESPONSES])
+    made = rm.score_batch([(example, r) for r in RESPONSES])  # valid where the reward model makes them
+    assert made == [harness.Score.from_logit(x) for x in raw]
+    assert rm.score(example, RESPONSES[0]).raw == pytest.approx(raw[0], abs=1e-5)
+    scores = harness.verify(rm, [(example, r) for r in RESPONSES])
+    assert scores == made
     assert [s.raw for s in scores] == pytest.approx(raw)
     assert [s.value for s in scores] == pytest.approx([1 / (1 + math.exp(-x)) for x in raw])
     assert all(s.error is None for s in scores)

@@ -14,8 +14,8 @@ from conftest import harness_cli
 from test_reward_model import _bert_rm
 
 import harness
-from harness.record import write_record
-from harness.types import Completion, ExampleRecord, SampleRecord
+from harness.record import Counts, Headline, RunSummary, write_record
+from harness.types import Completion, ExampleRecord, RunConfig, SampleRecord
 from plugins.winrate import METRICS, TOLERANCE, length_controlled, outcome
 from tasks.alpaca import instruction_split
 
@@ -236,8 +236,9 @@ def _run_dir(tmp_path: Path, answers: dict[str, str]) -> Path:
                              [SampleRecord(Completion(text, 3, -1.0, "stop"))], selected=0, credit=1.0)
                for i, (p, text) in enumerate(answers.items())]
     run_dir = tmp_path / "reference-run"
-    write_record(run_dir, records, {"config": {"task": "alpaca"}, "metric": {"name": "win_rate"},
-                                    "counts": {"examples": len(records)}})
+    write_record(run_dir, records, RunSummary(run_id=run_dir.name, config=RunConfig(task="alpaca"),
+                                              metric=Headline(1.0, name="win_rate"),
+                                              counts=Counts(examples=len(records)), task="alpaca", sampler="greedy"))
     return run_dir
 
 
