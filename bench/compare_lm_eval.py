@@ -83,17 +83,18 @@ def run_harness(model_dir: str, data: Path, limit: int, max_tokens: int, backend
     """The harness run (``auto``: vLLM when it starts): engine name and per-doc verdicts, raw and cut at "Q:"."""
     config = RunConfig(policy=model_dir, task="gsm8k", sampler="greedy", limit=limit, max_tokens=max_tokens,
                        chat_template=False, task_args={"data": str(data), "prompt": "8shot"}, backend=backend)
-    rows, summary = read_record(execute(config, output))
+    records, summary = read_record(execute(config, output))
     verifier = SympyVerifier()
     verdicts: dict[str, dict[int, float]] = {}
-    for row in rows:
-        doc = int(row["id"].rsplit("-", 1)[1])  # gsm8k-test-<row>: lm-eval's doc_id
-        sample = row["samples"][row["selected"]]
-        cut = verifier.score(Example(row["prompt"], row["reference"]), sample["text"].split(STOP, 1)[0])
+    for record in records:
+        doc = int(record.example.id.rsplit("-", 1)[1])  # gsm8k-test-<row>: lm-eval's doc_id
+        sample = record.chosen
+        cut = verifier.score(Example(record.example.prompt, record.example.reference),
+                             sample.completion.text.split(STOP, 1)[0])
         for metric in ("strict", "lenient"):
-            verdicts.setdefault(metric, {})[doc] = sample["grade"]["metrics"][metric]
+            verdicts.setdefault(metric, {})[doc] = sample.grade.metrics[metric]
             verdicts.setdefault(f"{metric}, cut at {STOP}", {})[doc] = cut.metrics[metric]
-    return summary["engine"] or "cache", verdicts
+    return summary.engine["name"] if summary.engine else "cache", verdicts
 
 
 def main() -> None:
