@@ -1,4 +1,5 @@
-"""The small typed objects that flow through a run: examples in, completions and scores out, records on disk."""
+"""The small typed objects that flow through a run: examples in, completions and scores out, records on disk;
+the run's config; and the plugin contract the core reads tasks, verifiers and samplers through."""
 
 from __future__ import annotations
 
@@ -64,13 +65,14 @@ class Score:
     raw: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.value, numbers.Real):
-            raise TypeError(f"not a score: {self.value!r}"[:200])
-        if math.isnan(self.value):
+        value = self.value
+        if not isinstance(value, numbers.Real):
+            raise TypeError(f"not a score: {value!r}"[:200])
+        if value != value:
             raise ValueError("score is NaN")
-        if not 0.0 <= self.value <= 1.0:
-            raise ValueError(f"score {self.value} outside [0, 1]")
-        object.__setattr__(self, "value", float(self.value))
+        if not 0 <= value <= 1:
+            raise ValueError(f"score {value} outside [0, 1]"[:200])
+        object.__setattr__(self, "value", float(value))
 
     @classmethod
     def from_logit(cls, logit: float) -> Score:

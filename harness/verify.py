@@ -37,7 +37,7 @@ def _as_score(verdict: Any) -> Score:
         return verdict
     try:
         value = float(verdict)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return Score(0.0, error=f"not a score: {verdict!r}"[:200])
     try:
         return Score(value)

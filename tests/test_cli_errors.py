@@ -84,7 +84,8 @@ def test_score_on_missing_or_corrupt_run_dir(tmp_path):
     corrupt.mkdir()
     (corrupt / "summary.json").write_text("{not json")
     fails(["score", str(corrupt)], "corrupt", "summary.json")
-    (corrupt / "summary.json").write_text(json.dumps({"config": {}, "metric": {}, "counts": {"examples": 3}}))
+    summary = {"config": {}, "metric": {"name": "accuracy", "value": 0.5}, "counts": {"examples": 3}}
+    (corrupt / "summary.json").write_text(json.dumps(summary))
     (corrupt / "samples.jsonl").write_text('{"id": 1}\n')
     fails(["score", str(corrupt)], "samples.jsonl")
     fails(["compare", str(corrupt), str(tmp_path / "missing")], "corrupt", "samples.jsonl")
