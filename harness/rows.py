@@ -1,7 +1,9 @@
-"""Rows of a task's data: a local JSON Lines file (or JSON list), or a dataset through ``datasets``.
+"""Rows of data: a local JSON Lines file (or JSON list), a Parquet file or dataset folder, or a hub dataset.
 
-For task plugins, so each reads its data one way: every failure is one ``HarnessError`` line that names
-the file and line, or, when the hub cannot be reached, says how to use a local file instead.
+For task plugins and the training data sources, so each reads its data one way: every failure is one
+``HarnessError`` line that names the file and line, or, when the hub cannot be reached, says how to use a
+local file instead. A reader that skips bad rows and counts them (training data) passes ``bad_line``: a
+line that is not JSON then yields that value instead of stopping the read.
 """
 
 from __future__ import annotations
@@ -12,38 +14,60 @@ from typing import Any
 
 from harness.errors import HarnessError
 
+DATASET_FILES = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}  # files that datasets reads
+_RAISE = object()
 
-def read_file(path: Path, what: str) -> list[Any]:
-    """The rows of a JSONL file, or of a file holding one JSON list (AlpacaEval's own files)."""
+
+def read_file(path: Path, what: str, bad_line: Any = _RAISE) -> list[Any]:
+    """The rows of a JSONL file, or of a file holding one JSON list (AlpacaEval's own files) or, named ``.json``,
+    one JSON value (a row)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise HarnessError(f"cannot read {what} data {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise HarnessError(f"cannot read {_data(what)} {path}: {getattr(exc, 'strerror', None) or exc}") from None
     if text.lstrip().startswith("["):
         try:
             return list(json.loads(text))
         except json.JSONDecodeError as exc:
-            raise HarnessError(f"{what} data {path} is not valid JSON ({exc})") from None
+            if bad_line is _RAISE:
+                raise HarnessError(f"{_data(what)} {path} is not valid JSON ({exc})") from None
+            # else JSON Lines whose first row is a list: read below, line by line
+    if path.suffix == ".json":
+        try:
+            return [json.loads(text)]
+        except json.JSONDecodeError:
+            pass  # JSON Lines under a .json name: read below, line by line
     rows = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):  # "\n" only: a JSON string may hold U+2028 and friends
         if line.strip():
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
-                raise HarnessError(f"{path}:{number}: not valid JSON") from None
+                if bad_line is _RAISE:
+                    raise HarnessError(f"{path}:{number}: not valid JSON") from None
+                rows.append(bad_line)
     return rows
 
 
-def read_rows(data: str, what: str, remedy: str) -> list[Any] | Any:
-    """``data`` as a local file (one that exists, or any ``.jsonl``/``.json`` name), else the ``train`` split
-    of a hub dataset or local dataset folder; ``remedy`` ends the error when that cannot be loaded."""
+def read_rows(data: str, what: str, remedy: str, split: str = "train", config: str | None = None,
+              bad_line: Any = _RAISE) -> list[Any] | Any:
+    """``data`` as a local JSON file (one that exists, or any ``.jsonl``/``.json`` name), a local Parquet, Arrow or
+    CSV file, else split ``split`` (subset ``config``) of a hub dataset or local dataset folder; ``remedy`` ends
+    the error when that cannot be loaded."""
     path = Path(data).expanduser()
-    if path.is_file() or path.suffix in (".jsonl", ".json"):
-        return read_file(path, what)
+    if (path.is_file() and path.suffix not in DATASET_FILES) or path.suffix in (".jsonl", ".json"):
+        return read_file(path, what, bad_line)
     try:
         import datasets
 
-        return datasets.load_dataset(data, split="train")
+        if path.is_file():
+            return datasets.load_dataset(DATASET_FILES[path.suffix], data_files=str(path), split="train")
+        return datasets.load_dataset(data, config, split=split)
     except Exception as exc:  # the hub client fails in many ways: offline, no such dataset, bad files
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise HarnessError(f"cannot load {what} data {data!r} ({reason}); {remedy}") from None
+        where = f" (split {split})" if split != "train" else ""
+        raise HarnessError(f"cannot load {_data(what)} {data!r}{where} ({reason}); {remedy}") from None
+
+
+def _data(what: str) -> str:
+    return f"{what} data" if what else "data"

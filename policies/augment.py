@@ -18,6 +18,7 @@ import harness
 from harness.console import console, quiet
 from harness.engines import EngineOptions, Renderer, Request, Sampling, load_engine
 from harness.errors import HarnessError
+from harness.plugins import Spec, registry
 from harness.policy import resolve_policy
 from harness.record import write_atomic
 from policies.data import example_messages
@@ -48,14 +49,12 @@ def augment(config: AugmentConfig, output: Path) -> dict[str, Any]:
         raise HarnessError("--n, --rows and --keep must be at least 1")
     if output.suffix != ".jsonl":
         raise HarnessError(f"--output {output} must be a .jsonl file")
-    task = harness.get_task(config.task)
-    if config.task_args:
-        configure = getattr(task, "configure", None)
-        if configure is None:
-            raise HarnessError(f"task {config.task!r} takes no options")
-        task = configure(**config.task_args)
+    task_spec = Spec.parse("task", config.task, config.task_args)
+    task = registry().build(task_spec)
     verifier_spec = config.verifier or task.verifier
     verifier = harness.get_verifier(verifier_spec)
+    components = {"task": registry().describe(task_spec),
+                  "verifier": registry().describe(Spec.parse("verifier", verifier_spec))}
     policy = resolve_policy(config.policy)
     examples = list(task.examples(split="train", limit=config.rows, seed=config.seed))
     if not examples:
@@ -94,7 +93,7 @@ def augment(config: AugmentConfig, output: Path) -> dict[str, Any]:
     write_atomic(output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in sft))
     pairs_path = output.with_name(output.name.removesuffix(".jsonl") + ".pairs.jsonl")
     write_atomic(pairs_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in pairs))
-    summary = {"config": {**vars(config), "verifier": verifier_spec}, "counts": counts,
+    summary = {"config": {**vars(config), "verifier": verifier_spec}, "components": components, "counts": counts,
                "wall_seconds": round(time.perf_counter() - started, 1), "sft": str(output), "pairs": str(pairs_path)}
     write_json(output.with_name(output.name.removesuffix(".jsonl") + ".counts.json"), summary)
     console.print(f"augment: {counts['accepted']}/{counts['samples']} samples accepted by {verifier_spec}; "

@@ -10,17 +10,18 @@ instruction is never trained on, and what that excluded is counted too.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import harness
+import harness.rows
 from harness.errors import HarnessError, choices
+from harness.plugins import Spec, registry
 
 KINDS = ("sft", "pref", "prompt")
 KIND_OF_METHOD = {"sft": "sft", "dpo": "pref", "rm": "pref", "rloo": "prompt"}
@@ -58,6 +59,7 @@ class Counts:
     eval_split: int = 0  # instruction rows in the evaluation half of the split
     ties: int = 0  # preference rows with no preferred side
     reasons: dict[str, int] = field(default_factory=dict)
+    component: dict[str, Any] | None = None  # a harness task: the registry's record of it (plugin, version, options)
 
     def skip(self, reason: str) -> None:
         self.skipped += 1
@@ -125,49 +127,16 @@ def resolve_path(path: str) -> Path | None:
     return None
 
 
-def read_rows(path: str, count: Counts, split: str = "train", config: str | None = None) -> Iterator[Any]:
-    """Raw rows of a local JSONL/JSON/Parquet file (or folder of them) or of a hub dataset split."""
+def read_rows(path: str, count: Counts, split: str = "train", config: str | None = None) -> Iterable[Any]:
+    """Raw rows of a local JSONL/JSON/Parquet file (or folder of them) or of a hub dataset split; a line that is
+    not JSON comes as a row to skip and count."""
     local = resolve_path(path)
     count.path = str(local) if local else path
-    if local is None:
-        yield from _hub(path, split, config)
-        return
-    if local.is_file() and local.suffix == ".jsonl":
-        with local.open(encoding="utf-8") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
-                    yield _BAD_JSON
-        return
-    if local.is_file() and local.suffix == ".json":
-        try:
-            data = json.loads(local.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise HarnessError(f"cannot read {local}: {exc}") from None
-        yield from data if isinstance(data, list) else [data]
-        return
-    yield from _hub(str(local), split, config)  # parquet files and dataset folders: datasets reads them
+    remedy = "offline, pass path= a local file with the same fields"
+    return harness.rows.read_rows(count.path, "", remedy, split=split, config=config, bad_line=_BAD_JSON)
 
 
 _BAD_JSON = object()
-
-
-def _hub(name: str, split: str, config: str | None) -> Iterator[Any]:
-    try:
-        import datasets
-
-        if Path(name).is_file():
-            dataset = datasets.load_dataset(Path(name).suffix.lstrip("."), data_files=name, split="train")
-        else:
-            dataset = datasets.load_dataset(name, config, split=split)
-    except Exception as exc:  # offline, unknown id, bad files: all end in one line
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise HarnessError(f"cannot load data {name!r} (split {split}): {reason}; offline, pass path= a local "
-                           f"file with the same fields") from None
-    yield from dataset
 
 
 def _limited(rows: Iterable[Any], convert: Callable[[Any], Any], count: Counts, seed: int,
@@ -259,26 +228,24 @@ ANSWERS: dict[str, Callable[[harness.Example], str]] = {
 }
 
 
-def task_examples(spec: dict[str, Any], seed: int, limit: int | None) -> tuple[str, list[harness.Example]]:
-    """TRAIN-split examples of a harness task (``task: countdown``, ``args: {numbers: "3", shots: 0}``)."""
+def task_examples(spec: dict[str, Any], seed: int, limit: int | None) -> tuple[Spec, list[harness.Example]]:
+    """TRAIN-split examples of a harness task (``task: countdown``, ``args: {numbers: "3", shots: 0}``), built
+    through the plugin registry as evaluation builds it."""
     _options(spec, "task", ("task", "args", "split"))
-    name = str(spec.get("task", ""))
     args = spec.get("args") or {}
     if not isinstance(args, dict):
         raise HarnessError(f"task data args={args!r} must be a mapping")
-    task = harness.get_task(name)
-    configure = getattr(task, "configure", None)
-    if args:
-        if configure is None:
-            raise HarnessError(f"task {name!r} takes no options")
-        task = configure(**{k: str(v) if not isinstance(v, str) else v for k, v in args.items()})
+    task_spec = Spec.parse("task", str(spec.get("task", "")), {k: str(v) for k, v in args.items()})
+    task = registry().build(task_spec)
     split = spec.get("split", "train")
-    return name, list(task.examples(split=split, limit=limit, seed=seed))
+    return task_spec, list(task.examples(split=split, limit=limit, seed=seed))
 
 
 def _read_task(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None) -> list[Any]:
-    name, examples = task_examples(spec, seed, limit)
+    task_spec, examples = task_examples(spec, seed, limit)
+    name = task_spec.name
     count.path = f"task:{name}"
+    count.component = registry().describe(task_spec)
     if kind == "prompt":
         count.read = count.kept = len(examples)
         return examples

@@ -24,7 +24,6 @@ class VerifierReward:
         self.examples = list(examples)
         self.__name__ = f"verifier:{spec}"  # TRL names the reward column after it
         self.errors = 0
-        self.last_batch: list[tuple[int, str, float]] = []  # (example, completion, reward) of the latest call
 
     def __call__(self, prompts: list, completions: list, example: list[int], log_metric=None,
                  **_: Any) -> list[float]:
@@ -34,6 +33,4 @@ class VerifierReward:
         self.errors += errors
         if log_metric is not None:
             log_metric("reward_errors", float(errors))
-        rewards = [s.value for s in scores]
-        self.last_batch = list(zip(example, texts, rewards, strict=True))
-        return rewards
+        return [s.value for s in scores]

