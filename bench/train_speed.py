@@ -44,7 +44,7 @@ CHILD = """
 import json, sys, time
 from pathlib import Path
 from transformers import TrainerCallback
-from policies import methods, recipe, train as training
+from policies import recipe, train as training
 rollout, steps, dtype, out, *extra = sys.argv[1], int(sys.argv[2]), sys.argv[3], Path(sys.argv[4]), *sys.argv[5:]
 steps_cpu = []
 
@@ -56,13 +56,11 @@ class CpuTime(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         steps_cpu.append(time.process_time() - self.started)
 
-made = methods._callbacks
-methods._callbacks = lambda *a: (lambda cbs, wall: ([*cbs, CpuTime()], wall))(*made(*a))
 config = recipe.load("quick", "rloo", base="smollm2", overrides=[
     f"rollout={rollout}", f"steps={steps}", f"save_steps={steps + 1}", "logging_steps=1", f"dtype={dtype}",
     "prompts_per_step=4", "k=4", "grad_accum=1", "max_completion_length=64", "temperature=1.0",
     'data=[{source: task, task: countdown, args: {numbers: "3", shots: 0}, rows: 200}]', *extra])
-training.train(config, name=f"bench-{rollout}", output=out)
+training.train(config, name=f"bench-{rollout}", output=out, callbacks=[CpuTime()])
 (out / "cpu.json").write_text(json.dumps(steps_cpu))
 """
 
