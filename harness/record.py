@@ -190,7 +190,7 @@ class RunSummary:
     created: str | None = None
     versions: dict[str, str | None] = field(default_factory=dict)
     git: str | None = None
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = SCHEMA_VERSION  # the shape of this object: a record read from an earlier version is upgraded
 
     @property
     def policy_name(self) -> str:
