@@ -154,7 +154,7 @@ def register_samplers() -> list:
       chosen one among the N candidates of one example. A candidate has
       ``completion`` (``text``, ``tokens``, ``logprob``, ``finish_reason``,
       ``mean_logprob``), ``answer`` (the final answer the task's grader extracted,
-      never whether it is right) and, when ``uses_scores``, ``score`` (the selection
+      never whether it is right) and, when ``uses_scores``, ``score`` (the run's
       verifier's ``harness.Score``): enough for best-of-N, majority vote or a
       verifier-weighted vote.
 
