@@ -261,20 +261,6 @@ class Sampler(Protocol):
     def select(self, candidates: Sequence[Candidate]) -> int: ...
 
 
-@runtime_checkable
-class Factory(Protocol):
-    """A registered object that builds its component from arguments: ``configure(*args, **options)``.
-
-    It carries the data members of what it builds (``name``; a verifier's ``reference_free``, a task's
-    ``verifier``, a sampler's ``greedy`` and ``uses_scores``) so a listing can describe it unconfigured;
-    what ``configure`` returns is checked against the full contract.
-    """
-
-    name: str
-
-    def configure(self, *args: Any, **options: Any) -> Any: ...
-
-
 def data_members(protocol: type) -> tuple[str, ...]:
     """The data members a contract Protocol names (``name``, ``reference_free``, ...), without its methods."""
     return tuple(protocol.__annotations__)
@@ -284,7 +270,8 @@ def data_members(protocol: type) -> tuple[str, ...]:
 class OptionalMembers:
     """The members a plugin's object may define, each with its default; ``of`` is how the core reads them."""
 
-    configure: Callable[..., Any] | None = None  # present: the object is a factory (see ``Factory``)
+    # present: the object is a factory, built with the user's arguments (``harness.plugins.Registry.build``)
+    configure: Callable[..., Any] | None = None
 
     @classmethod
     def of(cls, component: object) -> Self:
