@@ -17,7 +17,7 @@ from typing import Any
 import pluggy
 
 from harness import hookspecs
-from harness.errors import HarnessError, choices
+from harness.errors import HarnessError, choices, describe
 from harness.types import (
     OptionalMembers,
     Sampler,
@@ -127,7 +127,7 @@ class Registry:
             raise HarnessError(f"{spec.kind} {spec.name!r} does not take these arguments ({exc})") from None
         except Exception as exc:  # plugin code: report it as that plugin's
             raise HarnessError(f"{spec.kind} {spec} from plugin {source} failed to "
-                               f"configure: {type(exc).__name__}: {exc}") from None
+                               f"configure: {describe(exc)}") from None
         if not isinstance(built, kind.contract):
             raise HarnessError(f"{spec.kind} {spec} from plugin {source}: configure() returned "
                                f"{type(built).__name__}, which breaks the {spec.kind} contract (needs "
@@ -173,13 +173,13 @@ def registry() -> Registry:
         except Exception as exc:  # a third-party plugin may fail in any way
             if pm.get_plugin(source) is not None:
                 pm.unregister(name=source)
-            reg.problems.append(f"plugin {source} failed to load: {type(exc).__name__}: {exc}")
+            reg.problems.append(f"plugin {source} failed to load: {describe(exc)}")
     for kind, spec in KINDS.items():
         for impl in getattr(pm.hook, spec.hook).get_hookimpls():
             try:
                 objs = list(impl.function())
             except Exception as exc:
-                reg.problems.append(f"plugin {impl.plugin_name}: {spec.hook}() raised {type(exc).__name__}: {exc}")
+                reg.problems.append(f"plugin {impl.plugin_name}: {spec.hook}() raised {describe(exc)}")
                 continue
             for obj in objs:
                 reg.add(kind, obj, impl.plugin_name)
@@ -194,7 +194,7 @@ def add_commands(app: Any) -> list[str]:
         try:
             impl.function(app=app)
         except Exception as exc:  # a third-party plugin may fail in any way
-            failed.append(f"plugin {impl.plugin_name}: register_commands() raised {type(exc).__name__}: {exc}")
+            failed.append(f"plugin {impl.plugin_name}: register_commands() raised {describe(exc)}")
     return failed
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.console import console, quiet, warn
-from harness.errors import HarnessError
+from harness.errors import HarnessError, describe
 
 EMBEDDED = "smollm2"
 ALIASES = {"base": EMBEDDED}
@@ -156,7 +156,7 @@ def list_policies() -> list[tuple[str, dict]]:
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as exc:
-            data = {"error": f"unreadable {manifest}: {type(exc).__name__}: {exc}"}
+            data = {"error": f"unreadable {manifest}: {describe(exc)}"}
         found.append((manifest.parent.name, data))
     return found
 
@@ -195,7 +195,7 @@ def _from_manifest(manifest: Path) -> Policy:
         else:
             base = resolve_policy(data["base"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise HarnessError(f"policy manifest {manifest} is unreadable: {type(exc).__name__}: {exc}") from None
+        raise HarnessError(f"policy manifest {manifest} is unreadable: {describe(exc)}") from None
     adapter = data.get("adapter")
     if adapter:
         adapter = str((manifest.parent / adapter).resolve())
@@ -231,7 +231,7 @@ def _download(repo_id: str) -> Path:
         patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"]
         return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except Exception as exc:  # network, auth and missing-repo errors all end the same way
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = describe(exc)
         raise HarnessError(f"could not fetch {repo_id!r} from the Hugging Face Hub ({reason}); "
                            f"pass a local model directory instead") from None
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from harness.console import warn
-from harness.errors import HarnessError
+from harness.errors import HarnessError, describe
 from harness.types import SCHEMA_VERSION, ExampleRecord, RunConfig
 
 SAMPLES = "samples.jsonl"
@@ -272,7 +272,7 @@ def read_summary(run_dir: Path) -> RunSummary:
         _version(run_dir, data)
         return RunSummary.from_json(data, run_dir.name)
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
-        raise HarnessError(f"{run_dir} is not a readable run directory ({path.name}: {_why(exc)})") from None
+        raise HarnessError(f"{run_dir} is not a readable run directory ({path.name}: {describe(exc)})") from None
 
 
 def read_record(run_dir: Path) -> tuple[list[ExampleRecord], RunSummary]:
@@ -286,7 +286,7 @@ def read_record(run_dir: Path) -> tuple[list[ExampleRecord], RunSummary]:
             _version(run_dir, line)
         records = [ExampleRecord.from_json(line) for line in lines]
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
-        raise HarnessError(f"{run_dir} is not a readable run directory ({path.name}: {_why(exc)})") from None
+        raise HarnessError(f"{run_dir} is not a readable run directory ({path.name}: {describe(exc)})") from None
     if len(records) != summary.counts.examples:
         raise HarnessError(f"{run_dir} is corrupt: {SAMPLES} has {len(records)} examples, {SUMMARY} says "
                            f"{summary.counts.examples}")
@@ -301,6 +301,3 @@ def iter_summaries(output: Path) -> Iterator[tuple[Path, RunSummary]]:
         except HarnessError as exc:
             warn(f"skipping {exc}")
 
-
-def _why(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

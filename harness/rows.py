@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, describe
 
 DATASET_FILES = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}  # files that datasets reads
 _RAISE = object()
@@ -64,7 +64,7 @@ def read_rows(data: str, what: str, remedy: str, split: str = "train", config: s
             return datasets.load_dataset(DATASET_FILES[path.suffix], data_files=str(path), split="train")
         return datasets.load_dataset(data, config, split=split)
     except Exception as exc:  # the hub client fails in many ways: offline, no such dataset, bad files
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = describe(exc)
         where = f" (split {split})" if split != "train" else ""
         raise HarnessError(f"cannot load {_data(what)} {data!r}{where} ({reason}); {remedy}") from None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from harness.errors import describe
 from harness.types import Candidate, ExampleRecord, Sampler
 
 
@@ -16,7 +17,7 @@ def choose(sampler: Sampler, candidates: Sequence[Candidate]) -> int:
     try:
         chosen = sampler.select(candidates)
     except Exception as exc:  # plugin code
-        raise SamplerError(f"sampler {sampler.name!r} failed: {type(exc).__name__}: {exc}") from None
+        raise SamplerError(f"sampler {sampler.name!r} failed: {describe(exc)}") from None
     if isinstance(chosen, bool) or not isinstance(chosen, int) or not 0 <= chosen < len(candidates):
         raise SamplerError(f"sampler {sampler.name!r} chose {chosen!r} among {len(candidates)} candidates")
     return chosen

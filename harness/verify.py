@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from harness.errors import describe
 from harness.types import Example, Score, Verifier, VerifierOptional
 
 
@@ -27,7 +28,7 @@ def verify(verifier: Verifier, pairs: Sequence[tuple[Example, str]]) -> list[Sco
         if len(verdicts) != len(pairs):
             raise ValueError(f"returned {len(verdicts)} scores for {len(pairs)} completions")
     except Exception as exc:  # plugin code: contain it, count it, keep going
-        error = f"verifier {getattr(verifier, 'name', verifier)!r} failed: {type(exc).__name__}: {exc}"
+        error = f"verifier {getattr(verifier, 'name', verifier)!r} failed: {describe(exc)}"
         return [Score(0.0, error=error)] * len(pairs)
     return [_as_score(v) for v in verdicts]
 

@@ -19,6 +19,7 @@ import os
 from types import ModuleType
 
 import harness
+from harness.errors import describe
 from harness.metrics import accuracy, micro, side
 
 PUNKT = "tokenizers/punkt_tab/english/"
@@ -83,7 +84,7 @@ class IFEvalVerifier:
             strict = utils.test_instruction_following_strict(inp, completion).follow_instruction_list
             loose = utils.test_instruction_following_loose(inp, completion).follow_instruction_list
         except Exception as exc:  # an unknown instruction id or bad kwargs: this example's failure, not the batch's
-            return harness.Score(0.0, error=f"ifeval check failed: {type(exc).__name__}: {exc}"[:300])
+            return harness.Score(0.0, error=f"ifeval check failed: {describe(exc)}"[:300])
         n = len(ids)
         return harness.Score(
             1.0 if all(strict) else 0.0,

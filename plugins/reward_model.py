@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import harness
-from harness.errors import choices
+from harness.errors import choices, describe
 from harness.policy import HUB_ID, reward_models_dir
 
 CONFIG_FILES = ["*.json", "*.txt", "*.model", "*.jinja", "tokenizer*", "spm*", "*.tiktoken"]
@@ -59,7 +59,7 @@ def _fetch(repo_id: str, patterns: list[str]) -> Path:
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except Exception as exc:  # offline, auth, no such repo: the remedy is the same
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = describe(exc)
         raise harness.HarnessError(f"reward model {repo_id!r} is not a local directory and could not be fetched "
                                    f"from the Hugging Face hub ({reason}); pass a local model directory") from None
 
@@ -115,8 +115,8 @@ class RewardModel:
         try:
             config = AutoConfig.from_pretrained(self.path)
         except Exception as exc:  # no/garbled config.json, unknown model type
-            raise harness.HarnessError(f"{model} is not a Hugging Face model directory ({type(exc).__name__}: "
-                                       f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+            raise harness.HarnessError(f"{model} is not a Hugging Face model directory ("
+                                       f"{describe(exc)})") from None
         architectures = list(getattr(config, "architectures", None) or [])
         if not any(a.endswith("ForSequenceClassification") for a in architectures):
             raise harness.HarnessError(

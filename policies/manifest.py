@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, describe
 from harness.policy import policies_dir, reward_models_dir
 from harness.provenance import versions as package_versions
 from harness.record import write_atomic
@@ -29,7 +29,7 @@ def read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise HarnessError(f"{path} is unreadable: {type(exc).__name__}: {exc}") from None
+        raise HarnessError(f"{path} is unreadable: {describe(exc)}") from None
     if not isinstance(data, dict):
         raise HarnessError(f"{path} is not a JSON object")
     return data

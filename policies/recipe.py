@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from harness.errors import HarnessError, choices
+from harness.errors import HarnessError, choices, describe
 from policies import dpo, rloo, rm, sft
 from policies.common import Method
 from policies.config import TrainConfig
@@ -68,5 +68,5 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         return key, yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        reason = str(exc).splitlines()[0]
+        reason = describe(exc)
         raise HarnessError(f"override {text!r}: the value does not parse ({reason})") from None

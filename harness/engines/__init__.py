@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from harness.console import console
-from harness.errors import HarnessError
+from harness.errors import HarnessError, describe
 from harness.policy import Policy
 from harness.types import Completion
 
@@ -139,8 +139,7 @@ def load_engine(backend: str, policy: Policy, renderer: Renderer, options: Engin
             try:
                 engine = VLLMEngine(policy, options, seed=seed)
             except Exception as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                raise HarnessError(f"vLLM could not start: {type(exc).__name__}: {first}") from exc
+                raise HarnessError(f"vLLM could not start: {describe(exc)}") from exc
             _announce(engine, "")
             return engine
         why = f", because {missing}"
@@ -149,8 +148,7 @@ def load_engine(backend: str, policy: Policy, renderer: Renderer, options: Engin
     try:
         engine = HFEngine(policy, renderer.tokenizer, options)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise HarnessError(f"transformers could not load {policy.model}: {type(exc).__name__}: {first}") from exc
+        raise HarnessError(f"transformers could not load {policy.model}: {describe(exc)}") from exc
     _announce(engine, why)
     return engine
 
