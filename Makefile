@@ -28,6 +28,12 @@ $(STAMP): pyproject.toml Makefile
 	  { apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1 || \
 	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1; }; }; } || \
 	  echo "note: libtcmalloc-minimal4 is not installed (optional; vLLM runs without it)"
+	# chromium and chromedriver, in which tests/test_report.py opens `harness report`'s HTML: Debian's packages where
+	# apt-get runs as root; optional elsewhere (those tests then skip, saying why).
+	-@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	  command -v apt-get >/dev/null && { apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; }; }; } || \
+	  echo "note: chromium and chromium-driver are not installed (optional; the report's browser tests skip)"
 	$(PY) -c "import vllm, harness" 2>/dev/null || { echo "install check failed: python -c 'import vllm, harness'"; exit 1; }
 	touch $(STAMP)
 

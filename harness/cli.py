@@ -1,4 +1,4 @@
-"""The ``harness`` command line: run, score, compare, leaderboard, plot, plugins."""
+"""The ``harness`` command line: run, score, compare, leaderboard, plot, report, plugins."""
 
 from __future__ import annotations
 
@@ -151,6 +151,20 @@ def plot(
     from harness.plot import plot as draw
 
     typer.echo(f"wrote {draw(run_dirs, out)}")
+
+
+@app.command()
+@guard(RESUME)
+def report(
+    source: Annotated[Path, typer.Argument(help="A runs directory (e.g. runs/) or a study's directory.")],
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path("report.html"),
+    max_chars: Annotated[int | None, typer.Option(help="Cut each sample text and prompt to this many characters "
+                                                       "(the page says so; default: keep them whole).")] = None,
+) -> None:
+    """One self-contained HTML report (opens from disk, makes no request): leaderboard, comparisons, curves, samples."""
+    from harness.report import write_report
+
+    typer.echo(f"wrote {write_report(source, out, max_chars)}")
 
 
 @app.command()

@@ -37,6 +37,14 @@ def _curves(run_dir: Path) -> tuple[str, str, Curves]:
 
 def plot(run_dirs: list[Path], out: Path) -> Path:
     """Write a PNG of every run's curves: one colour per run, one marker per sampler, pass@k dashed."""
+    fig = figure(run_dirs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
+    return out
+
+
+def figure(run_dirs: list[Path]) -> Figure:
+    """The two panels, accuracy against N and against tokens, on a y-axis from 0 to 1 whatever the runs scored."""
     if not run_dirs:
         raise HarnessError("no runs to plot")
     runs = [_curves(d) for d in run_dirs]
@@ -47,8 +55,9 @@ def plot(run_dirs: list[Path], out: Path) -> Path:
         for axis, x in ((by_n, curves.n), (by_tokens, curves.tokens)):
             for m, sampler in enumerate(curves.samplers):
                 axis.plot(x, curves.accuracy[sampler], color=f"C{colour}", marker=markers[m % len(markers)],
-                          label=f"{policy} · {sampler}")
-            axis.plot(x, curves.pass_at_k, color=f"C{colour}", linestyle="--", label=f"{policy} · pass@k")
+                          label=f"{policy} · {sampler}", clip_on=False)  # a point at 0 or 1 drawn whole
+            axis.plot(x, curves.pass_at_k, color=f"C{colour}", linestyle="--", label=f"{policy} · pass@k",
+                      clip_on=False)
     by_n.set_xscale("log", base=2)
     by_n.xaxis.set_minor_locator(NullLocator())
     ticks = sorted({k for _, _, curves in runs for k in curves.n})
@@ -61,8 +70,7 @@ def plot(run_dirs: list[Path], out: Path) -> Path:
     by_tokens.set_xlabel("generated tokens per problem")
     for axis in (by_n, by_tokens):
         axis.grid(True, which="both", alpha=0.3)
+        axis.set_ylim(0, 1)  # fractions: runs compare on the same scale, and a flat curve at 0.02 looks flat
     fig.legend(*by_n.get_legend_handles_labels(), loc="outside right center", fontsize="small")
     fig.suptitle(f"inference scaling on {', '.join(sorted({task for _, task, _ in runs}))}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png")
-    return out
+    return fig

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from harness import Candidate, Completion, HarnessError, Score
 from harness.curves import expected_selection_accuracy, pass_at_k, row_candidates, scaling_curves, subset_sizes
-from harness.plot import DPI, SIZE, plot
+from harness.plot import DPI, SIZE, figure, plot
 from harness.types import ExampleRecord
 from plugins.samplers import BestOfN
 from plugins.voting import Majority, Weighted
@@ -313,6 +313,19 @@ def test_plot_writes_a_png_of_the_expected_size(tmp_path, problems):
     image = matplotlib.image.imread(out)
     assert image.shape == (round(SIZE[1] * DPI), round(SIZE[0] * DPI), 4)
     assert image[..., :3].std() > 0.05  # lines and text, not a blank canvas
+
+
+def test_plot_y_axis_runs_from_0_to_1_whatever_the_runs_scored(tmp_path):
+    low = {"n": [1, 2, 4], "tokens": [10.0, 20.0, 40.0], "pass@k": [0.02, 0.03, 0.04],
+           "accuracy": {"bon": [0.01, 0.02, 0.03]}, "samplers": ["bon"]}
+    high = {**low, "pass@k": [0.97, 0.99, 1.0], "accuracy": {"bon": [0.95, 0.98, 1.0]}}
+    for curves in ([low], [low, high], [high]):
+        runs = [write_run(tmp_path / f"{len(curves)}-{i}-{c['pass@k'][0]}", f"p{i}", c) for i, c in enumerate(curves)]
+        by_n, by_tokens = figure(runs).axes
+        for axis in (by_n, by_tokens):
+            assert axis.get_ylim() == (0.0, 1.0)
+            ticks = [t for t in axis.get_yticks() if 0 <= t <= 1]
+            assert ticks[0] == 0.0 and ticks[-1] == 1.0
 
 
 def test_plot_errors_in_one_line_on_runs_without_usable_curves(tmp_path, problems):

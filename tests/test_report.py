@@ -1,0 +1,358 @@
+"""``harness report``: one HTML file, opened from disk in a real browser (Debian's chromium through chromedriver).
+
+The runs are the canned records of ``tests/fixtures/records-v2`` plus runs derived from them as typed records
+(other policies, win-rates under two judges, a sample whose text is markup), two training manifests and a
+``study.json`` declaring a comparison. Every browser test ends by checking that the page made no request other
+than for its own file and logged no console error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.compare import compare_runs
+from harness.metrics import bootstrap_ci, mean
+from harness.record import Headline, JudgeFacts, Measure, PolicyFacts, iter_summaries, read_record, write_record
+from harness.report import write_report
+from harness.types import Completion, Score
+
+FIXTURES = Path(__file__).parent / "fixtures" / "records-v2"
+GREEDY = "canned-countdown-greedy-n1-9851e53b"
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+# Model text is untrusted: shown as text, this does nothing; parsed as markup, it requests a URL and retitles the page.
+MARKUP = ('</script><script>document.title = "pwned"</script><b>bold?</b>'
+          '<img src="https://example.invalid/x.png" onerror="document.title = \'pwned\'">')
+
+
+def derive(runs: Path, source: str, run_id: str, policy: str, wins: set[int], *, task: str | None = None,
+           judge: JudgeFacts | None = None, text: str | None = None) -> Path:
+    """A copy of a canned greedy run under another policy: examples in ``wins`` earn full credit, the rest none
+    (a win-rate run: half credit on example 1, a tie); ``text`` replaces the first example's sample."""
+    records, summary = read_record(FIXTURES / source)
+    for e, record in enumerate(records):
+        value = 1.0 if e in wins else (0.5 if judge and e == 1 else 0.0)
+        sample = record.samples[record.selected]
+        if e == 0 and text is not None:
+            sample.completion = Completion(text, 40, -3.5, "stop")
+        sample.grade = Score(value, answer=None if judge else f"answer {e}")
+        record.credit = value
+    credits = [r.credit for r in records]
+    name = "win_rate" if judge else summary.metric.name
+    metrics = ({"lc_win_rate": Measure(mean(credits) * 0.9, (0.1, 0.8)), "tie_rate": Measure(1 / len(records))}
+               if judge else summary.metrics)
+    summary = dataclasses.replace(
+        summary, run_id=run_id, metric=Headline(mean(credits), bootstrap_ci(credits), name), metrics=metrics,
+        counts=dataclasses.replace(summary.counts, credited=sum(credits)), task=task or summary.task,
+        config=dataclasses.replace(summary.config, task=task or summary.task, policy=policy),
+        policy=PolicyFacts(policy, fingerprint=f"{policy}-weights"), judge=judge,
+        grader="winrate" if judge else summary.grader)
+    write_record(runs / run_id, records, summary)
+    return runs / run_id
+
+
+def manifest(home: Path, name: str, method: str, history: list[dict]) -> None:
+    folder = home / "policies" / name
+    folder.mkdir(parents=True)
+    (folder / "policy.json").write_text(json.dumps({
+        "name": name, "method": method, "recipe": "quick", "base": "smollm2", "steps": len(history),
+        "wall_seconds": 738.4, "tokens": 123456, "reward": "countdown" if method == "rloo" else None,
+        "history": history}))
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> dict:
+    """A study directory: canned runs, derived runs, ``study.json``; manifests in its own HARNESS_HOME."""
+    root = tmp_path_factory.mktemp("report")
+    runs, home = root / "runs", root / "home"
+    shutil.copytree(FIXTURES, runs)
+    derive(runs, GREEDY, "sft-countdown-greedy", "sft", {0, 1, 2, 3}, text=MARKUP)
+    derive(runs, GREEDY, "rloo-countdown-greedy", "rloo", {0, 1, 2, 3, 4, 5, 6})
+    rm, other = JudgeFacts("rm:rm", "/models/rm"), JudgeFacts("rm:other", "/models/other")
+    derive(runs, GREEDY, "sft-alpaca-rm", "sft", {0, 2, 3, 5}, task="alpaca", judge=rm)
+    derive(runs, GREEDY, "sft-alpaca-other", "sft", {0, 2, 4, 5, 6}, task="alpaca", judge=other)
+    derive(runs, GREEDY, "rloo-alpaca-rm", "rloo", {0, 2, 3, 5, 7, 8}, task="alpaca",
+           judge=dataclasses.replace(rm, trained_against=True))
+    manifest(home, "sft", "sft", [{"step": s, "loss": 2.0 / s, "learning_rate": 1e-4, "epoch": s / 10}
+                                  for s in range(1, 11)])
+    manifest(home, "rloo", "rloo", [{"step": s, "loss": 0.1 * s, "kl": 0.01 * s, "reward": 0.05 * s,
+                                     "rewards/verifier:countdown/mean": 0.05 * s, "grad_norm": 1.0}
+                                    for s in range(1, 11)])
+    (runs / "study.json").write_text(json.dumps({
+        "name": "quick", "cells": [{"status": "done"}] * 7 + [{"status": "pending"}],
+        "comparisons": [{"a": "sft", "b": "rloo", "task": "countdown", "sampler": "greedy"},
+                        {"a": "dpo", "b": "sft", "task": "countdown"}]}))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HARNESS_HOME", str(home))
+        report = write_report(runs, root / "out" / "report.html")
+    return {"runs": runs, "report": report, "root": root}
+
+
+# -- without a browser -----------------------------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+def one_line_error(args: list[str], *mentions: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    for word in mentions:
+        assert word in lines[0]
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path):
+    one_line_error(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r.html")], "does not exist")
+    (tmp_path / "empty").mkdir()
+    one_line_error(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r.html")], "holds no runs")
+    runs = tmp_path / "runs"
+    shutil.copytree(FIXTURES, runs)
+    one_line_error(["report", str(runs), "--out", str(tmp_path)], "is a directory")
+    (tmp_path / "file").write_text("x")
+    one_line_error(["report", str(tmp_path / "file"), "--out", str(tmp_path / "r.html")], "not a directory")
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_the_file_holds_every_record_and_no_markup_escapes_its_block(study):
+    page = study["report"].read_text(encoding="utf-8")
+    blocks = dict(re.findall(r'<script type="application/json" id="([^"]+)">(.*?)</script>', page, re.S))
+    data = json.loads(blocks.pop("report-data"))
+    summaries = {d.name: s for d, s in iter_summaries(study["runs"])}
+    assert {r["dir"] for r in data["runs"]} == set(summaries) and len(summaries) == 8
+    assert len(blocks) == 2 * len(summaries)  # an index and the samples of each run
+    assert page.count("<script") == page.count("</script>") == len(blocks) + 2  # the data, the blocks, the code
+    for i, run in enumerate(data["runs"]):
+        records, _ = read_record(study["runs"] / run["dir"])
+        samples = json.loads(blocks[f"run-{i}-samples"])
+        assert samples["text"] == [s.completion.text for r in records for s in r.samples]  # MARKUP included, whole
+        assert samples["prompt"] == [r.rendered_prompt for r in records]
+        assert json.loads(blocks[f"run-{i}-index"])["credit"] == [r.credit for r in records]
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page.replace(MARKUP, ""))
+    assert "<link" not in page and "@import" not in page
+
+
+def test_max_chars_cuts_and_says_so(study, tmp_path):
+    out = write_report(study["runs"], tmp_path / "cut.html", max_chars=20)
+    data = json.loads(re.search(r'id="report-data">(.*?)</script>', out.read_text(), re.S).group(1))
+    assert data["max_chars"] == 20
+    samples = json.loads(re.search(r'id="run-0-samples">(.*?)</script>', out.read_text(), re.S).group(1))
+    assert max(len(t) for t in samples["text"]) <= 20 and samples["cut"]
+
+
+# -- in the browser --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser(study):
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        pytest.skip(f"no browser to test the report in: {', '.join(missing)} not installed "
+                    f"(apt-get install chromium chromium-driver; `make install` does it as root)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the dev extra)")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,1000"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver.get(study["report"].as_uri())
+    try:
+        wait(driver, lambda d: d.execute_script("return document.documentElement.getAttribute('data-ready')"))
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait(driver, condition, timeout: float = 20):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(condition)
+
+
+def quiet(driver) -> None:
+    """No request but for local files, and no console error, since the last check."""
+    requests = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            requests.append(message["params"]["request"]["url"])
+    assert [u for u in requests if urlparse(u).scheme not in ("file", "data", "about")] == []
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def tab(driver, name: str):
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.ID, f"tab-button-{name}").click()
+    section = driver.find_element(By.ID, f"tab-{name}")
+    assert section.is_displayed()
+    return section
+
+
+def cells(driver, table: str, column: str) -> list[str]:
+    return driver.execute_script(
+        "return [...document.querySelectorAll(`#${arguments[0]} tbody td[data-col=${arguments[1]}]`)]"
+        ".map((td) => td.textContent)", table, column)
+
+
+def interval(text: str) -> tuple[float, float]:
+    low, high = re.fullmatch(r"\[(\S+), (\S+)\]", text).groups()
+    return float(low), float(high)
+
+
+@pytest.mark.slow
+def test_leaderboard_shows_each_runs_metric_and_interval_from_its_summary(browser, study):
+    from selenium.webdriver.common.by import By
+
+    tab(browser, "leaderboard")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr")
+    summaries = {d.name: s for d, s in iter_summaries(study["runs"])}
+    assert len(rows) == len(summaries)
+    for row in rows:
+        s = summaries[row.get_attribute("data-run")]
+        text = {td.get_attribute("data-col"): td.get_property("textContent")
+                for td in row.find_elements(By.TAG_NAME, "td")}
+        assert text["policy"] == s.policy_name and text["task"] == s.task and text["sampler"] == s.sampler
+        assert abs(float(text["value"]) - s.metric.value) <= 5e-4 + 1e-12
+        low, high = interval(text["ci95"])
+        assert abs(low - s.metric.ci95[0]) <= 5e-4 + 1e-12 and abs(high - s.metric.ci95[1]) <= 5e-4 + 1e-12
+        assert text["tokens"] == f"{s.tokens.generated:,}"
+        trained = {"sft": "738.4", "rloo": "738.4"}.get(s.policy_name, "-")
+        assert text["train_s"] == trained
+    quiet(browser)
+
+
+@pytest.mark.slow
+def test_clicking_a_column_header_sorts_by_it(browser):
+    from selenium.webdriver.common.by import By
+
+    tab(browser, "leaderboard")
+    before = [float(v) for v in cells(browser, "leaderboard", "value")]
+    header = browser.find_element(By.CSS_SELECTOR, "#leaderboard th[data-col=value]")
+    header.click()
+    descending = [float(v) for v in cells(browser, "leaderboard", "value")]
+    assert descending == sorted(before, reverse=True) and descending != before
+    assert header.get_attribute("aria-sort") == "descending"
+    header.click()
+    assert [float(v) for v in cells(browser, "leaderboard", "value")] == sorted(before)
+    assert header.get_attribute("aria-sort") == "ascending"
+    browser.find_element(By.CSS_SELECTOR, "#leaderboard th[data-col=policy]").click()
+    policies = cells(browser, "leaderboard", "policy")
+    assert policies == sorted(policies) and len(set(policies)) == 3
+    quiet(browser)
+
+
+@pytest.mark.slow
+def test_comparisons_are_harness_compare_s_numbers(browser, study):
+    from selenium.webdriver.common.by import By
+
+    tab(browser, "comparisons")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#comparisons tbody tr")
+    pairs = [row.get_attribute("data-runs").split() for row in rows]
+    # countdown greedy: 3 policies, 3 pairs (the declared sft-rloo first); alpaca win-rates: 2 pairs across policies;
+    # the declared dpo comparison matches no runs
+    assert pairs[0] == ["sft-countdown-greedy", "rloo-countdown-greedy"] and [] in pairs
+    assert len([p for p in pairs if p]) == 5
+    for row, pair in zip(rows, pairs, strict=True):
+        text = {td.get_attribute("data-col"): td.get_property("textContent")
+                for td in row.find_elements(By.TAG_NAME, "td")}
+        if not pair:
+            assert "no pair of runs" in text["note"] and text["declared"] == "declared"
+            continue
+        expected = compare_runs(study["runs"] / pair[0], study["runs"] / pair[1])
+        assert abs(float(text["difference"]) - expected.difference) <= 5e-4 + 1e-12
+        low, high = interval(text["ci95"])
+        assert abs(low - expected.ci95[0]) <= 5e-4 + 1e-12 and abs(high - expected.ci95[1]) <= 5e-4 + 1e-12
+        assert text["better"] == f"{expected.better[0]} · {expected.better[1]}"
+        assert text["shared"] == str(expected.shared)
+    quiet(browser)
+
+
+@pytest.mark.slow
+def test_scaling_training_and_win_rate_tabs(browser):
+    from selenium.webdriver.common.by import By
+
+    section = tab(browser, "scaling")
+    charts = section.find_elements(By.CSS_SELECTOR, ".charts")
+    assert sorted(c.get_attribute("data-task") for c in charts) == ["countdown", "gsm8k"]
+    for chart in charts:
+        for svg in chart.find_elements(By.TAG_NAME, "svg"):
+            y_labels = svg.find_elements(By.CSS_SELECTOR, "g text[text-anchor=end]")
+            ticks = [t.get_property("textContent") for t in y_labels]
+            assert ticks == ["0", "0.2", "0.4", "0.6", "0.8", "1"]  # the y-axis from 0 to 1
+            assert svg.find_elements(By.TAG_NAME, "polyline")
+    section = tab(browser, "training")
+    cards = {c.get_attribute("data-policy"): c for c in section.find_elements(By.CSS_SELECTOR, "[data-policy]")}
+    assert set(cards) == {"sft", "rloo"}
+    shown = {k: {c.get_attribute("data-series") for c in card.find_elements(By.CSS_SELECTOR, ".chart")}
+             for k, card in cards.items()}
+    assert shown["sft"] == {"loss"}
+    assert shown["rloo"] == {"loss", "kl", "reward", "rewards/verifier:countdown/mean"}
+    section = tab(browser, "winrates")
+    independent = dict(zip(cells(browser, "winrates", "run"), cells(browser, "winrates", "independent"), strict=True))
+    assert independent == {"sft-alpaca-rm": "yes", "sft-alpaca-other": "yes",
+                           "rloo-alpaca-rm": "no: the policy was trained against this judge"}
+    assert cells(browser, "agreement", "judges") in (["rm:other vs rm:rm"], ["rm:rm vs rm:other"])
+    assert cells(browser, "agreement", "agree") == ["9 of 12 (75.0%)"]
+    quiet(browser)
+
+
+@pytest.mark.slow
+def test_a_sample_opens_with_every_sample_the_chosen_one_and_the_prompt_as_text(browser, study):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    section = tab(browser, "samples")
+    title = browser.title
+    Select(section.find_element(By.ID, "f-policy")).select_by_value("sft")
+    Select(section.find_element(By.ID, "f-task")).select_by_value("countdown")
+    rows = section.find_elements(By.CSS_SELECTOR, "tr.example")
+    assert {r.get_attribute("data-run") for r in rows} == {"sft-countdown-greedy"} and len(rows) == 12
+    rows[0].click()
+    records, _ = read_record(study["runs"] / "sft-countdown-greedy")
+    detail = browser.find_element(By.ID, "detail")
+    texts = [p.get_property("textContent") for p in detail.find_elements(By.CSS_SELECTOR, ".sample pre")]
+    assert texts == [s.completion.text for s in records[0].samples] and texts[0] == MARKUP
+    chosen = detail.find_elements(By.CSS_SELECTOR, ".sample[data-chosen=true]")
+    assert [c.get_attribute("data-sample") for c in chosen] == [str(records[0].selected)]
+    assert "chosen" in chosen[0].get_property("textContent")
+    assert detail.find_element(By.ID, "prompt").get_property("textContent") == records[0].rendered_prompt
+    # the markup stayed text: no element came of it, the title is the report's
+    assert browser.find_elements(By.CSS_SELECTOR, "#detail img, #detail b, #detail script") == []
+    assert browser.title == title != "pwned"
+    # right / wrong
+    Select(section.find_element(By.ID, "f-outcome")).select_by_value("right")
+    credits = [r.find_elements(By.TAG_NAME, "td")[2].get_property("textContent")
+               for r in section.find_elements(By.CSS_SELECTOR, "tr.example")]
+    assert credits == ["1"] * 4
+    Select(section.find_element(By.ID, "f-outcome")).select_by_value("wrong")
+    assert len(section.find_elements(By.CSS_SELECTOR, "tr.example")) == 8
+    quiet(browser)
+
+
+@pytest.mark.slow
+def test_screenshot_is_not_blank(browser, study, tmp_path):
+    image_module = pytest.importorskip("PIL.Image")
+    tab(browser, "scaling")
+    shot = tmp_path / "report.png"
+    assert browser.save_screenshot(str(shot))
+    with image_module.open(shot) as image:
+        rgb = image.convert("RGB")
+        colours = rgb.getcolors(maxcolors=1 << 20)
+        assert rgb.size[0] >= 800 and rgb.size[1] >= 600
+    assert colours is not None and len(colours) > 50  # text, lines, markers: not one flat colour
+    most = max(count for count, _ in colours)
+    assert most < 0.95 * rgb.size[0] * rgb.size[1]
+    quiet(browser)
