@@ -12,7 +12,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, NullLocator
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, describe
 from harness.record import Curves, read_summary
 
 SIZE = (12.0, 4.8)  # inches
@@ -31,7 +31,7 @@ def _curves(run_dir: Path) -> tuple[str, str, Curves]:
         if any(len(line) != length for line in lines):
             raise ValueError("curves of different lengths")
     except (KeyError, TypeError, ValueError) as exc:
-        raise HarnessError(f"{run_dir} has unreadable scaling curves ({type(exc).__name__}: {exc})") from None
+        raise HarnessError(f"{run_dir} has unreadable scaling curves ({describe(exc)})") from None
     return summary.policy_name, summary.task, curves
 
 

@@ -79,6 +79,18 @@ def parse_options(flag: str, pairs: list[str] | None) -> dict[str, str]:
     return out
 
 
+def int_option(component: str, key: str, value: Any, low: int | None = None) -> int:
+    """A component's integer option (``--task-arg shots=1``), at least ``low``; anything else is a one-line error."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or isinstance(value, float) and value != number or low is not None and number < low:
+        bound = f" >= {low}" if low is not None else ""
+        raise HarnessError(f"{component} option {key}={value!r} must be an integer{bound}")
+    return number
+
+
 @dataclass
 class Registry:
     """What the installed plugins registered, with where each came from and what failed."""

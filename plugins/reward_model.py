@@ -31,6 +31,7 @@ from typing import Any
 
 import harness
 from harness.errors import choices, describe
+from harness.plugins import int_option
 from harness.policy import HUB_ID, reward_models_dir
 
 CONFIG_FILES = ["*.json", "*.txt", "*.model", "*.jinja", "tokenizer*", "spm*", "*.tiktoken"]
@@ -40,16 +41,6 @@ OPTIONS = ("index", "batch_size", "max_batch_tokens", "max_length")
 # 2048 scored 1.09x one pair at a time, 16384 0.86x; on an H100, 16384 scored 28x.
 GPU_BATCH_TOKENS, CPU_BATCH_TOKENS = 16384, 2048
 UNBOUNDED = 1_000_000  # tokenizers without a maximum say ~1e30; anything above this means "not set"
-
-
-def _int_option(key: str, value: Any, low: int) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = low - 1
-    if number < low:
-        raise harness.HarnessError(f"rm option {key}={value!r} must be an integer >= {low}")
-    return number
 
 
 def _fetch(repo_id: str, patterns: list[str]) -> Path:
@@ -91,7 +82,7 @@ def _reward_index(path: Path, config: Any, index: Any) -> int:
                 f"reward model {path} has {labels} output labels ({names}); say which is the reward with "
                 f"--verifier-arg index=K (or reward_index in its config.json)")
         return 0
-    number = _int_option("index", declared, 0)
+    number = int_option("rm", "index", declared, 0)
     if number >= labels:
         raise harness.HarnessError(f"reward index {number} is out of range: {path} has {labels} output label(s)")
     return number
@@ -125,10 +116,10 @@ class RewardModel:
         if self.hub_id is None and not any(f for p in WEIGHT_PATTERNS for f in self.path.glob(p)):
             raise harness.HarnessError(f"reward model {model} has no weights (*.safetensors or pytorch_model*.bin)")
         self.index = _reward_index(self.path, config, index)
-        self.batch_size = _int_option("batch_size", batch_size, 1)
+        self.batch_size = int_option("rm", "batch_size", batch_size, 1)
         if max_batch_tokens is None:
             max_batch_tokens = GPU_BATCH_TOKENS if torch.cuda.is_available() else CPU_BATCH_TOKENS
-        self.max_batch_tokens = _int_option("max_batch_tokens", max_batch_tokens, 1)
+        self.max_batch_tokens = int_option("rm", "max_batch_tokens", max_batch_tokens, 1)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         except Exception as exc:
@@ -138,7 +129,7 @@ class RewardModel:
                                        f"{type(self.tokenizer).__name__} is not one")
         limits = [getattr(config, "max_position_embeddings", None), self.tokenizer.model_max_length]
         if max_length is not None:
-            limits.append(_int_option("max_length", max_length, 8))
+            limits.append(int_option("rm", "max_length", max_length, 8))
         self.max_length = min([n for n in limits if isinstance(n, int) and 0 < n < UNBOUNDED] or [UNBOUNDED])
         self.chat = bool(getattr(self.tokenizer, "chat_template", None))
         if self.tokenizer.pad_token is None:  # decoder reward models often have none; the model reads the last real one

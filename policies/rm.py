@@ -7,13 +7,13 @@ share of the pairs, split by a stable hash of the prompt, gives the pair accurac
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from harness import splits
 from harness.errors import HarnessError
 from harness.policy import Policy
 from policies import common
@@ -65,8 +65,7 @@ def resolve_encoder(config: RMTrainConfig) -> Policy:
 
 def split_of_text(text: str, fraction: float) -> str:
     """'eval' for about ``fraction`` of texts, by a stable hash: held-out pairs never share a prompt with training."""
-    value = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2**64
-    return "eval" if value < fraction else "train"
+    return "eval" if splits.fraction(text) < fraction else "train"
 
 
 def split_pairs(pairs: list[Pair], fraction: float) -> tuple[list[Pair], list[Pair]]:

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import harness
 from harness.errors import choices
 from harness.rows import read_file
+from harness.splits import in_bucket
 
 HUB_DATASET = "tatsu-lab/alpaca_eval"
 HUB_FILE = "alpaca_eval_gpt4_baseline.json"  # the AlpacaEval 2.0 instructions with GPT-4 Turbo's outputs
@@ -43,8 +44,7 @@ def instruction_split(text: str) -> str:
     Stable across machines, files and orderings, and about half each (402 eval and 403 train of
     AlpacaEval's 805). Train reward models and preference data only on ``"train"`` instructions.
     """
-    digest = hashlib.sha256(text.strip().encode("utf-8")).digest()
-    return "eval" if int.from_bytes(digest[:8], "big") % 2 == 0 else "train"
+    return "eval" if in_bucket(text.strip(), 2) else "train"
 
 
 def _hub_rows() -> list[Any]:

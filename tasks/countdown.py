@@ -10,7 +10,6 @@ whatever the source, seed or limit.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import math
 import operator
@@ -22,7 +21,9 @@ from typing import Any, ClassVar
 
 import harness
 from harness.errors import choices
+from harness.plugins import int_option
 from harness.rows import read_rows
+from harness.splits import in_bucket
 
 SPLITS = ("train", "test")
 REMEDY = "pass --task-arg data=PATH to a local JSONL of rows with 'nums' and 'target'"
@@ -61,8 +62,7 @@ def canonical(numbers: list[int], target: int) -> str:
 
 def split_of(key: str) -> str:
     """'test' for one problem in ten, chosen by content so the splits are disjoint by construction."""
-    digest = hashlib.sha256(key.encode()).digest()
-    return "test" if int.from_bytes(digest[:8], "big") % 10 == 0 else "train"
+    return "test" if in_bucket(key, 10) else "train"
 
 
 def random_solution(rng: random.Random, numbers: list[int]) -> tuple[str, Fraction]:
@@ -80,17 +80,10 @@ def random_solution(rng: random.Random, numbers: list[int]) -> tuple[str, Fracti
     return nodes[0][0], nodes[0][1]
 
 
-def _int(key: str, value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise harness.HarnessError(f"countdown option {key}={value!r} must be an integer") from None
-
-
 def _counts(value: Any) -> tuple[int, int]:
     """'3', 3 or '3-4' as the inclusive range of how many numbers a problem has."""
     lo, _, hi = str(value).partition("-")
-    counts = (_int("numbers", lo), _int("numbers", hi or lo))
+    counts = (int_option("countdown", "numbers", lo), int_option("countdown", "numbers", hi or lo))
     if not 2 <= counts[0] <= counts[1] <= 6:
         raise harness.HarnessError(f"countdown option numbers={value!r} must be N or N-M, 2 <= N <= M <= 6")
     return counts
@@ -123,7 +116,7 @@ class CountdownTask:
             elif key == "data":
                 changes[key] = None if value is None else str(value)
             else:
-                changes[key] = _int(key, value)
+                changes[key] = int_option("countdown", key, value)
         task = dataclasses.replace(self, **changes)
         if not 1 <= task.min_number <= task.max_number:
             raise harness.HarnessError("countdown needs 1 <= min_number <= max_number")

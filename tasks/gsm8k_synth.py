@@ -22,6 +22,8 @@ from typing import Any, ClassVar, NamedTuple
 
 import harness
 from harness.errors import choices
+from harness.plugins import int_option
+from harness.splits import in_bucket
 from tasks.gsm8k import PROMPTS
 
 SPLITS = ("train", "test")
@@ -404,7 +406,7 @@ class Problem:
 
 def split_of(question: str) -> str:
     """'test' for one question in ten, chosen by content: the splits are disjoint for every seed."""
-    return "test" if int(hashlib.sha256(question.encode()).hexdigest(), 16) % 10 == 0 else "train"
+    return "test" if in_bucket(question, 10) else "train"
 
 
 def steps_range(value: Any) -> tuple[int, int]:
@@ -441,20 +443,8 @@ def generate(
     n: int, seed: int = 0, steps: Any = (2, 6), scale: int = 1, split: str = "train"
 ) -> list[dict[str, str]]:
     """``n`` GSM8K-layout rows; ``split`` defaults to train so augmentation never sees a test question."""
-    return [
-        {"question": p.question, "answer": p.solution}
-        for p in itertools.islice(problems(seed, steps_range(steps), _positive_int("scale", scale), split), n)
-    ]
-
-
-def _positive_int(key: str, value: Any) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = 0
-    if number < 1:
-        raise harness.HarnessError(f"gsm8k-synth option {key}={value!r} must be a positive integer")
-    return number
+    drawn = problems(seed, steps_range(steps), int_option("gsm8k-synth", "scale", scale, 1), split)
+    return [{"question": p.question, "answer": p.solution} for p in itertools.islice(drawn, n)]
 
 
 @dataclass(frozen=True)
@@ -483,7 +473,7 @@ class Gsm8kSynthTask:
                     raise choices("gsm8k-synth prompt", str(value), list(PROMPTS))
                 changes[key] = value
             else:
-                changes[key] = _positive_int(key, value)
+                changes[key] = int_option("gsm8k-synth", key, value, 1)
         return dataclasses.replace(self, **changes)
 
     def examples(
