@@ -9,6 +9,7 @@ line that is not JSON then yields that value instead of stopping the read.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,14 @@ from harness.errors import HarnessError, describe
 
 DATASET_FILES = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}  # files that datasets reads
 _RAISE = object()
+
+
+def checked(rows: Iterable[Any], what: str, source: str, valid: Callable[[Any], bool], needs: str) -> Iterator[Any]:
+    """Each row that ``valid`` accepts; the first it rejects is one line naming the data, the row and what it needs."""
+    for number, row in enumerate(rows, 1):
+        if not valid(row):
+            raise HarnessError(f"{what} data {source} row {number}: needs {needs}")
+        yield row
 
 
 def read_file(path: Path, what: str, bad_line: Any = _RAISE) -> list[Any]:

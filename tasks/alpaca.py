@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 import harness
 from harness.errors import choices
-from harness.rows import read_file
+from harness.rows import checked, read_file
 from harness.splits import in_bucket
 
 HUB_DATASET = "tatsu-lab/alpaca_eval"
@@ -45,6 +45,10 @@ def instruction_split(text: str) -> str:
     AlpacaEval's 805). Train reward models and preference data only on ``"train"`` instructions.
     """
     return "eval" if in_bucket(text.strip(), 2) else "train"
+
+
+def _has_instruction(row: Any) -> bool:
+    return isinstance(row, dict) and isinstance(row.get("instruction"), str) and bool(row["instruction"].strip())
 
 
 def _hub_rows() -> list[Any]:
@@ -103,10 +107,7 @@ class AlpacaTask:
         """Every row of the data, checked to have a string ``instruction``."""
         source = str(self.data) if self.data else HUB_DATASET
         rows = read_file(Path(self.data).expanduser(), "alpaca") if self.data else _hub_rows()
-        for number, row in enumerate(rows, 1):
-            if not (isinstance(row, dict) and isinstance(row.get("instruction"), str) and row["instruction"].strip()):
-                raise harness.HarnessError(f"alpaca data {source} row {number}: needs a non-empty string 'instruction'")
-        return rows
+        return list(checked(rows, "alpaca", source, _has_instruction, "a non-empty string 'instruction'"))
 
     def examples(self, split: str = "test", limit: int | None = None, seed: int = 0) -> Iterator[harness.Example]:
         """The instructions of the split, in file order for seed 0 (a seeded shuffle otherwise), with references."""

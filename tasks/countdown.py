@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import harness
 from harness.errors import choices
 from harness.plugins import int_option
-from harness.rows import read_rows
+from harness.rows import checked, read_rows
 from harness.splits import in_bucket
 
 SPLITS = ("train", "test")
@@ -78,6 +78,11 @@ def random_solution(rng: random.Random, numbers: list[int]) -> tuple[str, Fracti
         rest = [n for k, n in enumerate(nodes) if k not in (i, j)]
         nodes = [*rest, (f"{left} {op} {right}", OPS[op](a, b), p)]
     return nodes[0][0], nodes[0][1]
+
+
+def _valid_row(row: Any) -> bool:
+    numbers, target = (row.get("nums"), row.get("target")) if isinstance(row, dict) else (None, None)
+    return isinstance(numbers, list) and all(type(n) is int and n >= 0 for n in numbers) and type(target) is int
 
 
 def _counts(value: Any) -> tuple[int, int]:
@@ -157,13 +162,9 @@ class CountdownTask:
     def _read(self, data: str, rows: Iterable[Any]) -> Iterator[Problem]:
         """Validated rows with as many numbers as the ``numbers`` option allows."""
         lo, hi = self.numbers
-        for i, row in enumerate(rows, 1):
-            numbers, target = (row.get("nums"), row.get("target")) if isinstance(row, dict) else (None, None)
-            ok = isinstance(numbers, list) and all(type(n) is int and n >= 0 for n in numbers)
-            if not ok or type(target) is not int:
-                raise harness.HarnessError(f"countdown data {data} row {i}: needs int list nums, int target")
-            if lo <= len(numbers) <= hi:
-                yield numbers, target, None
+        for row in checked(rows, "countdown", data, _valid_row, "int list nums, int target"):
+            if lo <= len(row["nums"]) <= hi:
+                yield row["nums"], row["target"], None
 
     def _select(
         self, problems: Iterable[Problem | None], split: str, patience: float = math.inf

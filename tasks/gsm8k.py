@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import harness
 from harness.errors import choices
-from harness.rows import read_file
+from harness.rows import checked, read_file
 
 SPLITS = ("train", "test")
 HUB_DATASET = ("openai/gsm8k", "main")
@@ -99,18 +99,14 @@ def reference_of(answer: str) -> str:
     return answer.rsplit("####", 1)[-1].strip().replace(",", "")
 
 
-def _checked(row: Any, where: str) -> dict[str, str]:
-    if not (
-        isinstance(row, dict)
-        and isinstance(row.get("question"), str)
-        and isinstance(row.get("answer"), str)
-        and "####" in row["answer"]
-        and reference_of(row["answer"])
-    ):
-        raise harness.HarnessError(
-            f"{where}: a GSM8K row needs string fields 'question' and 'answer' ending in '#### <number>'"
-        )
-    return {"question": row["question"], "answer": row["answer"]}
+def _valid(row: Any) -> bool:
+    return (isinstance(row, dict) and isinstance(row.get("question"), str) and isinstance(row.get("answer"), str)
+            and "####" in row["answer"] and bool(reference_of(row["answer"])))
+
+
+def _checked(rows: Iterable[Any], source: str) -> list[dict[str, str]]:
+    needs = "string fields 'question' and 'answer' ending in '#### <number>'"
+    return [{"question": r["question"], "answer": r["answer"]} for r in checked(rows, "GSM8K", source, _valid, needs)]
 
 
 def _hub_rows(split: str) -> list[dict[str, str]]:
@@ -124,7 +120,7 @@ def _hub_rows(split: str) -> list[dict[str, str]]:
             f"cannot load {HUB_DATASET[0]} from the Hugging Face hub ({type(exc).__name__}); pass "
             "data=PATH with a local GSM8K directory (train.jsonl, test.jsonl) or JSONL file"
         ) from None
-    return [_checked(row, f"{HUB_DATASET[0]} {split} row {i}") for i, row in enumerate(rows)]
+    return _checked(rows, f"{HUB_DATASET[0]} ({split})")
 
 
 def load_rows(data: str | None, split: str) -> list[dict[str, str]]:
@@ -135,7 +131,7 @@ def load_rows(data: str | None, split: str) -> list[dict[str, str]]:
         return _hub_rows(split)
     path = Path(data).expanduser()
     path = path / f"{split}.jsonl" if path.is_dir() else path
-    return [_checked(row, f"{path} row {number}") for number, row in enumerate(read_file(path, "GSM8K"), 1)]
+    return _checked(read_file(path, "GSM8K"), str(path))
 
 
 @dataclass(frozen=True)

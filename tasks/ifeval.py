@@ -16,23 +16,27 @@ from typing import Any, ClassVar
 
 import harness
 from harness.errors import choices
-from harness.rows import read_rows
+from harness.rows import checked, read_rows
 
 HUB_ID = "google/IFEval"
 SPLITS = ("test",)  # IFEval is an evaluation set only; the hub calls its one split "train"
 HELP = "pass --task-arg data=PATH to a JSONL of IFEval prompts (e.g. ../shared/data/ifeval/input_data.jsonl)"
 
 
-def _example(data: str, number: int, row: Any) -> harness.Example:
-    """One validated row; ``None`` kwargs (the hub's padding of every checker's arguments) are dropped."""
+NEEDS = "int key, str prompt, a non-empty instruction_id_list and one kwargs dict per instruction"
+
+
+def _valid(row: Any) -> bool:
     ok = isinstance(row, dict) and type(row.get("key")) is int and isinstance(row.get("prompt"), str)
     ids, kwargs = (row.get("instruction_id_list"), row.get("kwargs")) if ok else (None, None)
     ok = ok and isinstance(ids, list) and all(isinstance(i, str) for i in ids) and bool(ids)
-    ok = ok and isinstance(kwargs, list) and len(kwargs) == len(ids) and all(isinstance(k, dict) for k in kwargs)
-    if not ok:
-        raise harness.HarnessError(f"ifeval data {data} row {number}: needs int key, str prompt, a non-empty "
-                                   "instruction_id_list and one kwargs dict per instruction")
-    kwargs = [{k: v for k, v in kw.items() if v is not None} for kw in kwargs]
+    return ok and isinstance(kwargs, list) and len(kwargs) == len(ids) and all(isinstance(k, dict) for k in kwargs)
+
+
+def _example(row: dict[str, Any]) -> harness.Example:
+    """One validated row; ``None`` kwargs (the hub's padding of every checker's arguments) are dropped."""
+    ids = row["instruction_id_list"]
+    kwargs = [{k: v for k, v in kw.items() if v is not None} for kw in row["kwargs"]]
     meta = {"key": row["key"], "instruction_id_list": list(ids), "kwargs": kwargs}
     return harness.Example(prompt=row["prompt"], reference=None, meta=meta, id=f"ifeval-{row['key']}")
 
@@ -63,7 +67,7 @@ class IFEvalTask:
         if split not in SPLITS:
             raise choices("split", split, list(SPLITS))
         data = self.data or HUB_ID
-        examples = [_example(data, i, row) for i, row in enumerate(read_rows(data, "ifeval", HELP), 1)]
+        examples = [_example(row) for row in checked(read_rows(data, "ifeval", HELP), "ifeval", data, _valid, NEEDS)]
         seen: set[str] = set()
         for example in examples:
             if example.id in seen:
