@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import hashlib
 import importlib.util
 import json
 import os
 import re
+import reprlib
 import shutil
 import sqlite3
 import time
@@ -27,8 +29,9 @@ IDENTITY = (*WEIGHTS, "adapter_model.bin", "*.index.json", "config.json", "gener
             "adapter_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
             "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt", "tokenizer.model", "chat_template.jinja",
             "chat_template.json")
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-NAME = re.compile(r"^[A-Za-z0-9][\w.-]*$")
+# \A and \Z, not ^ and $: "$" also matches before a trailing newline, so "sft\n" would pass as a name.
+HUB_ID = re.compile(r"\A[A-Za-z0-9][\w.-]*/[\w.-]+\Z")
+NAME = re.compile(r"\A[A-Za-z0-9][\w.-]*\Z")
 SETTLED_NS = 2_000_000_000  # a file modified this recently may change again within one timestamp tick
 
 
@@ -152,31 +155,94 @@ def list_policies() -> list[tuple[str, dict]]:
     root = policies_dir()
     for manifest in sorted(root.glob("*/policy.json")) if root.is_dir() else []:
         try:
-            data = json.loads(manifest.read_text())
-            if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
-        except (OSError, ValueError) as exc:
-            data = {"error": f"unreadable {manifest}: {describe(exc)}"}
+            data = read_manifest(manifest)
+        except HarnessError as exc:
+            data = {"error": str(exc)}
         found.append((manifest.parent.name, data))
     return found
 
 
+# What the core reads from a manifest, and the types it needs (None or absent: not given).
+MANIFEST_FIELDS: dict[str, tuple[type, ...]] = {"name": (str,), "model": (str,), "base": (str,),
+                                                "adapter": (str,), "reward": (str,)}
+
+
+def read_manifest(manifest: Path) -> dict:
+    """A manifest's JSON object, its fields of the types the core reads; anything else is a one-line error."""
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise HarnessError(f"policy manifest {manifest} is unreadable: {describe(exc)}") from None
+    if not isinstance(data, dict):
+        raise HarnessError(f"policy manifest {manifest} is unreadable: a JSON {type(data).__name__}, not an object")
+    for key, types in MANIFEST_FIELDS.items():
+        value = data.get(key)
+        if value is not None and not isinstance(value, types):
+            raise HarnessError(f"policy manifest {manifest} is unreadable: {key!r} is {reprlib.repr(value)}, not a "
+                               f"string")
+    return data
+
+
 def resolve_policy(spec: str) -> Policy:
     """Resolve a registered name, a local directory, a LoRA adapter or a Hugging Face model id."""
+    if not spec.strip():
+        raise HarnessError(f"the policy {spec!r} is empty; name one ({', '.join([EMBEDDED, *ALIASES])}, a trained "
+                           f"policy's name, a model directory or a hub id)")
     spec = ALIASES.get(spec, spec)
     if spec == EMBEDDED:
         return Policy(EMBEDDED, str(embedded_model()))
     if NAME.match(spec) and (policies_dir() / spec / "policy.json").is_file():
         return _from_manifest(policies_dir() / spec / "policy.json")
-    path = Path(spec).expanduser()
-    if path.exists():
+    path = _expand(spec)
+    try:
+        exists = path.exists()
+    except OSError as exc:
+        raise HarnessError(f"cannot read policy path {spec!r}: {describe(exc)}") from None
+    if exists:
         return _from_directory(path)
     if HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
         return _from_directory(_download(spec), name=spec)
-    named = ", ".join([EMBEDDED, *ALIASES, *(name for name, _ in list_policies())])
+    if spec.startswith((".", "/", "~")) or os.sep in spec:
+        raise HarnessError(f"policy path {spec!r} does not exist; give a model or LoRA adapter directory, a trained "
+                           f"policy's name or a Hugging Face hub id (owner/model)")
+    named = ", ".join([EMBEDDED, *ALIASES, *(name for name, _ in list_policies() if NAME.match(name))])
+    manifest = (f"; a trained policy is named by its manifest {policies_dir() / spec / 'policy.json'} (see `harness "
+                f"train --help`)") if NAME.match(spec) else ""
     raise HarnessError(f"unknown policy {spec!r}; choose a name ({named}), a model directory, "
-                       f"a LoRA adapter directory or a Hugging Face hub id (owner/model); a trained policy is named "
-                       f"by its manifest {policies_dir() / spec / 'policy.json'} (see `harness train --help`)")
+                       f"a LoRA adapter directory or a Hugging Face hub id (owner/model){manifest}")
+
+
+class _Cycle(HarnessError):
+    """Bases that lead back to where they started; reported once, where the cycle closes, not wrapped per level."""
+
+
+# The manifests and adapter folders being resolved, outermost first: a base that leads back into one is a cycle.
+_RESOLVING: contextvars.ContextVar[tuple[tuple[Path, str], ...]] = contextvars.ContextVar("resolving", default=())
+
+
+@contextlib.contextmanager
+def _resolving(thing: Path, label: str, what: str):
+    """Resolve ``thing`` (a manifest or adapter folder) inside the chain of bases; entering one twice is a cycle."""
+    chain = _RESOLVING.get()
+    key = thing.resolve()
+    if any(seen == key for seen, _ in chain):
+        start = next(i for i, (seen, _) in enumerate(chain) if seen == key)
+        names = " -> ".join([*(name for _, name in chain[start:]), label])
+        raise _Cycle(f"{what} {thing} leads back to itself through its base: {names}; point one of them at a "
+                     f"model directory or hub id")
+    token = _RESOLVING.set((*chain, (key, label)))
+    try:
+        yield
+    finally:
+        _RESOLVING.reset(token)
+
+
+def _expand(spec: str) -> Path:
+    """``~`` and ``~user`` expanded where they can be; an unknown user's ``~name`` stays as written."""
+    try:
+        return Path(spec).expanduser()
+    except RuntimeError:
+        return Path(spec)
 
 
 def _weight_files(folder: Path) -> list[Path]:
@@ -185,23 +251,30 @@ def _weight_files(folder: Path) -> list[Path]:
 
 def _from_manifest(manifest: Path) -> Policy:
     """``model`` (full weights, relative to the manifest) or ``base`` plus an optional ``adapter``."""
-    try:
-        data = json.loads(manifest.read_text())
+    data = read_manifest(manifest)
+    name = data.get("name") or manifest.parent.name
+    with _resolving(manifest, manifest.parent.name, "policy manifest"):
         if data.get("model"):
             model = manifest.parent / data["model"]
             if not (model / "config.json").exists():
                 raise HarnessError(f"policy manifest {manifest} names model {model}, which has no config.json")
-            base = Policy(data.get("name", manifest.parent.name), str(model.resolve()))
+            base = Policy(name, str(model.resolve()))
+        elif data.get("base"):
+            try:
+                base = resolve_policy(data["base"])
+            except _Cycle:
+                raise
+            except HarnessError as exc:
+                raise HarnessError(f"policy manifest {manifest} has base {data['base']!r}, which does not resolve: "
+                                   f"{exc}") from None
         else:
-            base = resolve_policy(data["base"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise HarnessError(f"policy manifest {manifest} is unreadable: {describe(exc)}") from None
+            raise HarnessError(f"policy manifest {manifest} names neither a model nor a base")
     adapter = data.get("adapter")
     if adapter:
         adapter = str((manifest.parent / adapter).resolve())
         if not (Path(adapter) / "adapter_config.json").exists():
             raise HarnessError(f"policy manifest {manifest} names adapter {adapter}, which has no adapter_config.json")
-    return Policy(data.get("name", manifest.parent.name), base.model, adapter, data.get("reward"))
+    return Policy(name, base.model, adapter, data.get("reward"))
 
 
 def _from_directory(path: Path, name: str | None = None) -> Policy:
@@ -213,9 +286,12 @@ def _from_directory(path: Path, name: str | None = None) -> Policy:
     if (path / "adapter_config.json").exists():
         try:
             base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise HarnessError(f"adapter {path} has an unreadable adapter_config.json: {exc}") from None
-        return Policy(label, resolve_policy(base).model, str(path.resolve()))
+            if not isinstance(base, str) or not base.strip():
+                raise ValueError(f"base_model_name_or_path is {base!r}, not a model")
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise HarnessError(f"adapter {path} has an unreadable adapter_config.json: {describe(exc)}") from None
+        with _resolving(path, str(path), "adapter"):
+            return Policy(label, resolve_policy(base).model, str(path.resolve()))
     if not (path / "config.json").exists():
         raise HarnessError(f"{path} is not a model directory: it has no config.json")
     if not _weight_files(path):

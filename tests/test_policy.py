@@ -188,3 +188,77 @@ def test_the_fingerprint_is_computed_once_per_policy_not_per_cache_key(tiny_llam
     keys = {policy.fingerprint for _ in range(1600)}  # one per (example, sample) in a 100 x 16 run
     assert len(keys) == 1 and len(looked_up) == len(list(tiny_llama.iterdir()))
     assert policy == Policy(policy.name, policy.model) and hash(policy) == hash(Policy(policy.name, policy.model))
+
+
+@pytest.mark.parametrize("content, says", [
+    ("[]", "a JSON list, not an object"),
+    ("{not json", "JSONDecodeError"),
+    ('{"adapter": 5}', "'adapter' is 5, not a string"),
+    ('{"model": 5}', "'model' is 5, not a string"),
+    ('{"base": ["smollm2"]}', "'base' is ['smollm2'], not a string"),
+    ('{"base": "smollm2", "name": {}}', "'name' is {}, not a string"),
+    ("{}", "names neither a model nor a base"),
+    ('{"base": "no-such-base"}', "has base 'no-such-base', which does not resolve: unknown policy 'no-such-base'"),
+    ("[" * 100_000, "RecursionError"),
+])
+def test_a_malformed_manifest_is_one_line_naming_it(manifests, content, says):
+    path = manifests("odd", content)
+    with pytest.raises(HarnessError) as raised:
+        resolve_policy("odd")
+    message = str(raised.value)
+    assert message.startswith(f"policy manifest {path} ") and says in message and "\n" not in message, message
+    assert "odd" in dict(list_policies())
+
+
+@pytest.mark.parametrize("bases, chain", [
+    ({"self": "self"}, "self -> self"),
+    ({"a": "b", "b": "a"}, "a -> b -> a"),
+    ({"a": "b", "b": "c", "c": "b"}, "b -> c -> b"),
+])
+def test_a_cycle_of_bases_is_named_in_one_line(manifests, bases, chain):
+    for name, base in bases.items():
+        manifests(name, {"name": name, "base": base})
+    with pytest.raises(HarnessError) as raised:
+        resolve_policy(next(iter(bases)))
+    message = str(raised.value)
+    assert f"leads back to itself through its base: {chain};" in message and "\n" not in message, message
+    assert message.startswith(f"policy manifest {policies_dir() / chain.split(' ')[0] / 'policy.json'} ")
+
+
+def test_a_manifest_whose_base_is_its_own_directory_is_a_cycle(manifests):
+    path = manifests("loop", {"base": str(policies_dir() / "loop")})
+    with pytest.raises(HarnessError, match="leads back to itself through its base: loop -> loop"):
+        resolve_policy(str(path.parent))
+
+
+def test_an_adapter_whose_base_is_itself_is_a_cycle(tmp_path):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(adapter)}))
+    with pytest.raises(HarnessError, match=f"adapter {adapter} leads back to itself through its base: {adapter} -> "):
+        resolve_policy(str(adapter))
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": 7}))
+    with pytest.raises(HarnessError, match="unreadable adapter_config.json: ValueError: base_model_name_or_path is 7"):
+        resolve_policy(str(adapter))
+
+
+def test_a_name_is_whole_a_trailing_newline_is_no_name(tiny_llama, manifests):
+    manifests("sft-ok", {"base": str(tiny_llama)})
+    assert resolve_policy("sft-ok").model == str(tiny_llama.resolve())
+    assert policy_module.NAME.match("sft-ok") and not policy_module.NAME.match("sft-ok\n")
+    assert policy_module.HUB_ID.match("owner/model") and not policy_module.HUB_ID.match("owner/model\n")
+    with pytest.raises(HarnessError) as raised:
+        resolve_policy("sft-ok\n")
+    assert str(raised.value).startswith("unknown policy 'sft-ok\\n'") and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("spec, says", [
+    ("", "the policy '' is empty"), ("  ", "the policy '  ' is empty"), ("\t", "the policy '\\t' is empty"),
+    ("/no/such/dir", "policy path '/no/such/dir' does not exist"),
+    ("./nowhere", "policy path './nowhere' does not exist"),
+    ("~no-such-user-here/x", "policy path '~no-such-user-here/x' does not exist"),
+])
+def test_an_empty_or_missing_policy_is_one_line(spec, says):
+    with pytest.raises(HarnessError) as raised:
+        resolve_policy(spec)
+    assert str(raised.value).startswith(says) and "\n" not in str(raised.value), str(raised.value)
