@@ -1,10 +1,12 @@
 """The one row reader every built-in task uses: local JSONL or JSON list, else a dataset; one-line errors."""
 
+import json
 from pathlib import Path
 
 import pytest
 
 from harness import HarnessError
+from harness.plugins import Spec, registry
 from harness.rows import read_file, read_rows
 
 
@@ -60,3 +62,25 @@ def test_a_json_file_may_hold_one_row_and_a_parquet_file_is_read_by_datasets(tmp
 def test_an_unreachable_split_is_named_and_the_data_word_stands_alone_without_a_kind() -> None:
     with pytest.raises(HarnessError, match=r"^cannot load data 'owner/absent' \(split dev\) \(.*\); offline$"):
         read_rows("owner/absent", "", "offline", split="dev")
+
+
+GOOD_AND_BAD = {
+    "countdown": ({"nums": [1, 2], "target": 3}, {"nums": [1, "2"], "target": 3}, "int list nums, int target"),
+    "gsm8k": ({"question": "q", "answer": "so #### 4"}, {"question": "q", "answer": "4"},
+              "string fields 'question' and 'answer' ending in '#### <number>'"),
+    "alpaca": ({"instruction": "Say hi."}, {"instruction": "  "}, "a non-empty string 'instruction'"),
+    "ifeval": ({"key": 1, "prompt": "p", "instruction_id_list": ["a"], "kwargs": [{}]},
+               {"key": 2, "prompt": "p", "instruction_id_list": ["a"], "kwargs": []},
+               "int key, str prompt, a non-empty instruction_id_list and one kwargs dict per instruction"),
+}
+
+
+@pytest.mark.parametrize("task", sorted(GOOD_AND_BAD))
+def test_a_task_names_the_first_bad_row_of_its_data(tmp_path: Path, task: str) -> None:
+    good, bad, needs = GOOD_AND_BAD[task]
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in (good, bad, good)))
+    configured = registry().build(Spec.parse("task", task, {"data": str(data)}))
+    with pytest.raises(HarnessError) as err:
+        list(configured.examples(split="test" if task != "alpaca" else "all"))
+    assert str(err.value) == f"{'GSM8K' if task == 'gsm8k' else task} data {data} row 2: needs {needs}"
