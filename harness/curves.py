@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,34 +32,6 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if n - c < k:
         return 1.0
     return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """An expected accuracy and how it was computed: ``"exact"`` or ``"monte-carlo(<draws>)"``."""
-
-    accuracy: float
-    method: str
-
-
-def expected_selection_accuracy(candidates: Sequence[Candidate], credit: Sequence[float], sampler: Sampler,
-                                size: int, *, cap: int = EXACT_CAP, draws: int = DRAWS,
-                                seed: int | Sequence[int] = 0) -> Estimate:
-    """The sampler's credit (accuracy: 1 or 0) averaged over every size-``size`` subset of one problem's samples.
-
-    Exact (every subset enumerated) when there are at most ``cap`` subsets; otherwise the
-    mean over ``draws`` uniformly random subsets from ``numpy.random.default_rng(seed)``.
-    A subset keeps the samples' original order, so order-dependent ties resolve as in a run.
-    The same seed draws the same subsets for every sampler: curves compare on equal luck.
-    A sampler that fails raises ``SamplerError``.
-    """
-    n = len(candidates)
-    if len(credit) != n:
-        raise ValueError(f"{n} candidates but {len(credit)} credits")
-    if not 1 <= size <= n:
-        raise ValueError(f"subset size must be in [1, {n}], got {size}")
-    subsets, method = _subsets(n, size, cap, draws, seed)
-    return Estimate(_mean_credit(credit, sampler, _views(candidates, subsets)), method)
 
 
 def _subsets(n: int, size: int, cap: int, draws: int, seed: int | Sequence[int]) -> tuple[list[Sequence[int]], str]:

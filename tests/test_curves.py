@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness import Candidate, Completion, HarnessError, Score
-from harness.curves import expected_selection_accuracy, pass_at_k, row_candidates, scaling_curves, subset_sizes
+from harness.curves import pass_at_k, row_candidates, scaling_curves, subset_sizes
 from harness.plot import DPI, SIZE, figure, plot
 from harness.types import ExampleRecord
 from plugins.samplers import BestOfN
@@ -145,7 +145,13 @@ def test_weighted_ignores_unanswered_samples_unless_no_sample_answered():
     assert Weighted().select(candidates([(None, 0.4, -0.1), (None, 0.8, -5.0, 1), (None, 0.8, -6.0, 4)])) == 2
 
 
-# -- expected selection accuracy ---------------------------------------------------------------
+# -- expected selection accuracy of one problem ------------------------------------------------------
+
+
+def expected(samples: list[tuple], correct: list[bool], sampler, size: int, **options) -> tuple[float, str]:
+    """One problem's expected accuracy at ``size`` samples, and how it was computed, through ``scaling_curves``."""
+    curves = scaling_curves([make_row(samples, correct)], {"s": sampler}, ks=[size], **options)
+    return curves["accuracy"]["s"][0], curves["method"][0]
 
 
 @pytest.mark.parametrize("problem", PROBLEMS)
@@ -153,9 +159,9 @@ def test_weighted_ignores_unanswered_samples_unless_no_sample_answered():
 def test_exact_expected_accuracy_matches_brute_force(problem, sampler, pick):
     samples, correct = problem
     for size in range(1, len(samples) + 1):
-        got = expected_selection_accuracy(candidates(samples), correct, sampler, size)
-        assert got.method == "exact"
-        assert got.accuracy == pytest.approx(brute_force(samples, correct, size, pick), abs=1e-12)
+        accuracy, method = expected(samples, correct, sampler, size)
+        assert method == "exact"
+        assert accuracy == pytest.approx(brute_force(samples, correct, size, pick), abs=1e-12)
 
 
 def random_problem(rng: random.Random, n: int) -> tuple[list[tuple], list[bool]]:
@@ -167,21 +173,20 @@ def random_problem(rng: random.Random, n: int) -> tuple[list[tuple], list[bool]]
 @pytest.mark.parametrize(("sampler", "pick"), [(BestOfN(), bon_pick), (Majority(), majority_pick)])
 def test_monte_carlo_estimate_is_close_to_exact_and_seeded(sampler, pick):
     samples, correct = random_problem(random.Random(3), 10)
-    exact = expected_selection_accuracy(candidates(samples), correct, sampler, 4)
-    estimate = expected_selection_accuracy(candidates(samples), correct, sampler, 4, cap=1, draws=3000, seed=7)
-    assert exact.method == "exact" and estimate.method == "monte-carlo(3000)"
-    assert exact.accuracy == pytest.approx(brute_force(samples, correct, 4, pick), abs=1e-12)
-    assert 0.1 < exact.accuracy < 0.9  # a case where the estimate has something to get wrong
-    assert estimate.accuracy == pytest.approx(exact.accuracy, abs=0.04)  # ~5 standard errors
-    again = expected_selection_accuracy(candidates(samples), correct, sampler, 4, cap=1, draws=3000, seed=7)
-    assert again == estimate
+    exact, exact_method = expected(samples, correct, sampler, 4)
+    estimate, method = expected(samples, correct, sampler, 4, cap=1, draws=3000, seed=7)
+    assert exact_method == "exact" and method == "monte-carlo(3000)"
+    assert exact == pytest.approx(brute_force(samples, correct, 4, pick), abs=1e-12)
+    assert 0.1 < exact < 0.9  # a case where the estimate has something to get wrong
+    assert estimate == pytest.approx(exact, abs=0.04)  # ~5 standard errors
+    assert expected(samples, correct, sampler, 4, cap=1, draws=3000, seed=7) == (estimate, method)
 
 
 def test_expected_accuracy_rejects_bad_sizes():
     samples, correct = PROBLEMS[0]
     for size in (0, len(samples) + 1):
-        with pytest.raises(ValueError):
-            expected_selection_accuracy(candidates(samples), correct, Majority(), size)
+        with pytest.raises(HarnessError, match="curve sizes"):
+            expected(samples, correct, Majority(), size)
 
 
 # -- scaling curves over record rows ----------------------------------------------------------
@@ -235,9 +240,8 @@ def test_every_sampler_meets_the_same_seeded_subsets_as_it_would_alone(problems)
     rows = [make_row(s, c) for s, c in problems]
     together = scaling_curves(rows, {"bon": BestOfN(), "majority": Majority()}, cap=3, draws=200, seed=1)
     for name, sampler in [("bon", BestOfN()), ("majority", Majority())]:
-        alone = [sum(expected_selection_accuracy(candidates(s), c, sampler, k, cap=3, draws=200, seed=[1, i]).accuracy
-                     for i, (s, c) in enumerate(problems)) / len(problems) for k in together["n"]]
-        assert together["accuracy"][name] == pytest.approx(alone)
+        alone = scaling_curves(rows, {name: sampler}, cap=3, draws=200, seed=1)
+        assert together["accuracy"][name] == alone["accuracy"][name]
 
 
 class FailsOnFour:
