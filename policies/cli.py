@@ -39,6 +39,7 @@ def policies(
 
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from policies.manifest import trained
 
@@ -55,13 +56,14 @@ def policies(
         table.add_column(column)
     for path, m in found:
         if "error" in m:
-            table.add_row(path.name, "?", "", "", m["error"], "", "", "", "", "", "")
-            continue
-        sources = ", ".join(f"{d.get('source')} {d.get('kept')}/{d.get('skipped')}" for d in m.get("data", []))
-        table.add_row(str(m.get("name", path.name)), str(m.get("method")), str(m.get("base")), str(m.get("recipe")),
-                      sources, str(m.get("steps")), str(m.get("reward") or "–"), _metrics(m.get("metrics") or {}),
-                      f"{m.get('wall_seconds', 0):.0f} s", f"{m['tokens']:,}" if m.get("tokens") else "–",
-                      str(m.get("dtype")))
+            cells = [path.name, "?", "", "", m["error"], "", "", "", "", "", ""]
+        else:
+            sources = ", ".join(f"{d.get('source')} {d.get('kept')}/{d.get('skipped')}" for d in m.get("data") or [])
+            cells = [str(m.get("name", path.name)), str(m.get("method")), str(m.get("base")), str(m.get("recipe")),
+                     sources, str(m.get("steps")), str(m.get("reward") or "–"), _metrics(m.get("metrics") or {}),
+                     f"{m.get('wall_seconds') or 0:.0f} s", f"{m['tokens']:,}" if m.get("tokens") else "–",
+                     str(m.get("dtype"))]
+        table.add_row(*(Text(cell) for cell in cells))  # as written: a manifest's "[x]" is no rich markup
     Console(width=200).print(table)
 
 

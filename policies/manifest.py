@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,10 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 def read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise HarnessError(f"{path} is unreadable: {describe(exc)}") from None
     if not isinstance(data, dict):
-        raise HarnessError(f"{path} is not a JSON object")
+        raise HarnessError(f"{path} is unreadable: a JSON {type(data).__name__}, not an object")
     return data
 
 
@@ -40,12 +41,49 @@ def versions() -> dict[str, str | None]:
 
 
 def trained() -> list[tuple[Path, dict[str, Any]]]:
-    """Every manifest of a trained policy or reward model, by name; an unreadable one says why in its entry."""
+    """Every manifest of a trained policy or reward model, by name; an unreadable one, or one with a field of
+    the wrong type, says why in its entry (``{"error": ...}``)."""
     found = []
     for root in (policies_dir(), reward_models_dir()):
         for path in sorted(root.glob(f"*/{MANIFEST}")) if root.is_dir() else []:
             try:
-                found.append((path.parent, read_json(path)))
+                data = read_json(path)
+                problem = manifest_problem(data)
+                if problem:
+                    raise HarnessError(f"{path} is unreadable: {problem}")
+                found.append((path.parent, data))
             except HarnessError as exc:
                 found.append((path.parent, {"error": str(exc)}))
     return found
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# The fields ``harness policies`` shows, and what each must be when present (None: not recorded).
+SHOWN_FIELDS: dict[str, tuple[str, Any]] = {
+    "name": ("a string", lambda v: isinstance(v, str)),
+    "method": ("a string", lambda v: isinstance(v, str)),
+    "base": ("a string", lambda v: isinstance(v, str)),
+    "recipe": ("a string", lambda v: isinstance(v, str)),
+    "model": ("a string", lambda v: isinstance(v, str)),
+    "adapter": ("a string", lambda v: isinstance(v, str)),
+    "reward": ("a string", lambda v: isinstance(v, str)),
+    "dtype": ("a string", lambda v: isinstance(v, str)),
+    "data": ("a list of {source, kept, skipped} mappings", lambda v: isinstance(v, list)
+             and all(isinstance(d, dict) for d in v)),
+    "steps": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "tokens": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "wall_seconds": ("a number", _number),
+    "metrics": ("a mapping of names to numbers", lambda v: isinstance(v, dict) and all(_number(x) for x in v.values())),
+}
+
+
+def manifest_problem(data: dict[str, Any]) -> str | None:
+    """Why a manifest cannot be shown (the first field of the wrong type), or None."""
+    for key, (kind, fits) in SHOWN_FIELDS.items():
+        value = data.get(key)
+        if value is not None and not fits(value):
+            return f"{key!r} is {reprlib.repr(value)}, not {kind}"
+    return None

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -475,6 +476,51 @@ def test_output_directory_holding_something_else_is_one_line(tmp_path, tiny_llam
     code, out = cli("train", "sft", "--base", str(tiny_llama), "--output", str(tmp_path), "steps=1", COUNTDOWN)
     assert code == 2 and f"output directory {tmp_path} holds something else" in out
     assert len(out.strip().splitlines()) == 1 and (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("data", "countdown", "'data' is 'countdown', not a list"),
+    ("data", ["countdown"], "'data' is ['countdown'], not a list"),
+    ("steps", "ten", "'steps' is 'ten', not an integer"),
+    ("metrics", {"loss": "low"}, "'metrics' is {'loss': 'low'}, not a mapping of names to numbers"),
+    ("tokens", "many", "'tokens' is 'many', not an integer"),
+    ("wall_seconds", [1], "'wall_seconds' is [1], not a number"),
+    ("base", 5, "'base' is 5, not a string"),
+    (None, [], "a JSON list, not an object"),
+])
+def test_policies_shows_a_manifest_of_the_wrong_shape_as_an_unreadable_row(field, value, says):
+    good = {"name": "t-shown", "method": "sft", "base": "smollm2", "recipe": "quick", "steps": 2, "tokens": 10,
+            "data": [{"source": "task", "kept": 3, "skipped": 0}], "metrics": {"loss": 1.5}, "wall_seconds": 3.0}
+    folders = [policies_dir() / "t-shown", policies_dir() / "t-odd"]
+    try:
+        for folder, content in zip(folders, (good, value if field is None else {**good, field: value}), strict=True):
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "policy.json").write_text(json.dumps(content))
+        before = {f: f.read_bytes() for f in folders for f in f.iterdir()}
+        listed = CliRunner().invoke(_app(), ["policies", "--json"])
+        assert listed.exit_code == 0 and "Traceback" not in listed.output, listed.output
+        entries = {Path(k).name: v for k, v in json.loads(listed.stdout).items()}
+        assert entries["t-shown"] == good
+        assert set(entries["t-odd"]) == {"error"}
+        assert entries["t-odd"]["error"].startswith(f"{folders[1] / 'policy.json'} is unreadable: {says}")
+        table = CliRunner().invoke(_app(), ["policies"], terminal_width=200)
+        assert table.exit_code == 0 and "Traceback" not in table.output and table.exception is None, table.output
+        assert "t-shown" in table.output and "t-odd" in table.output and "unreadable" in table.output
+        assert {f: f.read_bytes() for f in folders for f in f.iterdir()} == before
+    finally:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_policies_shows_a_manifest_as_written_not_as_markup():
+    folder = policies_dir() / "t-markup"
+    try:
+        folder.mkdir(parents=True)
+        (folder / "policy.json").write_text(json.dumps({"name": "[/bold]x[red]", "method": "sft", "base": "[/]"}))
+        table = CliRunner().invoke(_app(), ["policies"], terminal_width=200)
+        assert table.exit_code == 0 and table.exception is None and "[/bold]x[red]" in table.output, table.output
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.training
