@@ -36,9 +36,10 @@ from harness.metrics import bootstrap_ci, mean  # noqa: E402
 from harness.pipeline import RunConfig, execute  # noqa: E402
 from harness.policy import resolve_policy  # noqa: E402
 from harness.record import read_record  # noqa: E402
+from harness.rows import shared_data  # noqa: E402
 from plugins.math_verifier import SympyVerifier  # noqa: E402
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
+DEFAULT_DATA = shared_data() / "gsm8k"
 TASK = "gsm8k_cot_local"
 STOP = "Q:"  # the stop sequence of lm-eval's gsm8k_cot that the harness lacks
 # (lm-eval filter, harness metric): the pairs that apply the same rule

@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import harness  # noqa: E402
+from harness.rows import shared_data  # noqa: E402
 from harness.types import Verifier  # noqa: E402
 from plugins.winrate import TOLERANCE, length_controlled, outcome  # noqa: E402
 from tasks.alpaca import instruction_split  # noqa: E402
@@ -87,7 +88,7 @@ def _judge(judge: Verifier, texts: list[tuple[str, str]]) -> dict[tuple[str, str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("judge", help="a reference-free verifier spec, e.g. rm:PATH_OR_HUB_ID")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "alpaca_eval")
+    parser.add_argument("--data", type=Path, default=shared_data() / "alpaca_eval")
     parser.add_argument("--split", default="eval", choices=["eval", "train", "all"])
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--limit", type=int, help="only the first N instructions of the half (a quick check)")

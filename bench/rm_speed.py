@@ -27,9 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness.rows import shared_data  # noqa: E402
 from plugins.reward_model import RewardModel  # noqa: E402
 
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "alpaca_eval" / "eval.jsonl"
+DEFAULT_DATA = shared_data() / "alpaca_eval" / "eval.jsonl"
 SHAPES = {"minilm": {}, "large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
                                   "intermediate_size": 4096}}
 

@@ -22,10 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import harness  # noqa: E402
+from harness.rows import shared_data  # noqa: E402
 from plugins.countdown import CountdownVerifier  # noqa: E402
 from plugins.math_verifier import SympyVerifier  # noqa: E402
 
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "gsm8k" / "test.jsonl"
+DEFAULT_DATA = shared_data() / "gsm8k" / "test.jsonl"
 MIN_SECONDS = 1.0  # repeat each workload at least this long
 OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
 

@@ -9,11 +9,20 @@ line that is not JSON then yields that value instead of stopping the read.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, describe
+
+
+def shared_data() -> Path:
+    """Where the offline copies of public data sets live: ``$HARNESS_DATA``, else ``shared/data`` beside the
+    repository (the project's checkout layout); tests, benches and training sources read them from here."""
+    default = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return Path(os.environ.get("HARNESS_DATA", default)).expanduser()
+
 
 DATASET_FILES = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}  # files that datasets reads
 _RAISE = object()

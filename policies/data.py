@@ -10,7 +10,6 @@ instruction is never trained on, and what that excluded is counted too.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 from collections.abc import Callable, Iterable
@@ -22,17 +21,12 @@ import harness
 import harness.rows
 from harness.errors import HarnessError, choices
 from harness.plugins import Spec, registry
+from harness.rows import shared_data
 
 KINDS = ("sft", "pref", "prompt")
 KIND_OF_METHOD = {"sft": "sft", "dpo": "pref", "rm": "pref", "rloo": "prompt"}
 CALC = re.compile(r"<<[^<>]*>>")
 HH_TURN = re.compile(r"\n\n(Human|Assistant):")
-
-
-def data_root() -> Path:
-    """Where offline data lives: ``$HARNESS_DATA``, else ``shared/data`` beside the repository."""
-    default = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return Path(os.environ.get("HARNESS_DATA", default)).expanduser()
 
 
 Messages = list[dict[str, str]]
@@ -121,7 +115,7 @@ class Source:
 
 def resolve_path(path: str) -> Path | None:
     """A local file or folder: as given, else under the data root; None when it names neither (a hub id)."""
-    for candidate in (Path(path).expanduser(), data_root() / path):
+    for candidate in (Path(path).expanduser(), shared_data() / path):
         if candidate.exists():
             return candidate
     return None

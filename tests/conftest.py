@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 import tiny
 
+from harness.rows import shared_data
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+SHARED_DATA = shared_data()
 HARNESS = [sys.executable, "-m", "harness.cli"]
 
 

@@ -14,6 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,8 +25,8 @@ from tasks.gsm8k import Gsm8kTask
 from tasks.gsm8k_synth import Gsm8kSynthTask, generate
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"GSM8K data not found at {DATA}")
+DATA = SHARED_DATA / "gsm8k"
+needs_data = pytest.mark.usefixtures("shared_data")  # fails, never skips, when the real data is missing
 ANNOTATION = re.compile(r"<<([^=<>]*)=([^<>]*)>>")
 
 

@@ -23,7 +23,6 @@ import harness
 from plugins.math_verifier import RULES, Extracted, SympyVerifier, extract_answer, register_verifiers
 
 ROOT = Path(__file__).resolve().parents[1]
-GSM8K_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "test.jsonl"
 TIMEOUT = 1.0
 
 
@@ -170,15 +169,10 @@ def test_a_marker_outranks_a_correct_last_number(verifier: SympyVerifier) -> Non
     assert (score.value, score.answer, score.metrics) == (0.0, "17", {"strict": 0.0, "lenient": 0.0})
 
 
-def gsm8k_golds() -> list[str]:
-    if not GSM8K_TEST.exists():
-        pytest.skip(f"{GSM8K_TEST} not present")
-    with GSM8K_TEST.open() as f:
-        return [json.loads(line)["answer"].split("####")[-1].strip() for line in f]
-
-
-def test_every_gsm8k_test_gold_verifies_against_itself_and_not_gold_plus_one(verifier: SympyVerifier) -> None:
-    golds = gsm8k_golds()
+def test_every_gsm8k_test_gold_verifies_against_itself_and_not_gold_plus_one(verifier: SympyVerifier,
+                                                                            shared_data: Path) -> None:
+    with (shared_data / "gsm8k" / "test.jsonl").open() as f:
+        golds = [json.loads(line)["answer"].split("####")[-1].strip() for line in f]
     assert len(golds) == 1319
     for gold in golds:
         wrong = str(int(gold.replace(",", "")) + 1)
