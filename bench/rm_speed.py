@@ -87,7 +87,7 @@ def main() -> None:
         start = time.perf_counter()
         single = [rm.score_texts([pair])[0] for pair in pairs]
         single_s = time.perf_counter() - start
-        model = rm._load()
+        model = rm.load()
         body = sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
 
     cuda = torch.cuda.is_available()

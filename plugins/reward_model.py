@@ -228,7 +228,7 @@ class RewardModel:
 
     # -- scoring ----------------------------------------------------------------------
 
-    def _load(self) -> Any:
+    def load(self) -> Any:
         """The model, loaded once on first use: GPU in bf16 where supported, CPU in float32."""
         with self._lock:
             if self._model is None:
@@ -275,7 +275,7 @@ class RewardModel:
         if not pairs:
             return []
         encoded = self._encode_all(pairs)
-        model = self._load()
+        model = self.load()
         rewards = [0.0] * len(pairs)
         with torch.inference_mode():
             for batch in self._batches([len(e["input_ids"]) for e in encoded]):
