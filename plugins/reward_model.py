@@ -37,8 +37,8 @@ from harness.policy import HUB_ID, reward_models_dir
 CONFIG_FILES = ["*.json", "*.txt", "*.model", "*.jinja", "tokenizer*", "spm*", "*.tiktoken"]
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 OPTIONS = ("index", "batch_size", "max_batch_tokens", "max_length")
-# Padded tokens per forward pass. On a 2-core CPU (bench/rm_speed.py, 128 AlpacaEval pairs of ~440 tokens):
-# 2048 scored 1.09x one pair at a time, 16384 0.86x; on an H100, 16384 scored 28x.
+# Padded tokens per forward pass: large batches pay on a GPU; on a CPU they lose to small ones
+# (bench/rm_speed.py; docs/performance.md).
 GPU_BATCH_TOKENS, CPU_BATCH_TOKENS = 16384, 2048
 UNBOUNDED = 1_000_000  # tokenizers without a maximum say ~1e30; anything above this means "not set"
 
