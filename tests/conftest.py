@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,13 +64,31 @@ def shared_data() -> Path:
 
 
 HEAVY = ("vllm", "training", "slow")
+SLOW_FIXTURES = ("smollm2", "third_party")  # converting the embedded model, installing a distribution
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test outside the heavy tiers is ``fast``."""
+    """A test that uses a slow fixture is ``slow``; every test outside the heavy tiers is ``fast``."""
     for item in items:
         if not any(item.get_closest_marker(name) for name in HEAVY):
-            item.add_marker(pytest.mark.fast)
+            slow = any(name in getattr(item, "fixturenames", ()) for name in SLOW_FIXTURES)
+            item.add_marker(pytest.mark.slow if slow else pytest.mark.fast)
+
+
+@pytest.fixture(scope="module")
+def third_party() -> Iterator[None]:
+    """The plugin distribution in tests/fixtures/harness-shortest (verifier ``shortest``, a command, plugins that
+    break on purpose), pip-installed into this environment for one module, then removed."""
+    from harness.plugins import registry
+
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+           str(ROOT / "tests" / "fixtures" / "harness-shortest")]
+    subprocess.run(pip, check=True, capture_output=True)
+    registry.cache_clear()
+    yield
+    subprocess.run([sys.executable, "-m", "pip", "uninstall", "-q", "-y", "harness-shortest"], check=True,
+                   capture_output=True)
+    registry.cache_clear()
 
 
 def harness_cli(*args: str, cwd: Path | None = None, check: bool = False, timeout: int = 600,

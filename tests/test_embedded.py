@@ -6,9 +6,11 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 
+@pytest.mark.slow
 def test_first_use_converts_with_one_console(tmp_path):
     convert = "from harness.policy import embedded_model; print(embedded_model())"
     env = {**os.environ, "HARNESS_HOME": str(tmp_path)}

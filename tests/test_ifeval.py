@@ -260,7 +260,7 @@ def test_missing_punkt_is_a_one_line_error_without_download(tmp_path):
 
 # -- end to end -------------------------------------------------------------------------------------
 
-vllm = pytest.mark.skipif(os.environ.get("HARNESS_SKIP_VLLM") == "1", reason="HARNESS_SKIP_VLLM=1")
+vllm = pytest.mark.vllm
 
 
 @vllm

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from conftest import harness_cli
 
 from harness.curves import pass_at_k
 
-pytestmark = pytest.mark.skipif(os.environ.get("HARNESS_SKIP_VLLM") == "1", reason="HARNESS_SKIP_VLLM=1")
+pytestmark = pytest.mark.vllm
 
 
 def test_gsm8k_majority_vote_through_vllm(tmp_path, shared_data, smollm2):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,18 +17,6 @@ from harness.types import data_members
 from plugins.countdown import CountdownVerifier
 from plugins.reward_model import RewardModelFactory
 from plugins.winrate import WinRateFactory
-
-FIXTURE = ROOT / "tests" / "fixtures" / "harness-shortest"
-
-
-@pytest.fixture(scope="module")
-def third_party():
-    """Install the fixture distribution into this environment for the module, then remove it."""
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(FIXTURE)]
-    subprocess.run(pip, check=True, capture_output=True)
-    yield
-    subprocess.run([sys.executable, "-m", "pip", "uninstall", "-q", "-y", "harness-shortest"], check=True,
-                   capture_output=True)
 
 
 def test_builtins_come_from_the_entry_point_group():

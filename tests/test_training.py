@@ -159,21 +159,6 @@ def test_verifier_reward_is_harness_verify():
     assert reward([[]] * 3, completions, example=[0, 0, 0]) == [1.0, 0.1, 0.0]
 
 
-@pytest.fixture(scope="module")
-def third_party():
-    """The tests/ plugin distribution (verifier ``shortest``), installed for this module."""
-    fixture = ROOT / "tests" / "fixtures" / "harness-shortest"
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(fixture)]
-    subprocess.run(pip, check=True, capture_output=True)
-    from harness.plugins import registry
-
-    registry.cache_clear()
-    yield
-    subprocess.run([sys.executable, "-m", "pip", "uninstall", "-q", "-y", "harness-shortest"], check=True,
-                   capture_output=True)
-    registry.cache_clear()
-
-
 VLLM_ROLLOUT = pytest.param("engine", marks=[pytest.mark.vllm, pytest.mark.skipif(
     os.environ.get("HARNESS_SKIP_VLLM") == "1", reason="HARNESS_SKIP_VLLM=1")])
 

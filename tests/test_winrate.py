@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
 from pathlib import Path
 
@@ -301,7 +300,7 @@ def test_a_json_list_file_reads_like_jsonl(tmp_path, eval_jsonl):
 # -- end to end ------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(os.environ.get("HARNESS_SKIP_VLLM") == "1", reason="HARNESS_SKIP_VLLM=1")
+@pytest.mark.vllm
 def test_win_rate_run_of_the_bundled_model_against_the_data_reference(tmp_path, eval_jsonl, smollm2):
     judge = _bert_rm(tmp_path / "judge")
     out = tmp_path / "runs"
