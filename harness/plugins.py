@@ -9,10 +9,12 @@ it builds against the full contract when built.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.metadata
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 
@@ -77,6 +79,27 @@ def parse_options(flag: str, pairs: list[str] | None) -> dict[str, str]:
             raise HarnessError(f"{flag} takes KEY=VALUE, got {pair!r}")
         out[key] = value
     return out
+
+
+T = TypeVar("T")
+
+
+def with_options(component: T, name: str, options: dict[str, Any],
+                 parse: Callable[[str, Any], Any] | None = None) -> T:
+    """A copy of a dataclass component with ``options`` applied, each value through ``parse(key, value)``: the
+    ``configure`` of a task or verifier whose options are its fields. An unknown key is a one-line error."""
+    fields = [f.name for f in dataclasses.fields(component)]
+    changes = {}
+    for key, value in options.items():
+        if key not in fields:
+            raise choices(f"{name} option", key, fields)
+        changes[key] = parse(key, value) if parse else value
+    return dataclasses.replace(component, **changes)
+
+
+def as_text(key: str, value: Any) -> str | None:
+    """An option kept as text (a path, a name), for ``with_options``."""
+    return None if value is None else str(value)
 
 
 def int_option(component: str, key: str, value: Any, low: int | None = None) -> int:

@@ -19,7 +19,6 @@ grader is ``winrate``, which needs a judge: ``--grader winrate:rm:PATH_OR_HUB_ID
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import random
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from typing import Any, ClassVar
 
 import harness
 from harness.errors import choices
+from harness.plugins import as_text, with_options
 from harness.rows import checked, read_file
 from harness.splits import in_bucket
 
@@ -84,11 +84,7 @@ class AlpacaTask:
 
     def configure(self, **options: Any) -> AlpacaTask:
         """A copy with ``options`` applied; a missing file or unreadable reference run fails here, before any model."""
-        fields = [f.name for f in dataclasses.fields(self)]
-        for key in options:
-            if key not in fields:
-                raise choices("alpaca option", key, fields)
-        task = dataclasses.replace(self, **{k: None if v is None else str(v) for k, v in options.items()})
+        task = with_options(self, "alpaca", options, as_text)
         if task.split is not None and task.split not in SPLITS:
             raise choices("alpaca split", task.split, list(SPLITS))
         if task.data is not None and not Path(task.data).expanduser().is_file():

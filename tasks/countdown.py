@@ -9,7 +9,6 @@ whatever the source, seed or limit.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import operator
@@ -21,7 +20,7 @@ from typing import Any, ClassVar
 
 import harness
 from harness.errors import choices
-from harness.plugins import int_option
+from harness.plugins import as_text, int_option, with_options
 from harness.rows import checked, read_rows
 from harness.splits import in_bucket
 
@@ -80,6 +79,12 @@ def random_solution(rng: random.Random, numbers: list[int]) -> tuple[str, Fracti
     return nodes[0][0], nodes[0][1]
 
 
+def _option(key: str, value: Any) -> Any:
+    if key == "numbers":
+        return _counts(value)
+    return as_text(key, value) if key == "data" else int_option("countdown", key, value)
+
+
 def _valid_row(row: Any) -> bool:
     numbers, target = (row.get("nums"), row.get("target")) if isinstance(row, dict) else (None, None)
     return isinstance(numbers, list) and all(type(n) is int and n >= 0 for n in numbers) and type(target) is int
@@ -111,18 +116,7 @@ class CountdownTask:
 
     def configure(self, **options: Any) -> CountdownTask:
         """A copy with ``options`` applied; values may be strings, as the CLI passes them."""
-        fields = [f.name for f in dataclasses.fields(self)]
-        changes: dict[str, Any] = {}
-        for key, value in options.items():
-            if key not in fields:
-                raise choices("countdown option", key, fields)
-            if key == "numbers":
-                changes[key] = _counts(value)
-            elif key == "data":
-                changes[key] = None if value is None else str(value)
-            else:
-                changes[key] = int_option("countdown", key, value)
-        task = dataclasses.replace(self, **changes)
+        task = with_options(self, "countdown", options, _option)
         if not 1 <= task.min_number <= task.max_number:
             raise harness.HarnessError("countdown needs 1 <= min_number <= max_number")
         if task.min_target > task.max_target:

@@ -10,7 +10,6 @@ thought of Wei et al. (2022) for base models, worded exactly as lm-evaluation-ha
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any, ClassVar
 
 import harness
 from harness.errors import choices
+from harness.plugins import as_text, with_options
 from harness.rows import checked, read_file
 
 SPLITS = ("train", "test")
@@ -134,6 +134,12 @@ def load_rows(data: str | None, split: str) -> list[dict[str, str]]:
     return _checked(read_file(path, "GSM8K"), str(path))
 
 
+def _option(key: str, value: Any) -> Any:
+    if key == "prompt" and value not in PROMPTS:
+        raise choices("gsm8k prompt", str(value), list(PROMPTS))
+    return value if key == "prompt" else as_text(key, value)
+
+
 @dataclass(frozen=True)
 class Gsm8kTask:
     """GSM8K graded by the ``sympy`` verifier against the ``####`` number."""
@@ -151,15 +157,7 @@ class Gsm8kTask:
 
     def configure(self, **options: Any) -> Gsm8kTask:
         """A copy with ``options`` applied (``data``: a local path; ``prompt``: chat or 8shot)."""
-        fields = [f.name for f in dataclasses.fields(self)]
-        for key in options:
-            if key not in fields:
-                raise choices("gsm8k option", key, fields)
-        if "prompt" in options and options["prompt"] not in PROMPTS:
-            raise choices("gsm8k prompt", str(options["prompt"]), list(PROMPTS))
-        if options.get("data") is not None:
-            options["data"] = str(options["data"])
-        return dataclasses.replace(self, **options)
+        return with_options(self, "gsm8k", options, _option)
 
     def examples(
         self, split: str = "test", limit: int | None = None, seed: int = 0

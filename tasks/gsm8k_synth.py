@@ -11,7 +11,6 @@ GSM8K-layout rows, for training-data augmentation.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import random
@@ -22,7 +21,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import harness
 from harness.errors import choices
-from harness.plugins import int_option
+from harness.plugins import int_option, with_options
 from harness.splits import in_bucket
 from tasks.gsm8k import PROMPTS
 
@@ -439,6 +438,16 @@ def problems(seed: int, steps: tuple[int, int], scale: int, split: str) -> Itera
         yield Problem(question, solution, work.answer, len(work.lines), name)
 
 
+def _option(key: str, value: Any) -> Any:
+    if key == "steps":
+        return steps_range(value)
+    if key == "prompt":
+        if value not in PROMPTS:
+            raise choices("gsm8k-synth prompt", str(value), list(PROMPTS))
+        return value
+    return int_option("gsm8k-synth", key, value, 1)
+
+
 def generate(
     n: int, seed: int = 0, steps: Any = (2, 6), scale: int = 1, split: str = "train"
 ) -> list[dict[str, str]]:
@@ -461,20 +470,7 @@ class Gsm8kSynthTask:
 
     def configure(self, **options: Any) -> Gsm8kSynthTask:
         """A copy with ``options`` applied; values may be strings, as the CLI passes them."""
-        fields = [f.name for f in dataclasses.fields(self)]
-        changes: dict[str, Any] = {}
-        for key, value in options.items():
-            if key not in fields:
-                raise choices("gsm8k-synth option", key, fields)
-            if key == "steps":
-                changes[key] = steps_range(value)
-            elif key == "prompt":
-                if value not in PROMPTS:
-                    raise choices("gsm8k-synth prompt", str(value), list(PROMPTS))
-                changes[key] = value
-            else:
-                changes[key] = int_option("gsm8k-synth", key, value, 1)
-        return dataclasses.replace(self, **changes)
+        return with_options(self, "gsm8k-synth", options, _option)
 
     def examples(
         self, split: str = "test", limit: int | None = None, seed: int = 0

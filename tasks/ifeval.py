@@ -7,7 +7,6 @@ the ``ifeval`` verifier checks the constraints that each example carries in ``me
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any, ClassVar
 
 import harness
 from harness.errors import choices
+from harness.plugins import as_text, with_options
 from harness.rows import checked, read_rows
 
 HUB_ID = "google/IFEval"
@@ -52,11 +52,7 @@ class IFEvalTask:
 
     def configure(self, **options: Any) -> IFEvalTask:
         """A copy with ``options`` applied; a missing local file is reported now, before any model loads."""
-        fields = [f.name for f in dataclasses.fields(self)]
-        for key in options:
-            if key not in fields:
-                raise choices("ifeval option", key, fields)
-        task = dataclasses.replace(self, **{k: None if v is None else str(v) for k, v in options.items()})
+        task = with_options(self, "ifeval", options, as_text)
         path = Path(task.data).expanduser() if task.data is not None else None
         if path is not None and path.suffix in (".jsonl", ".json") and not path.is_file():
             raise harness.HarnessError(f"ifeval data {task.data} is not a file; {HELP}")
