@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from harness.errors import HarnessError
 from policies import common
 from policies.common import Method, Result, Run
 from policies.config import TrainConfig, at_least_one, setting
@@ -24,6 +25,8 @@ class DPOTrainConfig(TrainConfig):
     def check(self) -> None:
         super().check()
         at_least_one(self, "batch_size", "max_length")
+        if self.beta <= 0:
+            raise HarnessError(f"setting beta={self.beta} must be positive")
 
 
 def dpo_row(pair: Pair) -> dict[str, Any]:

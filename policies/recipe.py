@@ -18,7 +18,7 @@ import yaml
 from harness.errors import HarnessError, choices, describe
 from policies import dpo, rloo, rm, sft
 from policies.common import Method
-from policies.config import TrainConfig
+from policies.config import TrainConfig, show
 
 METHODS: dict[str, Method] = {"sft": sft.METHOD, "dpo": dpo.METHOD, "rm": rm.METHOD, "rloo": rloo.METHOD}
 
@@ -64,9 +64,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key.isidentifier():
-        raise HarnessError(f"override {text!r} is not KEY=VALUE")
+        raise HarnessError(f"override {show(text)} is not KEY=VALUE")
     try:
         return key, yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:  # ValueError: an integer past Python's digit limit
         reason = describe(exc)
-        raise HarnessError(f"override {text!r}: the value does not parse ({reason})") from None
+        raise HarnessError(f"override {show(text)}: the value does not parse ({reason})") from None

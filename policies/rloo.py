@@ -8,6 +8,7 @@ or, on a CPU, through the harness's vLLM engine serving the current weights (``p
 from __future__ import annotations
 
 import importlib.util
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,7 +16,7 @@ from typing import Any, ClassVar
 from harness.errors import HarnessError, choices
 from policies import common
 from policies.common import Hardware, Method, Result, Run
-from policies.config import TrainConfig, at_least_one, setting
+from policies.config import TrainConfig, at_least_one, not_blank, setting, show
 from policies.data import example_messages
 from policies.rewards import VerifierReward
 
@@ -43,16 +44,33 @@ class RLOOTrainConfig(TrainConfig):
         if self.rollout not in ROLLOUTS:
             raise choices("rollout", self.rollout, list(ROLLOUTS))
         super().check()
+        not_blank(self, "reward")
         at_least_one(self, "prompts_per_step", "max_completion_length")
         if self.k < 2:
-            raise HarnessError(f"setting k={self.k}: RLOO needs at least 2 samples per prompt for its baseline")
+            raise HarnessError(f"setting k={show(self.k)}: RLOO needs at least 2 samples per prompt for its baseline")
         if not self.reward:
             raise HarnessError("rloo needs a reward: --reward VERIFIER (e.g. countdown, sympy, rm:PATH)")
         if (self.prompts_per_step * self.k) % self.grad_accum:
-            raise HarnessError(f"prompts_per_step x k = {self.prompts_per_step * self.k} samples per step must "
-                               f"divide into grad_accum={self.grad_accum} equal micro-batches")
-        if self.temperature <= 0:
-            raise HarnessError(f"setting temperature={self.temperature} must be positive for RLOO sampling")
+            raise HarnessError(f"prompts_per_step x k = {show(self.prompts_per_step * self.k)} samples per step must "
+                               f"divide into grad_accum={show(self.grad_accum)} equal micro-batches")
+        problem = sampling_problem(self.temperature, self.top_p, self.max_completion_length)
+        if problem:
+            raise HarnessError(f"setting {problem}")
+        if self.beta < 0:
+            raise HarnessError(f"setting beta={self.beta} must be at least 0 (0: no KL term)")
+
+
+def sampling_problem(temperature: float, top_p: float, max_tokens: int, greedy: bool = False) -> str | None:
+    """What is wrong with rollout sampling settings (``temperature=... must ...``), or None: one rule for the
+    recipe check and for the rollouts themselves (``policies/rollout.py``). RLOO samples (temperature > 0); a
+    rollout engine asked directly may also decode greedily (``greedy``: temperature 0 allowed)."""
+    if not (math.isfinite(temperature) and (temperature > 0 or greedy and temperature == 0)):
+        return f"temperature={temperature} must be a positive number for RLOO sampling"
+    if not 0 < top_p <= 1:
+        return f"top_p={top_p} must lie in (0, 1]"
+    if max_tokens < 1:
+        return f"max_completion_length={max_tokens} must be at least 1"
+    return None
 
 
 def absolute_spec(spec: str) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 from harness.engines import EngineOptions, Renderer, Request, Sampling, VLLMEngine, load_engine
 from harness.errors import HarnessError
 from harness.policy import Policy
+from policies.rloo import sampling_problem
 
 KV_CACHE_GIB = 2.0  # plenty for one step's rollouts (tens of sequences, a few hundred tokens); training needs the rest
 
@@ -76,6 +77,11 @@ class EngineRollout:
 
     def generate(self, prompt_ids: list[list[int]], sampling: Sampling) -> list[list[int]]:
         """Completion ids for each prompt row; TRL repeats a prompt k times in a row, sent as one request of n=k."""
+        problem = sampling_problem(sampling.temperature, sampling.top_p, sampling.max_tokens, greedy=True)
+        if problem:
+            raise HarnessError(f"RLOO rollouts: {problem}")
+        if self.engine is None:
+            raise HarnessError("RLOO rollouts: sync(model, step) loads the engine before the first generate")
         groups: list[tuple[list[int], int]] = []
         for ids in prompt_ids:
             if groups and groups[-1][0] == list(ids):
@@ -137,9 +143,12 @@ def engine_trainer_class():
         def _generate_single_turn(self, prompt_ids, images, multimodal_fields):
             if not self.model.training:
                 return super()._generate_single_turn(prompt_ids, images, multimodal_fields)
-            self.rollout.sync(self.accelerator.unwrap_model(self.model), self.state.global_step)
+            problem = sampling_problem(self.temperature, self.top_p, self.max_completion_length)
+            if problem:  # before the engine starts or loads weights
+                raise HarnessError(f"RLOO rollouts: {problem}")
             sampling = Sampling(temperature=self.temperature, top_p=self.top_p,
                                 max_tokens=self.max_completion_length, seed=self.args.seed + self.state.global_step)
+            self.rollout.sync(self.accelerator.unwrap_model(self.model), self.state.global_step)
             return self.rollout.generate(prompt_ids, sampling)
 
     return EngineRLOOTrainer

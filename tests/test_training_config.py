@@ -51,9 +51,9 @@ def test_recipe_values_are_checked_against_the_real_field_types():
     hints = typing.get_type_hints(RLOOTrainConfig)
     assert hints["steps"] is int and hints["learning_rate"] is float and hints["reward"] == str | None
     config = recipe.load("quick", "rloo", reward="countdown", overrides=[
-        "learning_rate=1", "lr_scheduler=5", "gradient_checkpointing=true", "data={source: countdown-data}"])
+        "learning_rate=1", "lora_targets=5", "gradient_checkpointing=true", "data={source: countdown-data}"])
     assert config.learning_rate == 1.0 and type(config.learning_rate) is float
-    assert config.lr_scheduler == "5" and config.gradient_checkpointing is True
+    assert config.lora_targets == "5" and config.gradient_checkpointing is True
     assert config.data == [{"source": "countdown-data"}]
     for override, message in (("steps=2.5", "setting steps=2.5 must be an integer"),
                               ("beta=high", "setting beta='high' must be a number"),
@@ -98,3 +98,82 @@ def test_trl_is_pinned_to_the_tested_range_and_the_installed_one_is_in_it():
     (trl,) = [Requirement(r) for r in extras["train"] if Requirement(r).name == "trl"]
     assert trl.specifier.contains(importlib.metadata.version("trl"))
     assert not trl.specifier.contains("1.0.0") and any(s.operator == "<" for s in trl.specifier)
+
+
+def _fields_of(config: type[TrainConfig], kind: type) -> list[str]:
+    hints = typing.get_type_hints(config)
+    return [f.name for f in dataclasses.fields(config) if hints[f.name] in (kind, kind | None) and f.name != "recipe"]
+
+
+def _refused(method: str, *overrides: str) -> str:
+    reward = "countdown" if method == "rloo" else None
+    with pytest.raises(HarnessError) as raised:
+        recipe.load("quick", method, reward=reward, overrides=list(overrides))
+    message = str(raised.value)
+    assert "\n" not in message and len(message) < 300, message
+    return message
+
+
+@pytest.mark.parametrize("method", CONFIGS)
+def test_every_float_setting_must_be_finite(method):
+    floats = _fields_of(CONFIGS[method], float)
+    assert {"learning_rate", "warmup_ratio", "lora_dropout"} <= set(floats)
+    for key in floats:
+        for value in (".nan", ".inf", "-.inf", "nan", "inf", "1e999"):
+            message = _refused(method, f"{key}={value}")
+            assert message.startswith(f"setting {key}=") and "must be a finite number" in message, message
+
+
+@pytest.mark.parametrize("method", CONFIGS)
+def test_every_count_setting_must_be_positive(method):
+    counts = [k for k in _fields_of(CONFIGS[method], int) if k not in ("seed", "k")]
+    assert {"steps", "grad_accum", "lora_r", "save_steps", "logging_steps", "batch_size"} <= set(counts) or \
+        method == "rloo"
+    for key in counts:
+        for value in (0, -1, -10**40):
+            message = _refused(method, f"{key}={value}")
+            assert message.startswith(f"setting {key}=") and "must be at least 1" in message, message
+
+
+@pytest.mark.parametrize("method, override, says", [
+    ("sft", "base=''", "setting base='' is empty"),
+    ("sft", "base='  '", "setting base='  ' is empty"),
+    ("rm", "base=' '", "setting base=' ' is empty"),
+    ("sft", "lora_targets=' '", "setting lora_targets=' ' is empty"),
+    ("rloo", "reward=' '", "setting reward=' ' is empty"),
+    ("sft", "seed=-1", "setting seed=-1 must lie in [0, 2**32)"),
+    ("sft", f"seed={2**32}", f"setting seed={2**32} must lie in [0, 2**32)"),
+    ("sft", "lora_dropout=1", "setting lora_dropout=1.0 must lie in [0, 1)"),
+    ("sft", "lora_dropout=-0.1", "setting lora_dropout=-0.1 must lie in [0, 1)"),
+    ("sft", "learning_rate=0", "setting learning_rate=0.0 must be positive"),
+    ("sft", "learning_rate=-1e-4", "setting learning_rate=-0.0001 must be positive"),
+    ("sft", "warmup_ratio=-0.5", "setting warmup_ratio=-0.5 must lie in [0, 1)"),
+    ("sft", "lr_scheduler=cosine_with_min_lr", "unknown lr_scheduler 'cosine_with_min_lr'; choose one of: constant"),
+    ("dpo", "beta=0", "setting beta=0.0 must be positive"),
+    ("rm", "eval_fraction=1", "setting eval_fraction=1.0 must lie strictly between 0 and 1"),
+    ("rloo", "beta=-0.1", "setting beta=-0.1 must be at least 0"),
+    ("rloo", "top_p=0", "setting top_p=0.0 must lie in (0, 1]"),
+    ("rloo", "top_p=1.01", "setting top_p=1.01 must lie in (0, 1]"),
+    ("rloo", "temperature=0", "setting temperature=0.0 must be a positive number for RLOO sampling"),
+    ("rloo", "temperature=-1", "setting temperature=-1.0 must be a positive number for RLOO sampling"),
+    ("rloo", "k=0", "setting k=0: RLOO needs at least 2 samples"),
+    ("rloo", "data=[{source: task, rows: 0}]", "rows=0 must be a positive integer"),
+    ("sft", "steps=1" + "0" * 5000, "the value does not parse (ValueError: Exceeds the limit"),
+    ("sft", "learning_rate=1" + "0" * 400, "setting learning_rate=1000000"),
+])
+def test_ranges_and_names_are_checked_where_the_config_is(method, override, says):
+    if "rows:" in override:  # data sources are checked before anything slow, by policies.data.check
+        from policies import data
+
+        config = recipe.load("quick", method, reward="countdown", overrides=[override])
+        with pytest.raises(HarnessError, match=re.escape(says)):
+            data.check(config.data, data.KIND_OF_METHOD[method])
+        return
+    assert says in _refused(method, override)
+
+
+def test_a_float_written_as_yaml_reads_it_is_a_float():
+    """YAML 1.1 reads 1e-5 (no dot) as a string; the README's `learning_rate=1e-5` means the number."""
+    config = recipe.load("quick", "rloo", reward="countdown", overrides=["learning_rate=1e-5", "beta=2E-3"])
+    assert config.learning_rate == 1e-5 and config.beta == 2e-3
+    assert "setting learning_rate='fast' must be a number" in _refused("sft", "learning_rate=fast")
