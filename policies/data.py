@@ -10,6 +10,7 @@ instruction is never trained on, and what that excluded is counted too.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections.abc import Callable, Iterable
@@ -22,6 +23,7 @@ import harness.rows
 from harness.errors import HarnessError, choices
 from harness.plugins import Spec, registry
 from harness.rows import shared_data
+from policies.config import show
 
 KINDS = ("sft", "pref", "prompt")
 KIND_OF_METHOD = {"sft": "sft", "dpo": "pref", "rm": "pref", "rloo": "prompt"}
@@ -79,7 +81,21 @@ def check(specs: list[dict[str, Any]], kind: str) -> None:
                                f"{', '.join(offered)}")
         limit = spec.get("rows")
         if limit is not None and (type(limit) is not int or limit < 1):
-            raise HarnessError(f"data source {name}: rows={limit!r} must be a positive integer")
+            raise HarnessError(f"data source {name}: rows={show(limit)} must be a positive integer")
+        for key, (kind, fits) in OPTION_TYPES.items():
+            if key in spec and not fits(spec[key]):
+                raise HarnessError(f"data source {name}: {key}={show(spec[key])} must be {kind}")
+
+
+OPTION_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "path": ("a non-empty string (quote a name YAML reads as a number)",
+             lambda v: isinstance(v, str) and bool(v.strip())),
+    "split": ("a non-empty string", lambda v: isinstance(v, str) and bool(v.strip())),
+    "task": ("a non-empty string", lambda v: isinstance(v, str) and bool(v.strip())),
+    "args": ("a mapping of task options", lambda v: v is None or isinstance(v, dict)),
+    "shots": ("a non-negative integer", lambda v: type(v) is int and v >= 0),
+    "min_margin": ("a finite number >= 0", lambda v: type(v) in (int, float) and math.isfinite(v) and v >= 0),
+}
 
 
 def load(specs: list[dict[str, Any]], kind: str, seed: int = 0) -> tuple[list[Any], list[Counts]]:

@@ -177,3 +177,24 @@ def test_a_float_written_as_yaml_reads_it_is_a_float():
     config = recipe.load("quick", "rloo", reward="countdown", overrides=["learning_rate=1e-5", "beta=2E-3"])
     assert config.learning_rate == 1e-5 and config.beta == 2e-3
     assert "setting learning_rate='fast' must be a number" in _refused("sft", "learning_rate=fast")
+
+
+@pytest.mark.parametrize("method, source, says", [
+    ("sft", "{source: jsonl, path: 5}", "data source jsonl: path=5 must be a non-empty string"),
+    ("sft", "{source: lima, path: ' '}", "data source lima: path=' ' must be a non-empty string"),
+    ("sft", "{source: lima, split: ''}", "data source lima: split='' must be a non-empty string"),
+    ("sft", "{source: task, task: countdown, args: [1]}", "data source task: args=[1] must be a mapping"),
+    ("dpo", "{source: alpaca-judge, min_margin: .nan}", "data source alpaca-judge: min_margin=nan must be a finite"),
+    ("dpo", "{source: alpaca-judge, min_margin: -1}", "data source alpaca-judge: min_margin=-1 must be a finite"),
+    ("rloo", "{source: countdown-data, shots: -1}", "data source countdown-data: shots=-1 must be a non-negative"),
+    ("rloo", "{source: countdown-data, rows: .inf}", "data source countdown-data: rows=inf must be a positive"),
+    ("rloo", "{source: countdown-data, rows: -3}", "data source countdown-data: rows=-3 must be a positive"),
+])
+def test_a_data_option_of_the_wrong_type_is_one_line_before_anything_loads(method, source, says):
+    from policies import data
+
+    config = recipe.load("quick", method, reward="countdown" if method == "rloo" else None,
+                         overrides=[f"data=[{source}]"])
+    with pytest.raises(HarnessError) as raised:
+        data.check(config.data, data.KIND_OF_METHOD[method])
+    assert str(raised.value).startswith(says) and "\n" not in str(raised.value), str(raised.value)
