@@ -82,9 +82,9 @@ def check(specs: list[dict[str, Any]], kind: str) -> None:
         limit = spec.get("rows")
         if limit is not None and (type(limit) is not int or limit < 1):
             raise HarnessError(f"data source {name}: rows={show(limit)} must be a positive integer")
-        for key, (kind, fits) in OPTION_TYPES.items():
+        for key, (wanted, fits) in OPTION_TYPES.items():
             if key in spec and not fits(spec[key]):
-                raise HarnessError(f"data source {name}: {key}={show(spec[key])} must be {kind}")
+                raise HarnessError(f"data source {name}: {key}={show(spec[key])} must be {wanted}")
 
 
 OPTION_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {

@@ -189,6 +189,7 @@ def test_a_float_written_as_yaml_reads_it_is_a_float():
     ("rloo", "{source: countdown-data, shots: -1}", "data source countdown-data: shots=-1 must be a non-negative"),
     ("rloo", "{source: countdown-data, rows: .inf}", "data source countdown-data: rows=inf must be a positive"),
     ("rloo", "{source: countdown-data, rows: -3}", "data source countdown-data: rows=-3 must be a positive"),
+    ("sft", "{source: lima}, {source: hh-harmless}", "data source 'hh-harmless' gives no SFT conversations"),
 ])
 def test_a_data_option_of_the_wrong_type_is_one_line_before_anything_loads(method, source, says):
     from policies import data
