@@ -31,7 +31,8 @@ console = Console(stderr=True)  # while ``quiet`` holds fd 2, it writes through 
 
 
 def guard(interrupted: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    """Bad input ends a command in one line on stderr and exit code 2, never a traceback; Ctrl-C says what is kept."""
+    """Bad input ends a command in one line on stderr and exit code 2 (a run that measured nothing: 1), never a
+    traceback; Ctrl-C says what is kept."""
 
     def decorate(command: Callable[..., T]) -> Callable[..., T]:
         @functools.wraps(command)
@@ -40,7 +41,7 @@ def guard(interrupted: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
                 return command(*args, **kwargs)
             except HarnessError as exc:
                 typer.echo(f"error: {exc}", err=True)
-                raise typer.Exit(2) from None
+                raise typer.Exit(exc.exit_code) from None
             except KeyboardInterrupt:
                 typer.echo(f"interrupted: {interrupted}", err=True)
                 raise typer.Exit(130) from None

@@ -1,8 +1,16 @@
-"""The one exception the CLI turns into a one-line message and exit code 2."""
+"""The exceptions the CLI turns into a one-line message: ``HarnessError`` (exit code 2) and ``RunFailed`` (1)."""
 
 
 class HarnessError(Exception):
     """A problem the user can fix: bad input, a missing file, an unknown name."""
+
+    exit_code = 2
+
+
+class RunFailed(HarnessError):
+    """A run that finished and kept its record but measured nothing (every grade errored)."""
+
+    exit_code = 1
 
 
 def choices(kind: str, name: str, valid: list[str]) -> HarnessError:

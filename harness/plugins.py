@@ -160,7 +160,9 @@ class Registry:
             raise
         except TypeError as exc:
             raise HarnessError(f"{spec.kind} {spec.name!r} does not take these arguments ({exc})") from None
-        except Exception as exc:  # plugin code: report it as that plugin's
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # plugin code, SystemExit included: report it as that plugin's
             raise HarnessError(f"{spec.kind} {spec} from plugin {source} failed to "
                                f"configure: {describe(exc)}") from None
         if not isinstance(built, kind.contract):
@@ -205,7 +207,9 @@ def registry() -> Registry:
             plugin = ep.load()
             pm.register(plugin, name=source)
             pm.check_pending()  # a hook that matches no spec (a misspelt name) breaks the contract
-        except Exception as exc:  # a third-party plugin may fail in any way
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a third-party plugin may fail in any way, sys.exit() included
             if pm.get_plugin(source) is not None:
                 pm.unregister(name=source)
             reg.problems.append(f"plugin {source} failed to load: {describe(exc)}")
@@ -213,7 +217,9 @@ def registry() -> Registry:
         for impl in getattr(pm.hook, spec.hook).get_hookimpls():
             try:
                 objs = list(impl.function())
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
                 reg.problems.append(f"plugin {impl.plugin_name}: {spec.hook}() raised {describe(exc)}")
                 continue
             for obj in objs:

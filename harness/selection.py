@@ -16,7 +16,9 @@ def choose(sampler: Sampler, candidates: Sequence[Candidate]) -> int:
     """The index the sampler picks; any failure of the plugin becomes a ``SamplerError`` naming it."""
     try:
         chosen = sampler.select(candidates)
-    except Exception as exc:  # plugin code
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # plugin code, SystemExit included
         raise SamplerError(f"sampler {sampler.name!r} failed: {describe(exc)}") from None
     if isinstance(chosen, bool) or not isinstance(chosen, int) or not 0 <= chosen < len(candidates):
         raise SamplerError(f"sampler {sampler.name!r} chose {chosen!r} among {len(candidates)} candidates")

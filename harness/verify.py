@@ -15,9 +15,10 @@ def verify(verifier: Verifier, pairs: Sequence[tuple[Example, str]]) -> list[Sco
     A verifier's ``score_batch(pairs)`` is used when it has one (a reward model scores many
     examples in one forward pass), else ``score`` per pair. A crash is that plugin's failure:
     every pair of the call gets a ``Score(0, error=...)`` naming the verifier, counted in the
-    run summary apart from wrong answers. A verifier may return a ``Score`` (valid by
-    construction) or a plain number, which must lie in [0, 1]: anything else is that pair's
-    error, never silently clipped.
+    run summary apart from wrong answers (a ``SystemExit`` or other ``BaseException`` too; only
+    Ctrl-C goes through). A verifier may return a ``Score`` (valid by construction: a
+    non-numeric metric raises where it is made, the plugin's failure) or a plain number, which
+    must lie in [0, 1]: anything else is that pair's error, never silently clipped.
     """
     pairs = list(pairs)
     if not pairs:
@@ -27,7 +28,9 @@ def verify(verifier: Verifier, pairs: Sequence[tuple[Example, str]]) -> list[Sco
         verdicts = list(batch(pairs)) if batch else [verifier.score(example, text) for example, text in pairs]
         if len(verdicts) != len(pairs):
             raise ValueError(f"returned {len(verdicts)} scores for {len(pairs)} completions")
-    except Exception as exc:  # plugin code: contain it, count it, keep going
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # plugin code, SystemExit included: contain it, count it, keep going
         error = f"verifier {getattr(verifier, 'name', verifier)!r} failed: {describe(exc)}"
         return [Score(0.0, error=error)] * len(pairs)
     return [_as_score(v) for v in verdicts]
