@@ -162,8 +162,10 @@ def report(
                                                        "(the page says so; default: keep them whole).")] = None,
 ) -> None:
     """One self-contained HTML report (opens from disk, makes no request): leaderboard, comparisons, curves, samples."""
+    from harness.record import check_output
     from harness.report import write_report
 
+    check_output(out, "--out", kind="file")  # never into a run record, refused before anything is read
     typer.echo(f"wrote {write_report(source, out, max_chars)}")
 
 

@@ -1,14 +1,18 @@
 """The run path, one typed stage at a time: plan → generate → grade → select → aggregate → write.
 
 ``execute`` composes the stages; ``rescore`` starts again from a record's samples with other
-verifiers. Every check on the user's input happens in ``plan`` before a model loads. An engine
-may be passed in (a grid, a win-rate run or training reuses one); otherwise the run starts one
-only if the cache lacks samples, and closes it before verification so a reward model has the memory.
+verifiers. Every check on the user's input happens before a model loads: names and numbers in
+``plan``, the output path first, prompt lengths once the prompts are rendered. A finished record
+is never rewritten: rerunning its command reads it back. An engine may be passed in (a grid, a
+win-rate run or training reuses one; it must run with the options given); otherwise the run starts
+one only if the cache lacks samples, and closes it before verification so a reward model has the memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,13 +22,24 @@ from typing import Any
 from harness.cache import GenerationCache, sample_key
 from harness.console import console, progress, quiet, warn
 from harness.curves import NEEDS_SCORES, scaling_curves
-from harness.engines import Engine, EngineOptions, Renderer, Request, Sampling, load_engine
-from harness.errors import HarnessError
+from harness.engines import (
+    Engine,
+    EngineOptions,
+    Renderer,
+    Request,
+    Sampling,
+    check_backend,
+    load_engine,
+    numerics,
+    resolve_backend,
+)
+from harness.errors import HarnessError, RunFailed, describe
 from harness.metrics import Metric, declared
 from harness.plugins import Spec, registry
 from harness.policy import Policy, resolve_policy
 from harness.provenance import git_revision, versions
 from harness.record import (
+    SUMMARY,
     Component,
     Counts,
     Curves,
@@ -35,6 +50,7 @@ from harness.record import (
     RunSummary,
     Timings,
     Tokens,
+    check_output,
     read_record,
     write_record,
 )
@@ -50,6 +66,7 @@ from harness.types import (
     TaskOptional,
     Verifier,
     VerifierOptional,
+    mistyped,
 )
 from harness.verify import verify
 
@@ -77,7 +94,9 @@ def plan(config: RunConfig) -> Plan:
     reg = registry()
     for problem in reg.problems:
         warn(problem)
+    _check_names(config)
     _check_numbers(config)
+    check_backend(config.backend)
     specs = {"task": Spec.parse("task", config.task, config.task_args),
              "sampler": Spec.parse("sampler", config.sampler)}
     task = reg.build(specs["task"])
@@ -86,30 +105,55 @@ def plan(config: RunConfig) -> Plan:
         raise HarnessError(f"sampler {sampler.name!r} decodes once at temperature 0; use --n 1 or --sampler bon")
     if sampler.greedy and config.temperature not in (None, 0):
         raise HarnessError(f"sampler {sampler.name!r} decodes at temperature 0; drop --temperature")
-    specs["grader"] = Spec.parse("verifier", config.grader or task.verifier, config.grader_args)
+    specs["grader"] = Spec.parse("verifier", task.verifier if config.grader is None else config.grader,
+                                 config.grader_args)
     grader = reg.build(specs["grader"])
     verifier, oracle_metric = None, None
     if sampler.uses_scores:
-        specs["verifier"] = Spec.parse("verifier", config.verifier or task.verifier, config.verifier_args)
+        specs["verifier"] = Spec.parse("verifier", task.verifier if config.verifier is None else config.verifier,
+                                       config.verifier_args)
         verifier = grader if specs["verifier"] == specs["grader"] else reg.build(specs["verifier"])
         oracle_metric = _check_verifier(config, verifier)
-    elif config.verifier or config.verifier_args:
+    elif config.verifier is not None or config.verifier_args:
         raise HarnessError(f"sampler {sampler.name!r} does not use a verifier; drop --verifier")
     return Plan(task, sampler, grader, verifier, oracle_metric,
                 {role: Component(**reg.describe(spec)) for role, spec in specs.items()})
 
 
+NAMED = (("--policy", "policy", "a policy (smollm2, a trained policy's name, a model directory or hub id)"),
+         ("--task", "task", "a task (see `harness plugins`)"), ("--sampler", "sampler", "a sampler (greedy, bon, ...)"),
+         ("--verifier", "verifier", "a verifier (see `harness plugins`)"),
+         ("--grader", "grader", "a verifier (see `harness plugins`)"), ("--split", "split", "a split (test, train)"))
+SEED_LIMIT = 2**32  # vLLM seeds numpy with the run seed, which takes 0 <= seed < 2**32
+
+
+def _check_names(config: RunConfig) -> None:
+    """An empty name never silently becomes a default, and a name never carries stray whitespace."""
+    for flag, field, what in NAMED:
+        value = getattr(config, field)
+        if value is None and field in ("verifier", "grader"):
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise HarnessError(f"{flag} is empty; name {what}" + (" or leave it out" if field in ("verifier",
+                                                                                                   "grader") else ""))
+        if value != value.strip() or any(not c.isprintable() for c in value):
+            raise HarnessError(f"{flag} {value!r} has whitespace around it or characters that are not printable")
+
+
 def _check_numbers(config: RunConfig) -> None:
+    """Every number's range, NaN and infinities included, before anything loads."""
     if config.n < 1:
         raise HarnessError(f"--n must be at least 1, got {config.n}")
-    if config.temperature is not None and config.temperature < 0:
-        raise HarnessError(f"--temperature must be >= 0, got {config.temperature}")
-    if not 0 < config.top_p <= 1:
+    if config.temperature is not None and not (math.isfinite(config.temperature) and config.temperature >= 0):
+        raise HarnessError(f"--temperature must be a finite number >= 0, got {config.temperature}")
+    if not (math.isfinite(config.top_p) and 0 < config.top_p <= 1):
         raise HarnessError(f"--top-p must be in (0, 1], got {config.top_p}")
     if config.max_tokens < 1:
         raise HarnessError(f"--max-tokens must be at least 1, got {config.max_tokens}")
     if config.limit is not None and config.limit < 1:
         raise HarnessError(f"--limit must be at least 1, got {config.limit}")
+    if not 0 <= config.seed < SEED_LIMIT:
+        raise HarnessError(f"--seed must be in [0, {SEED_LIMIT - 1}], got {config.seed}")
 
 
 def _check_verifier(config: RunConfig, verifier: Verifier) -> str | None:
@@ -126,14 +170,63 @@ def _check_verifier(config: RunConfig, verifier: Verifier) -> str | None:
     return f"pass@{config.n}"
 
 
-def numerics(options: EngineOptions) -> dict[str, Any]:
-    """The engine options that change the numbers a model computes, so they key samples and name runs."""
-    return {"dtype": options.dtype, "batch_invariant": options.batch_invariant}
+def sampling_of(config: RunConfig, the_plan: Plan) -> Sampling:
+    """The decoding parameters of a run: a greedy sampler decodes at temperature 0 whatever the config says."""
+    temperature = 0.0 if the_plan.sampler.greedy else config.sampling_temperature
+    return Sampling(temperature, config.top_p, config.max_tokens, config.seed,
+                    tuple(TaskOptional.of(the_plan.task).stop))
+
+
+def sample_identity(sampling: Sampling, engine: dict[str, Any]) -> dict[str, Any]:
+    """What keys a cached sample, besides the policy's weights (``Policy.fingerprint``: every byte of the model,
+    adapter, config and tokenizer), the rendered prompt (chat template and system prompt included) and the
+    sample's index; the same facts name the run (``RunConfig.run_id``), with the config and the examples' content.
+
+    From ``sampling``: temperature (0 for a greedy sampler), top-p, max tokens, seed and the task's stop strings.
+    From ``engine`` (``harness.engines.numerics``, each resolved before the engine starts, as that engine will
+    resolve it): the backend (``auto`` resolved to ``vllm`` or ``hf``), the device (``cpu`` or ``cuda``), the
+    effective dtype (``auto`` resolved: bf16 only where native on CPU; vLLM's own rule from the model's declared
+    dtype on a GPU; float32 for transformers on CPU), whether vLLM compiles the model (``--compile``; eager by
+    default on CPU; compiled and eager output differ), the LoRA serving mode (merged into the base on CPU,
+    per-request on GPU, peft under transformers), batch invariance, and the tensor-parallel size (sharding
+    changes the order of every reduction).
+
+    Left out on purpose: ``--batch-size``, ``--max-num-seqs``, ``--max-num-batched-tokens``, ``--kv-cache-gib``
+    and ``--data-parallel-size`` change only how many sequences share the engine, which changes bf16 numbers the
+    way any other batch composition does (a run's requests never share a batch the same way twice; that is what
+    ``--batch-invariant`` is for); ``--max-model-len`` changes nothing once every prompt plus ``--max-tokens``
+    fits it, which ``generate`` checks before a sample is looked up; the engines' versions are recorded with the
+    run, not keyed, so an upgrade does not void the cache.
+    """
+    return {**sampling.key(), **engine}
+
+
+def contents(examples: list[Example] | list[ExampleRecord]) -> str:
+    """One digest of the examples' content, in order: what a run's id keeps of its task data."""
+    digests = [e.digest for e in examples]
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:16]
 
 
 def examples_of(task: Task, config: RunConfig) -> list[Example]:
-    """The task's examples for this run, each with a unique id."""
-    examples = list(task.examples(split=config.split, limit=config.limit, seed=config.seed))
+    """The task's examples for this run, each with a unique id; a plugin that fails or yields something other than
+    an ``Example`` is a one-line error naming it."""
+    name = Spec.parse("task", config.task).name
+    label = f"task {config.task!r} (plugin {registry().sources.get(('task', name), '?')})"
+    try:
+        examples = list(task.examples(split=config.split, limit=config.limit, seed=config.seed))
+    except HarnessError:
+        raise
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # plugin code, SystemExit included: the plugin's failure
+        raise HarnessError(f"{label} failed to list its examples: {describe(exc)}") from None
+    for i, ex in enumerate(examples):
+        if not isinstance(ex, Example):
+            raise HarnessError(f"{label} yielded {type(ex).__name__} {repr(ex)[:60]} as example {i}, not a "
+                               f"harness.Example")
+        problem = mistyped(ex)
+        if problem:
+            raise HarnessError(f"{label} yielded example {i} ({ex.id or 'no id'}) whose {problem}")
     if not examples:
         raise HarnessError(f"task {config.task!r} has no examples in split {config.split!r}")
     examples = [ex if ex.id else dataclasses.replace(ex, id=f"{config.task}-{i}") for i, ex in enumerate(examples)]
@@ -157,14 +250,15 @@ class Generation:
 
 
 def generate(config: RunConfig, the_plan: Plan, examples: list[Example], policy: Policy, cache: GenerationCache,
-             options: EngineOptions, log: Path, engine: Engine | None = None) -> Generation:
-    """Every example's N samples: from the cache where it has them, from the engine (written through) otherwise."""
+             options: EngineOptions, engine_numerics: dict[str, Any], log: Path,
+             engine: Engine | None = None) -> Generation:
+    """Every example's N samples: from the cache where it has them, from the engine (written through) otherwise.
+    Every prompt is rendered and checked against the context before a sample is looked up or an engine starts."""
     renderer = Renderer(policy, config.chat_template, config.system_prompt)
     rendered = [renderer.render(ex) for ex in examples]
-    temperature = 0.0 if the_plan.sampler.greedy else config.sampling_temperature
-    sampling = Sampling(temperature, config.top_p, config.max_tokens, config.seed,
-                        tuple(TaskOptional.of(the_plan.task).stop))
-    identity = {**sampling.key(), **numerics(options)}  # a float32 run never reuses bf16 samples
+    _check_lengths(examples, rendered, config.max_tokens, options.max_model_len)
+    sampling = sampling_of(config, the_plan)
+    identity = sample_identity(sampling, engine_numerics)
     keys = [[sample_key(policy.fingerprint, text, identity, i) for i in range(config.n)] for text, _ in rendered]
     found = cache.get_many([k for ks in keys for k in ks])
     cached = len(found)
@@ -178,16 +272,42 @@ def generate(config: RunConfig, the_plan: Plan, examples: list[Example], policy:
             owned = engine is None
             engine = engine or load_engine(config.backend, policy, renderer, options, seed=config.seed)
             load_s = time.perf_counter() - started
-            description = engine.describe()
             try:
+                description = engine.describe()
+                _check_engine(engine_numerics, description)
                 generation_s = _generate(engine, cache, keys, rendered, missing, sampling)
             finally:
                 if owned:
                     engine.close()
-        found = cache.get_many([k for ks in keys for k in ks])
+        found |= cache.get_many([keys[e][i] for e, idx in missing for i in idx])
     records = [ExampleRecord(ex, text, [SampleRecord(*found[k]) for k in ks])
                for ex, (text, _), ks in zip(examples, rendered, keys, strict=True)]
     return Generation(records, description, cached, load_s, generation_s)
+
+
+def _check_lengths(examples: list[Example], rendered: list[tuple[str, list[int]]], max_tokens: int,
+                   max_model_len: int) -> None:
+    for ex, (_, ids) in zip(examples, rendered, strict=True):
+        if len(ids) + max_tokens > max_model_len:
+            raise HarnessError(f"example {ex.id}: its prompt is {len(ids)} tokens, which with --max-tokens {max_tokens}"
+                               f" exceeds --max-model-len {max_model_len}; raise --max-model-len or lower "
+                               f"--max-tokens")
+
+
+def _check_engine(expected: dict[str, Any], described: dict[str, Any]) -> None:
+    """The engine that started runs with the numerics its samples will be keyed by (a passed-in engine too)."""
+    name = described.get("name")
+    if name not in ("vllm", "hf"):
+        return  # an engine of the caller's own (a test's fake) describes no numerics
+    found = {"backend": name, **{k: described[k] for k in ("device", "dtype", "lora", "batch_invariant")
+                                 if k in described}}
+    if name == "vllm" and "compile" in described.get("options", {}):
+        found["compile"] = described["options"]["compile"]
+    for key, value in found.items():
+        if value != expected.get(key):
+            raise HarnessError(f"the {name} engine runs with {key} {value!r} where this run's samples are keyed by "
+                               f"{expected.get(key)!r}; nothing was generated; set it explicitly (--dtype, --compile, "
+                               f"--backend) and rerun")
 
 
 def _generate(engine: Engine, cache: GenerationCache, keys: list[list[str]], rendered: list[tuple[str, list[int]]],
@@ -273,6 +393,7 @@ class Origin:
     engine_options: dict[str, Any] | None
     cached_samples: int
     policy: PolicyFacts | None
+    numerics: dict[str, Any] | None = None
     load_s: float = 0.0
     generation_s: float = 0.0
     rescored_from: str | None = None
@@ -292,7 +413,8 @@ def aggregate(config: RunConfig, the_plan: Plan, records: list[ExampleRecord], m
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         config=config,
         components=the_plan.components,
-        engine=origin.engine, engine_options=origin.engine_options, cached_samples=origin.cached_samples,
+        engine=origin.engine, engine_options=origin.engine_options, numerics=origin.numerics,
+        cached_samples=origin.cached_samples,
         policy=origin.policy,
         timings=Timings(load_s=origin.load_s, generation_s=origin.generation_s, verification_s=verification_s,
                         tokens_per_s=tokens / seconds if seconds else None),
@@ -338,19 +460,26 @@ def _curves(records: list[ExampleRecord], seed: int, headline: Metric) -> Curves
 
 def execute(config: RunConfig, output: Path, options: EngineOptions | None = None,
             engine: Engine | None = None) -> Path:
-    """One run: plan → generate (resuming from the cache) → grade → select → aggregate → write."""
+    """One run: plan → generate (resuming from the cache) → grade → select → aggregate → write. A run whose record
+    exists is read back, not rewritten."""
     started = time.perf_counter()
+    check_output(output, "--output")
     the_plan = plan(config)
     examples = examples_of(the_plan.task, config)
     policy = resolve_policy(config.policy)
     options = options or EngineOptions()
-    run_dir = output / config.run_id(numerics(options), policy.fingerprint)
+    engine_numerics = numerics(resolve_backend(config.backend), options, policy)
+    identity = sample_identity(sampling_of(config, the_plan), engine_numerics)
+    run_dir = output / config.run_id(identity, policy.fingerprint, contents(examples))
+    if (run_dir / SUMMARY).exists():
+        return _read_back(run_dir)
     cache = GenerationCache(output / "cache" / "generations.sqlite")
     try:
-        made = generate(config, the_plan, examples, policy, cache, options, run_dir / "engine.log", engine)
+        made = generate(config, the_plan, examples, policy, cache, options, engine_numerics, run_dir / "engine.log",
+                        engine)
     finally:
         cache.close()
-    origin = Origin(engine=made.engine, engine_options=dataclasses.asdict(options),
+    origin = Origin(engine=made.engine, engine_options=dataclasses.asdict(options), numerics=engine_numerics,
                     cached_samples=made.cached_samples,
                     policy=PolicyFacts(name=policy.name, model=policy.model, adapter=policy.adapter,
                                        fingerprint=policy.fingerprint, trained_against=policy.reward),
@@ -370,20 +499,45 @@ def judge_trained_against(judge: str | None, reward: str | None) -> bool:
 def rescore(run_dir: Path, output: Path, verifier: str | None = None, grader: str | None = None,
             oracle: bool = False, verifier_args: dict[str, str] | None = None,
             grader_args: dict[str, str] | None = None) -> Path:
-    """Grade and select a record's samples again, without generating, into a NEW record naming its source."""
+    """Grade and select a record's samples again, without generating, into a NEW record naming its source; one that
+    exists (the same rescoring asked again) is read back, not rewritten."""
     started = time.perf_counter()
+    check_output(output, "--output")
     records, summary = read_record(run_dir)
     config = dataclasses.replace(summary.config, verifier=verifier, grader=grader, oracle=oracle,
                                  verifier_args=verifier_args or {}, grader_args=grader_args or {},
                                  rescored_from=summary.run_id)
     the_plan = plan(config)
-    origin = Origin(engine=summary.engine, engine_options=summary.engine_options,
+    origin = Origin(engine=summary.engine, engine_options=summary.engine_options, numerics=summary.numerics,
                     cached_samples=summary.cached_samples, policy=summary.policy, load_s=summary.timings.load_s,
                     generation_s=summary.timings.generation_s, rescored_from=str(run_dir))
-    source = summary.engine_options or {}
-    run_id = config.run_id({k: source.get(k) for k in numerics(EngineOptions())},
-                           (summary.policy.fingerprint or "") if summary.policy else "")
+    source = summary.engine_options or {}  # a record from before numerics were kept: what it keyed then
+    identity = summary.numerics or {k: source.get(k) for k in ("dtype", "batch_invariant")}
+    run_id = config.run_id(identity, (summary.policy.fingerprint or "") if summary.policy else "", contents(records))
+    if (output / run_id / SUMMARY).exists():
+        return _read_back(output / run_id)
     return _finish(config, the_plan, records, output / run_id, origin, started)
+
+
+def _read_back(run_dir: Path) -> Path:
+    """A finished run's record, read back and never rewritten; an unreadable one is left as it is."""
+    try:
+        records, _ = read_record(run_dir)
+    except HarnessError as exc:
+        raise HarnessError(f"{exc}; a record is never overwritten: move it aside to run again") from None
+    console.print(f"record: {run_dir} (finished before: read back, not rewritten)", highlight=False, soft_wrap=True)
+    _check_grades(records)
+    return run_dir
+
+
+def _check_grades(records: list[ExampleRecord]) -> None:
+    """A run whose every grade errored measured nothing: exit non-zero (the record stays); over a tenth, warn."""
+    grades = [s.grade for r in records for s in r.samples if s.grade is not None]
+    errors = [g.error for g in grades if g.error is not None]
+    if grades and len(errors) == len(grades):
+        raise RunFailed(f"all {len(grades)} grades errored: {errors[0]}")
+    if len(errors) * 10 > len(grades):
+        warn(f"{len(errors)} of {len(grades)} grades errored: {errors[0]}")
 
 
 def _finish(config: RunConfig, the_plan: Plan, records: list[ExampleRecord], run_dir: Path, origin: Origin,
@@ -406,6 +560,9 @@ def _finish(config: RunConfig, the_plan: Plan, records: list[ExampleRecord], run
     summary = aggregate(config, the_plan, chosen, metrics, origin, judge, verification_s, run_dir.name)
     summary = dataclasses.replace(summary, timings=dataclasses.replace(summary.timings,
                                                                         wall_s=time.perf_counter() - started))
-    write_record(run_dir, chosen, summary)
+    if not write_record(run_dir, chosen, summary):
+        warn("another process finished this run first; its record is kept")
+        return _read_back(run_dir)
     console.print(f"record: {run_dir}", highlight=False, soft_wrap=True)
+    _check_grades(chosen)
     return run_dir

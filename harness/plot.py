@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, NullLocator
 
 from harness.errors import HarnessError, describe
-from harness.record import Curves, read_summary
+from harness.record import Curves, atomic_file, check_output, read_summary
 
 SIZE = (12.0, 4.8)  # inches
 DPI = 100
@@ -36,10 +36,12 @@ def _curves(run_dir: Path) -> tuple[str, str, Curves]:
 
 
 def plot(run_dirs: list[Path], out: Path) -> Path:
-    """Write a PNG of every run's curves: one colour per run, one marker per sampler, pass@k dashed."""
+    """Write a PNG of every run's curves: one colour per run, one marker per sampler, pass@k dashed. Written
+    atomically, and never into a run record (refused, in one line, before anything is read)."""
+    check_output(out, "--out", kind="file")
     fig = figure(run_dirs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png")
+    with atomic_file(out) as tmp:
+        fig.savefig(tmp, format="png")
     return out
 
 

@@ -3,13 +3,17 @@
 ``summary.json`` is a ``RunSummary``: what the leaderboard, ``harness compare``, ``harness plot`` and
 the command line read, always through ``read_summary`` / ``read_record``, never as a bare dict. Both
 files carry ``types.SCHEMA_VERSION``; a reader reads every earlier version (version 1 carried no
-number) and refuses a newer one in one line. Both are written atomically (temp file, then rename),
-so a reader never sees half a record; the samples first, so a ``summary.json`` always describes a
-complete ``samples.jsonl``.
+number) and refuses a newer one in one line, and one whose fields lack their declared types
+(``types.mistyped``) in one line too. Both are written atomically (temp file, then rename), so a
+reader never sees half a record; the samples first, so a ``summary.json`` always describes a
+complete ``samples.jsonl``. A record is immutable: ``write_record`` never replaces a
+``summary.json`` (a second writer of the same run finds the first one's and leaves it), and
+``check_output`` refuses any output path inside a record before a command does any work.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -21,7 +25,7 @@ from typing import Any, Self
 
 from harness.console import warn
 from harness.errors import HarnessError, describe
-from harness.types import SCHEMA_VERSION, ExampleRecord, RunConfig
+from harness.types import SCHEMA_VERSION, ExampleRecord, RunConfig, mistyped
 
 SAMPLES = "samples.jsonl"
 SUMMARY = "summary.json"
@@ -163,8 +167,10 @@ class RunSummary:
     ``task``, ``sampler``, ``grader`` and ``verifier`` are the components' names (``verifier``: the one
     that scored samples for the sampler, None when it reads no scores); ``components`` their specs and
     origins; ``metric`` the headline and ``metrics`` every other declared metric; ``engine`` the engine's
-    own description (None when every sample came from the cache); ``rescored_from`` the source run's
-    directory of a rescoring.
+    own description (None when every sample came from the cache); ``numerics`` the engine facts that
+    keyed its samples in the generation cache (``harness.pipeline.sample_identity``: backend, device,
+    dtype, compile, LoRA serving, ...; None in records written before it was kept); ``rescored_from``
+    the source run's directory of a rescoring.
     """
 
     run_id: str
@@ -183,6 +189,7 @@ class RunSummary:
     curves: Curves | None = None
     engine: dict[str, Any] | None = None
     engine_options: dict[str, Any] | None = None
+    numerics: dict[str, Any] | None = None
     cached_samples: int = 0
     policy: PolicyFacts | None = None
     judge: JudgeFacts | None = None
@@ -201,7 +208,8 @@ class RunSummary:
         return {
             "schema_version": self.schema_version, "run_id": self.run_id, "created": self.created,
             "config": asdict(self.config), "components": {k: asdict(c) for k, c in self.components.items()},
-            "engine": self.engine, "engine_options": self.engine_options, "cached_samples": self.cached_samples,
+            "engine": self.engine, "engine_options": self.engine_options, "numerics": self.numerics,
+            "cached_samples": self.cached_samples,
             "policy": asdict(self.policy) if self.policy else None, "timings": asdict(self.timings),
             "judge": asdict(self.judge) if self.judge else None, "rescored_from": self.rescored_from,
             "task": self.task, "sampler": self.sampler, "grader": self.grader, "verifier": self.verifier,
@@ -231,7 +239,8 @@ class RunSummary:
             timings=Timings(**_known(Timings, data.get("timings") or {})),
             curves=Curves.from_json(curves) if curves else None,
             engine={"name": engine} if isinstance(engine, str) else engine,  # version 1: the engine's name
-            engine_options=data.get("engine_options"), cached_samples=data.get("cached_samples", 0),
+            engine_options=data.get("engine_options"), numerics=data.get("numerics"),
+            cached_samples=data.get("cached_samples", 0),
             policy=PolicyFacts(**_known(PolicyFacts, policy)) if policy else None,
             judge=JudgeFacts(**_known(JudgeFacts, judge)) if judge else None,
             rescored_from=data.get("rescored_from"), created=data.get("created"),
@@ -239,19 +248,79 @@ class RunSummary:
         )
 
 
-def write_atomic(path: Path, text: str) -> None:
+@contextlib.contextmanager
+def atomic_file(path: Path, exclusive: bool = False) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write; on success it becomes ``path`` in one step (a reader sees the old
+    file or the new one, never half of one), on failure it is removed. ``exclusive``: never replace an existing
+    ``path`` (``FileExistsError``, the temporary file removed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # the mode a plain open() gives, not mkstemp's private 0600
+        yield tmp
+        with tmp.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        if exclusive:
+            os.link(tmp, path)  # fails if path exists: the first writer wins
+        else:
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def write_record(run_dir: Path, records: list[ExampleRecord], summary: RunSummary) -> None:
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: Path, text: str, exclusive: bool = False) -> None:
+    with atomic_file(path, exclusive) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_record(run_dir: Path, records: list[ExampleRecord], summary: RunSummary) -> bool:
+    """Write a run's record; False, writing nothing, when the run already has a ``summary.json`` (a finished record
+    is never rewritten: two processes that finish the same run keep the first one's)."""
+    if (run_dir / SUMMARY).exists():
+        return False
     write_atomic(run_dir / SAMPLES, "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records))
-    write_atomic(run_dir / SUMMARY, json.dumps(summary.to_json(), indent=2, ensure_ascii=False) + "\n")
+    try:
+        write_atomic(run_dir / SUMMARY, json.dumps(summary.to_json(), indent=2, ensure_ascii=False) + "\n",
+                     exclusive=True)
+    except FileExistsError:
+        return False
+    return True
+
+
+def record_containing(path: Path) -> Path | None:
+    """The run directory that ``path`` is or lies inside (one holding a ``summary.json`` or ``samples.jsonl``)."""
+    path = Path(os.path.abspath(path.expanduser()))
+    for folder in (path, *path.parents):
+        if (folder / SUMMARY).is_file() or (folder / SAMPLES).is_file():
+            return folder
+    return None
+
+
+def check_output(path: Path, flag: str, kind: str = "directory") -> None:
+    """Refuse, in one line and before any work, an output path that exists as something other than ``kind``
+    (``directory`` or ``file``) or that is or lies inside a run record (records are immutable)."""
+    record = record_containing(path)
+    if record is not None:
+        inside = "is" if Path(os.path.abspath(path.expanduser())) == record else "lies inside"
+        raise HarnessError(f"{flag} {path} {inside} the run record {record}, and records are never written "
+                           f"into; choose a path outside it")
+    if kind == "directory" and path.exists() and not path.is_dir():
+        raise HarnessError(f"{flag} {path} exists and is not a directory; choose a directory for run records")
+    if kind == "file" and path.is_dir():
+        raise HarnessError(f"{flag} {path} is a directory; name the file to write")
+    for parent in path.expanduser().absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise HarnessError(f"{flag} {path}: {parent} is not a directory")
+            break
 
 
 def _version(run_dir: Path, data: Any) -> int:
@@ -270,8 +339,12 @@ def read_summary(run_dir: Path) -> RunSummary:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         _version(run_dir, data)
-        return RunSummary.from_json(data, run_dir.name)
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        summary = RunSummary.from_json(data, run_dir.name)
+        problem = mistyped(summary)
+        if problem:
+            raise TypeError(problem)
+        return summary
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         raise HarnessError(f"{run_dir} is not a readable run directory ({path.name}: {describe(exc)})") from None
 
 
@@ -285,7 +358,10 @@ def read_record(run_dir: Path) -> tuple[list[ExampleRecord], RunSummary]:
         for line in lines:
             _version(run_dir, line)
         records = [ExampleRecord.from_json(line) for line in lines]
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        problem = next((f"line {i + 1}: {p}" for i, r in enumerate(records) if (p := mistyped(r))), None)
+        if problem:
+            raise TypeError(problem)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         raise HarnessError(f"{run_dir} is not a readable run directory ({path.name}: {describe(exc)})") from None
     if len(records) != summary.counts.examples:
         raise HarnessError(f"{run_dir} is corrupt: {SAMPLES} has {len(records)} examples, {SUMMARY} says "

@@ -9,10 +9,13 @@ import json
 import math
 import numbers
 import re
+import types
+import typing
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cache, cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, Union, get_args, get_origin, runtime_checkable
 
 if TYPE_CHECKING:
     from harness.metrics import Metric
@@ -26,6 +29,75 @@ DEFAULT_TEMPERATURE = 0.7
 def sigmoid(x: float) -> float:
     """The logistic function, computed without overflow for any finite or infinite ``x``."""
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) if get_origin(hint) is None else str(hint).replace("typing.", "")
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def mistyped(obj: Any, where: str = "") -> str | None:
+    """The first field of a dataclass instance, nested ones included, whose value lacks its declared type, as
+    ``"metric.value is 'high', not float"``; None when every field has its type. An ``int`` passes for a ``float``
+    (JSON writes 1.0 as 1); ``Any`` and callables pass unchecked."""
+    hints = _hints(type(obj))
+    for f in dataclasses.fields(obj):
+        problem = _conforms(getattr(obj, f.name), hints[f.name], f"{where}{f.name}")
+        if problem:
+            return problem
+    return None
+
+
+def _conforms(value: Any, hint: Any, where: str) -> str | None:
+    origin, args = get_origin(hint), get_args(hint)
+    wrong = f"{where} is {_short(value)}, not {_type_name(hint)}"
+    if hint is Any or origin is Callable or hint is Callable:
+        return None
+    if origin in (Union, types.UnionType):
+        if value is None:
+            return None if type(None) in args else wrong
+        options = [a for a in args if a is not type(None)]
+        problems = [_conforms(value, a, where) for a in options]
+        if any(p is None for p in problems):
+            return None
+        return problems[0] if len(options) == 1 else wrong
+    if hint is float:
+        return None if isinstance(value, int | float) and not isinstance(value, bool) else wrong
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else wrong
+    if hint in (str, bool):
+        return None if isinstance(value, hint) else wrong
+    if dataclasses.is_dataclass(hint):
+        return mistyped(value, f"{where}.") if isinstance(value, hint) else wrong
+    if origin in (list, tuple, Sequence):
+        if not isinstance(value, list | tuple) or (origin is not Sequence and not isinstance(value, origin)):
+            return wrong
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                return wrong
+            items = list(zip(value, args, strict=True))
+        else:
+            items = [(v, args[0]) for v in value] if args else []
+        return next((p for i, (v, a) in enumerate(items) if (p := _conforms(v, a, f"{where}[{i}]"))), None)
+    if origin is dict:
+        if not isinstance(value, dict):
+            return wrong
+        key, item = args or (Any, Any)
+        for k, v in value.items():
+            problem = _conforms(k, key, f"{where} key") or _conforms(v, item, f"{where}[{k!r}]")
+            if problem:
+                return problem
+        return None
+    return None if not isinstance(hint, type) or isinstance(value, hint) else wrong
 
 
 @dataclass(frozen=True)
@@ -44,6 +116,15 @@ class Example:
     meta: dict[str, Any] = field(default_factory=dict)
     id: str = ""
     shots: tuple[tuple[str, str], ...] = ()
+
+    @cached_property
+    def digest(self) -> str:
+        """The example's identity by content (prompt, reference, meta, shots), never by its ``id``, which a task may
+        number by row: two runs share an example exactly when they share this digest. Computed over the JSON the
+        record holds, so a record read back gives the digest its example had when it was written."""
+        content = json.loads(json.dumps([self.prompt, self.reference, self.meta, self.shots], default=str))
+        blob = json.dumps(content, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -73,6 +154,16 @@ class Score:
         if not 0 <= value <= 1:
             raise ValueError(f"score {value} outside [0, 1]"[:200])
         object.__setattr__(self, "value", float(value))
+        for name in ("answer", "error"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise TypeError(f"a score's {name} must be a string or None, not {getattr(self, name)!r}"[:200])
+        if not isinstance(self.metrics, dict):
+            raise TypeError(f"a score's metrics must be a dict of numbers, not {self.metrics!r}"[:200])
+        for key, metric in self.metrics.items():
+            if not isinstance(key, str) or not isinstance(metric, numbers.Real) or not math.isfinite(metric):
+                raise TypeError(f"a score's metric {key!r} is {metric!r}, not a finite number"[:200])
+        if self.raw is not None and not isinstance(self.raw, numbers.Real):
+            raise TypeError(f"a score's raw value must be a number or None, not {self.raw!r}"[:200])
 
     @classmethod
     def from_logit(cls, logit: float) -> Score:
@@ -148,7 +239,9 @@ class ExampleRecord:
 
     ``credit`` is the chosen sample's value under the run's primary metric (1/0 for accuracy,
     the score itself for a mean such as a win-rate); ``selection_error`` names a sampler
-    failure on this example (the example then earns no credit).
+    failure on this example (the example then earns no credit). ``digest`` is the example's
+    content identity (``Example.digest``), what ``harness compare`` pairs examples by; a
+    record written before it existed gets it computed when read.
     """
 
     example: Example
@@ -157,12 +250,17 @@ class ExampleRecord:
     selected: int | None = None
     credit: float | None = None
     selection_error: str | None = None
+    digest: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.digest:
+            self.digest = self.example.digest
 
     def to_json(self) -> dict[str, Any]:
         ex = self.example
-        return {"schema_version": SCHEMA_VERSION, "id": ex.id, "prompt": ex.prompt, "shots": ex.shots,
-                "rendered_prompt": self.rendered_prompt, "reference": ex.reference, "meta": ex.meta,
-                "samples": [s.to_json() for s in self.samples], "selected": self.selected,
+        return {"schema_version": SCHEMA_VERSION, "id": ex.id, "digest": self.digest, "prompt": ex.prompt,
+                "shots": ex.shots, "rendered_prompt": self.rendered_prompt, "reference": ex.reference,
+                "meta": ex.meta, "samples": [s.to_json() for s in self.samples], "selected": self.selected,
                 "credit": self.credit, "selection_error": self.selection_error}
 
     @classmethod
@@ -173,7 +271,7 @@ class ExampleRecord:
         if credit is None and data.get("correct") is not None:  # version 1 recorded whether the choice was right
             credit = float(data["correct"])
         return cls(example, data["rendered_prompt"], [SampleRecord.from_json(s) for s in data["samples"]],
-                   data.get("selected"), credit, data.get("selection_error"))
+                   data.get("selected"), credit, data.get("selection_error"), data.get("digest") or "")
 
     @property
     def chosen(self) -> SampleRecord | None:
@@ -209,10 +307,13 @@ class RunConfig:
     grader_args: dict[str, str] = field(default_factory=dict)
     rescored_from: str | None = None  # a rescoring names its source, so it never takes the source's id
 
-    def run_id(self, numerics: dict[str, Any], weights: str) -> str:
-        """Config, the engine's requested numerics and the policy's weights: a float32 run is another run than a
-        bf16 one, and a policy retrained under the same name gets a new record instead of overwriting its old one."""
-        blob = json.dumps([dataclasses.asdict(self), numerics, weights], sort_keys=True)
+    def run_id(self, numerics: dict[str, Any], weights: str, examples: str = "") -> str:
+        """Config, what keys the run's samples (``harness.pipeline.sample_identity``: sampling and the engine's
+        resolved numerics), the policy's weights and the examples' content: a float32 run is another run than a bf16
+        one, a policy retrained under the same name or a data file changed in place gets a new record beside the
+        old one, which is never rewritten."""
+        blob = json.dumps([dataclasses.asdict(self), numerics, weights, *([examples] if examples else [])],
+                          sort_keys=True)
         digest = hashlib.sha256(blob.encode()).hexdigest()[:8]
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(self.policy).name or self.policy)
         task = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.task)

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 import harness
 from harness import cli, leaderboard
 from harness.cache import GenerationCache
-from harness.errors import HarnessError
+from harness.errors import HarnessError, RunFailed
 from harness.metrics import accuracy, mean_score, micro
 from harness.pipeline import RunConfig, examples_of, execute, plan, rescore
 from harness.plugins import KINDS, registry
@@ -259,8 +259,8 @@ def test_raising_n_generates_only_the_new_samples(tmp_path, tiny_llama, tokenize
     second, summary, engine = run(tmp_path, tiny_llama, tokenizer, answer, sampler="bon", n=4, limit=3)
     assert engine.generated == 6 and summary.cached_samples == 6
     assert [s.completion for r in second for s in r.samples[:2]] == [s.completion for r in first for s in r.samples]
-    _, summary, engine = run(tmp_path, tiny_llama, tokenizer, answer, sampler="bon", n=4, limit=3)
-    assert engine.generated == 0 and summary.engine is None
+    _, again, engine = run(tmp_path, tiny_llama, tokenizer, answer, sampler="bon", n=4, limit=3)
+    assert engine.generated == 0 and again == summary  # the finished record is read back, never rewritten
 
 
 def _numbers(summary: RunSummary) -> tuple:
@@ -427,8 +427,10 @@ def test_the_core_reads_no_member_the_contract_does_not_declare(tmp_path, tiny_l
         _, summary, _ = run(tmp_path, tiny_llama, tokenizer, answer, task="strict-task", sampler="strict-bon",
                             n=2, limit=2)
         assert summary.verifier == "strict-verifier" and summary.curves is not None
-        again = rescore(tmp_path / summary.run_id, tmp_path, grader="strict-judged")
-        assert read_record(again)[1].judge.spec == Judged.judge
+        with pytest.raises(RunFailed, match="all 4 grades errored: verifier 'strict-judged' failed"):
+            rescore(tmp_path / summary.run_id, tmp_path, grader="strict-judged")  # Judged reads no <answer> tags
+        (again,) = [p.parent for p in tmp_path.glob("*/summary.json") if p.parent.name != summary.run_id]
+        assert read_record(again)[1].judge.spec == Judged.judge  # the record is kept all the same
         assert len(leaderboard.rows(tmp_path)) == 2
         assert CliRunner().invoke(cli.app, ["plugins"]).exit_code == 0
     assert reads == []
@@ -542,10 +544,63 @@ def test_compare_pairs_the_examples_two_runs_share(tmp_path, tiny_llama, tokeniz
     train = tmp_path / "train"
     run(train, tiny_llama, tokenizer, lambda p, j: ("<answer>1</answer>", -1.0), limit=2, split="train")
     (c,) = [p.parent for p in train.glob("*/summary.json")]
-    with pytest.raises(HarnessError, match="share no examples"):
+    with pytest.raises(HarnessError, match=r"different task data \(split 'test' against 'train'\)"):
         compare_runs(a, c)
+    c = shutil.copytree(b, tmp_path / "c" / b.name)
     summary = json.loads((c / "summary.json").read_text())
     summary["metric"]["name"] = "win_rate"
     (c / "summary.json").write_text(json.dumps(summary))
     with pytest.raises(HarnessError, match="reports accuracy and .* reports win_rate"):
         compare_runs(a, c)
+
+
+def _edit_examples(run_dir: Path, out: Path, change) -> Path:
+    """A copy of a record whose examples ``change(i, line)`` edits (ids kept), digests dropped as in old records."""
+    copy = shutil.copytree(run_dir, out / run_dir.name)
+    lines = [json.loads(line) for line in (copy / "samples.jsonl").read_text().splitlines()]
+    for i, line in enumerate(lines):
+        line.pop("digest")
+        change(i, line)
+    (copy / "samples.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return copy
+
+
+def test_compare_pairs_by_content_not_by_id(tmp_path, tiny_llama, tokenizer):
+    """The same ids over other problems (GSM8K numbers its rows) never pair; a record without digests gets them
+    computed on read, and the line says how many examples paired."""
+    from harness.compare import compare_runs
+
+    _, summary, _ = run(tmp_path, tiny_llama, tokenizer, lambda p, j: ("<answer>1</answer>", -1.0), limit=6)
+    a = tmp_path / summary.run_id
+    records, _ = read_record(a)
+    assert all(r.digest == r.example.digest and len(r.digest) == 16 for r in records)
+    assert len({r.digest for r in records}) == 6
+
+    def other_problem(i, line):
+        if i % 2:
+            line["prompt"] += " (another problem under the same id)"
+
+    b = _edit_examples(a, tmp_path / "b", other_problem)
+    assert [r.example.id for r in read_record(b)[0]] == [r.example.id for r in records]
+    result = compare_runs(a, b)
+    assert result.shared == 3 and result.unpaired == (3, 3)
+    assert "on 3 examples paired by content (3 and 3 unpaired)" in result.line()
+    same = _edit_examples(a, tmp_path / "same", lambda i, line: None)  # no digest stored: computed when read
+    assert compare_runs(a, same).shared == 6
+    meta = _edit_examples(a, tmp_path / "meta", lambda i, line: line["meta"].update(target=-1))
+    with pytest.raises(HarnessError, match="share no examples by content"):
+        compare_runs(a, meta)
+    result = CliRunner().invoke(cli.app, ["compare", str(a), str(b)])
+    assert result.exit_code == 0 and "3 examples paired by content" in result.stdout
+
+
+def test_compare_refuses_runs_of_other_task_arguments_in_one_line(tmp_path, tiny_llama, tokenizer):
+    from harness.compare import compare_runs
+
+    answer = lambda p, j: ("<answer>1</answer>", -1.0)  # noqa: E731
+    _, first, _ = run(tmp_path, tiny_llama, tokenizer, answer, limit=2, task_args={"shots": "0"})
+    _, second, _ = run(tmp_path, tiny_llama, tokenizer, answer, limit=2, task_args={"shots": "1"})
+    with pytest.raises(HarnessError, match=r"different task data \(task arguments \{'shots': '0'\} against "
+                                           r"\{'shots': '1'\}\)") as info:
+        compare_runs(tmp_path / first.run_id, tmp_path / second.run_id)
+    assert "\n" not in str(info.value)

@@ -10,12 +10,15 @@ them while the rest are still generating. This module holds what they share and 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from harness.console import console
 from harness.errors import HarnessError, describe
+from harness.hardware import cpu_dtype, native_bf16
 from harness.policy import Policy
 from harness.types import Completion
 
@@ -68,8 +71,8 @@ class EngineOptions:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise HarnessError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.kv_cache_gib is not None and self.kv_cache_gib <= 0:
-            raise HarnessError(f"--kv-cache-gib must be positive, got {self.kv_cache_gib}")
+        if self.kv_cache_gib is not None and not (math.isfinite(self.kv_cache_gib) and self.kv_cache_gib > 0):
+            raise HarnessError(f"--kv-cache-gib must be a positive number of GiB, got {self.kv_cache_gib}")
 
 
 @dataclass(frozen=True)
@@ -105,12 +108,13 @@ class Engine(Protocol):
 
 
 # The backends build on the types above, so they are imported after them.
-from harness.engines.hf import HFEngine  # noqa: E402
+from harness.engines.hf import HFEngine, hf_dtype  # noqa: E402
 from harness.engines.render import Renderer  # noqa: E402
 from harness.engines.vllm import VLLMEngine, merged_model, vllm_kwargs  # noqa: E402
 
 __all__ = ["BACKENDS", "DTYPES", "Engine", "EngineOptions", "HFEngine", "Renderer", "Request", "Sampling",
-           "VLLMEngine", "load_engine", "merged_model", "vllm_kwargs", "vllm_unavailable"]
+           "VLLMEngine", "load_engine", "merged_model", "numerics", "resolve_backend", "vllm_kwargs",
+           "vllm_unavailable"]
 
 
 def vllm_unavailable() -> str | None:
@@ -124,12 +128,75 @@ def vllm_unavailable() -> str | None:
     return None
 
 
+def check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise HarnessError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+
+
+def resolve_backend(backend: str) -> str:
+    """The backend ``load_engine`` will start for ``backend``: ``auto`` is vLLM where it can run here, else hf."""
+    check_backend(backend)
+    if backend == "hf":
+        return "hf"
+    missing = vllm_unavailable()
+    if missing and backend == "vllm":
+        raise HarnessError(f"--backend vllm: {missing}")
+    return "hf" if missing else "vllm"
+
+
+def _vllm_on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def vllm_gpu_dtype(requested: str, model: str) -> str:
+    """The dtype vLLM's ``auto`` runs a model in on a GPU, as vLLM decides it (``_resolve_auto_dtype``): the model's
+    declared dtype, a float32 model (or a bf16 one on a GPU without bf16) in the GPU's preferred half precision."""
+    if requested != "auto":
+        return requested
+    try:
+        with open(f"{model}/config.json", encoding="utf-8") as fh:
+            config = json.load(fh)
+        declared = config.get("torch_dtype") or config.get("dtype") or "float32"
+    except (OSError, ValueError, AttributeError):
+        declared = "float32"
+    preferred = "bfloat16" if native_bf16("cuda") else "float16"
+    if declared not in ("bfloat16", "float16") or (declared == "bfloat16" and preferred == "float16"):
+        return preferred
+    return declared
+
+
+def numerics(backend: str, options: EngineOptions, policy: Policy) -> dict[str, Any]:
+    """The engine facts that change the numbers ``backend`` (``vllm`` or ``hf``, resolved) computes for ``policy``
+    with ``options`` on this machine, each resolved as that engine resolves it, before any engine starts:
+    ``harness.pipeline.sample_identity`` keys samples and names runs with them (and says why these and not the
+    other options). An engine's ``describe()`` reports the same facts once it runs; the pipeline checks they agree."""
+    if backend == "vllm":
+        cpu = _vllm_on_cpu()
+        return {"backend": "vllm", "device": "cpu" if cpu else "cuda",
+                "dtype": cpu_dtype(options.dtype) if cpu else vllm_gpu_dtype(options.dtype, policy.model),
+                "compile": options.compile if options.compile is not None else not cpu,
+                "lora": None if not policy.adapter else "merged" if cpu else "per-request",
+                "batch_invariant": options.batch_invariant, "tensor_parallel_size": options.tensor_parallel_size}
+    check_backend(backend)
+    device = "cuda" if _cuda() else "cpu"
+    # transformers runs eagerly, applies an adapter through peft, on one device, with no batch-invariant mode
+    return {"backend": "hf", "device": device, "dtype": hf_dtype(options.dtype, device), "compile": False,
+            "lora": "peft" if policy.adapter else None, "batch_invariant": False, "tensor_parallel_size": 1}
+
+
 def load_engine(backend: str, policy: Policy, renderer: Renderer, options: EngineOptions = EngineOptions(),
                 seed: int = 0) -> Engine:
     """Start the requested engine. ``auto`` prefers vLLM and falls back to transformers only where vLLM is
     missing or has no platform here; any other failure (out of memory, a bad model) is the user's to see."""
-    if backend not in BACKENDS:
-        raise HarnessError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    check_backend(backend)
     engine: Engine
     if backend in ("auto", "vllm"):
         missing = vllm_unavailable()

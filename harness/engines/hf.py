@@ -40,6 +40,14 @@ class _TokenLogprobs:
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
+def hf_dtype(requested: str, device: str) -> str:
+    """The dtype the transformers engine runs in: the one requested, else bf16 on a GPU that computes it natively
+    and float32 elsewhere (transformers' CPU kernels run these small models fastest in float32)."""
+    if requested != "auto":
+        return requested
+    return "bfloat16" if device == "cuda" and native_bf16("cuda") else "float32"
+
+
 class HFEngine:
     """transformers ``generate``, ``batch_size`` sequences at a time with left padding, on CUDA when present."""
 
@@ -54,19 +62,14 @@ class HFEngine:
         options = options if options is not None else EngineOptions()
         self.torch = torch
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        if options.dtype != "auto":
-            dtype = options.dtype
-        elif self.device == "cuda":
-            dtype = "bfloat16" if native_bf16("cuda") else "float32"
-        else:
-            dtype = "float32"  # transformers' CPU kernels run these small models fastest in float32
-        self.dtype = dtype
+        self.dtype = dtype = hf_dtype(options.dtype, self.device)
         self.options = replace(options, dtype=dtype)
         model = AutoModelForCausalLM.from_pretrained(policy.model, dtype=getattr(torch, dtype))
         if policy.adapter:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, policy.adapter)
+        self.lora = "peft" if policy.adapter else None
         self.model = model.to(self.device).eval()
         self._core = model.get_base_model() if policy.adapter else model  # the module whose output has logits
         self.tokenizer = tokenizer
@@ -78,7 +81,7 @@ class HFEngine:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "version": versions(["transformers"])["transformers"], "device": self.device,
-                "dtype": self.dtype, "batch_invariant": False, "options": asdict(self.options)}
+                "dtype": self.dtype, "batch_invariant": False, "lora": self.lora, "options": asdict(self.options)}
 
     def close(self) -> None:
         import gc
