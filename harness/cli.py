@@ -1,4 +1,4 @@
-"""The ``harness`` command line: run, score, compare, leaderboard, plot, report, plugins."""
+"""The ``harness`` command line: run, score, compare, leaderboard, plot, report, study, plugins."""
 
 from __future__ import annotations
 
@@ -167,6 +167,23 @@ def report(
 
     check_output(out, "--out", kind="file")  # never into a run record, refused before anything is read
     typer.echo(f"wrote {write_report(source, out, max_chars)}")
+
+
+@app.command()
+@guard("finished cells are kept; rerun the same command to continue where it stopped")
+def study(
+    file: Annotated[Path, typer.Argument(help="A study file (YAML): policies, runs, comparisons; see docs/study.md.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print every cell, done or pending, with its estimated "
+                                                            "tokens and minutes here; run nothing.")] = False,
+    executor: Annotated[str, typer.Option(help="local (one cell at a time) or ray (each cell a Ray task; the "
+                                               "`ray` extra).")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start a local one).")] = None,
+    output: Output = Path("runs"),
+) -> None:
+    """Train and evaluate everything a study file names, each cell once: resumable, priced by --dry-run."""
+    from harness.study_run import run_study
+
+    run_study(file, output, dry_run=dry_run, executor=executor, address=address)
 
 
 @app.command()

@@ -1,0 +1,208 @@
+"""``harness study FILE``: the dry run (every cell, done or pending, with what it will cost here), the run of the
+pending cells on an executor, and the study's table: its cells' leaderboard and its declared comparisons.
+
+The study's runs are also gathered in ``OUTPUT/studies/NAME/`` (a link to each record, and ``study.json``), so
+``harness leaderboard -o`` and ``harness report`` can show the study alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from harness.errors import HarnessError, RunFailed
+from harness.estimate import DEFAULTS, Estimate, Rates, duration, minutes, tokens_text
+from harness.record import SUMMARY, check_output, read_summary, write_atomic
+from harness.study import STUDY, RunCell, Study, TrainCell, load, pairs, settle, to_json, write_study
+
+
+def run_study(path: Path, output: Path, dry_run: bool = False, executor: str = "local", address: str | None = None,
+              out: Console | None = None) -> Study:
+    """Check the file, settle every cell, then print the dry run or run what is pending and print the table."""
+    from harness.executors import Scheduler
+    from harness.executors import executor as make_executor
+
+    out = out or _stdout()
+    runner = None if dry_run else make_executor(executor, address)  # `--executor ray` without Ray: one line, now
+    check_output(output, "--output")
+    study = load(path)
+    study.output = output
+    settle(study, fetch=not dry_run)
+    if dry_run:
+        show_plan(study, out)
+        return study
+    assert runner is not None
+    output.mkdir(parents=True, exist_ok=True)
+    scheduler = Scheduler(study, lambda: write_study(study, runner.name))
+    write_study(study, runner.name)
+    runner.run(scheduler)
+    comparisons = compare(study)
+    write_study(study, runner.name, comparisons)
+    view = write_view(study, runner.name, comparisons)
+    show_table(study, view, comparisons, out)
+    failed = [c for c in study.cells if c.status in ("failed", "blocked")]
+    if failed:
+        first = next((c for c in failed if c.error), failed[0])
+        raise RunFailed(f"{len(failed)} of {len(study.cells)} cells did not finish ({first.title}: "
+                        f"{first.error or first.note}); fix it and rerun: finished cells are kept")
+    return study
+
+
+def _stdout() -> Console:
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 200)  # piped output: never squeeze the columns
+    return console
+
+
+# -- the dry run -------------------------------------------------------------------------------------------------
+
+
+def chain(study: Study, cell: TrainCell | RunCell) -> list[str]:
+    """The training cells not yet done that ``cell`` needs, each after its own base."""
+    names: list[str] = []
+
+    def visit(name: str) -> None:
+        trained = study.trained(name)
+        if trained.needs:
+            visit(trained.needs)
+        if trained.status != "done" and name not in names:
+            names.append(name)
+
+    for name in [cell.needs] if isinstance(cell, TrainCell) and cell.needs else (
+            cell.needs if isinstance(cell, RunCell) else []):
+        visit(name)
+    return names
+
+
+def estimates(study: Study) -> tuple[Rates, dict[int, Estimate]]:
+    """Each pending cell's estimate (keyed by the cell's id), and the rates they came from."""
+    from harness.engines import resolve_backend
+
+    rates = Rates(study.output)
+    out = {}
+    for cell in study.cells:
+        if cell.status == "done":
+            continue
+        if isinstance(cell, TrainCell):
+            out[id(cell)] = rates.train(cell.config)
+        else:
+            try:
+                backend = resolve_backend(cell.config.backend)
+            except HarnessError:
+                backend = None
+            out[id(cell)] = rates.run(cell.config, cell.examples, cell.fingerprint, backend)
+    return rates, out
+
+
+def show_plan(study: Study, out: Console) -> None:
+    rates, found = estimates(study)
+    table = Table(title=f"study {study.name} ({study.path}): dry run, nothing runs", title_justify="left")
+    for column, right in (("status", False), ("cell", False), ("needs / note", False), ("est. tokens", True),
+                          ("est. min", True), ("basis", False)):
+        table.add_column(column, justify="right" if right else "left")
+    for cell in study.cells:
+        needs = chain(study, cell)
+        note = "; ".join(p for p in ((" -> ".join(f"train {n}" for n in needs) and "needs " + " -> ".join(
+            f"train {n}" for n in needs)), cell.note if not cell.note.startswith("after ") else "",
+            f"record {cell.record}" if isinstance(cell, RunCell) and cell.status == "done" else "") if p)
+        e = found.get(id(cell))
+        table.add_row(*(Text(t) for t in (cell.status, cell.title, note, tokens_text(e.tokens) if e else "-",
+                                          minutes(e.seconds) if e else "-", e.basis if e else "")))
+    out.print(table)
+    pending = [c for c in study.cells if c.status != "done"]
+    train = [c for c in pending if isinstance(c, TrainCell)]
+    runs = [c for c in pending if isinstance(c, RunCell)]
+    total = sum(found[id(c)].seconds or 0 for c in pending)
+    unknown = any(found[id(c)].seconds is None for c in pending)
+    out.print(f"{len(study.cells) - len(pending)} of {len(study.cells)} cells done; pending: {len(train)} training "
+              f"({duration(sum(found[id(c)].seconds or 0 for c in train))}), {len(runs)} runs "
+              f"({tokens_text(sum(found[id(c)].tokens or 0 for c in runs))} tokens, "
+              f"{duration(sum(found[id(c)].seconds or 0 for c in runs))}); about {'at least ' if unknown else ''}"
+              f"{duration(total)} on this machine", highlight=False, soft_wrap=True, markup=False)
+    out.print(f"rates: {rates.describe()}", highlight=False, soft_wrap=True, markup=False)
+    if any(found[id(c)].basis != "measured" for c in pending):
+        out.print(f"{DEFAULTS}; a run's tokens per sample with no record of its task: its whole --max-tokens",
+                  highlight=False, soft_wrap=True, markup=False)
+    if pending:
+        out.print(f"run it: harness study {study.path}" + (f" -o {study.output}" if str(study.output) != "runs"
+                                                            else ""), highlight=False, soft_wrap=True, markup=False)
+
+
+# -- after the run -----------------------------------------------------------------------------------------------
+
+
+def compare(study: Study) -> list[dict[str, Any]]:
+    """Each declared comparison through ``harness.compare``, one pair of runs at a time (a training seed's runs
+    with each other: ``compare_runs`` pairs one run with one, so seeds are compared one by one, not pooled)."""
+    from harness.compare import compare_runs
+
+    out = []
+    for comparison in study.compare:
+        for a, b in pairs(study, comparison):
+            entry: dict[str, Any] = {"a": a.config.policy, "b": b.config.policy, "task": a.config.task,
+                                     "sampler": a.config.sampler, "n": a.config.n, "seed": a.seed if a.seed is not None
+                                     else b.seed, "compare": comparison.index, "runs": [a.record, b.record]}
+            if a.status != "done" or b.status != "done" or not a.record or not b.record:
+                out.append({**entry, "note": "not run"})
+                continue
+            try:
+                entry["a"] = read_summary(study.output / a.record).policy_name
+                entry["b"] = read_summary(study.output / b.record).policy_name
+                result = compare_runs(study.output / a.record, study.output / b.record)
+            except HarnessError as exc:
+                out.append({**entry, "note": str(exc)})
+                continue
+            out.append({**entry, **dataclasses.asdict(result), "line": result.line()})
+    return out
+
+
+def write_view(study: Study, executor: str, comparisons: list[dict[str, Any]]) -> Path:
+    """``OUTPUT/studies/NAME/``: a link to each of the study's records and its ``study.json``; the output directory
+    itself where links cannot be made."""
+    import json
+
+    view = study.output / "studies" / study.name
+    try:
+        view.mkdir(parents=True, exist_ok=True)
+        wanted = {c.record for c in study.runs if c.status == "done" and c.record}
+        for entry in view.iterdir():
+            if entry.is_symlink() and entry.name not in wanted:
+                entry.unlink()
+        for record in wanted:
+            link = view / record
+            if not link.is_symlink():
+                link.symlink_to(os.path.relpath(study.output / record, view), target_is_directory=True)
+    except OSError:
+        shutil.rmtree(view, ignore_errors=True)
+        return study.output
+    write_atomic(view / STUDY, json.dumps(to_json(study, executor, comparisons), indent=2, default=str) + "\n")
+    return view
+
+
+def show_table(study: Study, view: Path, comparisons: list[dict[str, Any]], out: Console) -> None:
+    from harness import leaderboard
+
+    if any((view / c.record / SUMMARY).exists() for c in study.runs if c.record):
+        leaderboard.render(view, "table", out)
+    if comparisons:
+        out.print(f"comparisons ({len(comparisons)}):", highlight=False, markup=False)
+        for c in comparisons:
+            seed = f" seed {c['seed']}" if c.get("seed") is not None else ""
+            out.print(f"  compare[{c['compare']}]{seed} {c['task']} {c['sampler']} n={c['n']}: "
+                      f"{c.get('line') or c.get('note')}", highlight=False, soft_wrap=True, markup=False)
+        if study.seeds and len(study.seeds) > 1:
+            out.print("  (one line per training seed: harness compare pairs one run with one; not pooled)",
+                      highlight=False, markup=False)
+    wall = sum(c.wall_s or 0 for c in study.cells)
+    status = {s: sum(c.status == s for c in study.cells) for s in ("done", "failed", "blocked", "pending")}
+    out.print(f"study {study.name}: " + ", ".join(f"{n} {s}" for s, n in status.items() if n)
+              + f"; {wall:,.1f} s in the cells run now; {study.output / STUDY}", highlight=False, soft_wrap=True,
+              markup=False)
