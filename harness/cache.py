@@ -73,18 +73,18 @@ class GenerationCache:
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed batch survives kill -9
+        try:  # the schema is read before anything is written: a foreign database is set aside untouched
             tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if tables - {"samples"}:
                 raise NotACache(f"a database of another schema (tables {', '.join(sorted(tables))})")
-            db.execute(SCHEMA)
             columns = [(name, kind, notnull, pk) for _, name, kind, notnull, _, pk in
                        db.execute("PRAGMA table_info(samples)")]
-            if columns != COLUMNS:
+            if tables and columns != COLUMNS:
                 raise NotACache(f"a database of another schema (samples columns "
                                 f"{', '.join(c[0] for c in columns)})")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed batch survives kill -9
+            db.execute(SCHEMA)
         except NotACache:
             db.close()
             raise

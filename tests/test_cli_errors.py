@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -41,6 +44,30 @@ def fails(args: list[str], *must_mention: str) -> str:
         (["--task-arg", "shots"], ("KEY=VALUE",)),
         (["--task-arg", "bogus=1"], ("bogus",)),
         (["--split", "validation", "--limit", "2"], ("validation", "test", "train")),
+        # every number's range, NaN and infinities included, before anything loads
+        (["--temperature", "nan"], ("--temperature", "nan")),
+        (["--sampler", "bon", "--n", "2", "--temperature", "inf"], ("--temperature", "inf")),
+        (["--sampler", "bon", "--n", "2", "--temperature", "-1"], ("--temperature", "-1")),
+        (["--top-p", "inf"], ("--top-p", "inf")),
+        (["--top-p", "nan"], ("--top-p", "nan")),
+        (["--kv-cache-gib", "nan"], ("--kv-cache-gib", "nan")),
+        (["--kv-cache-gib", "inf"], ("--kv-cache-gib", "inf")),
+        (["--kv-cache-gib", "-1"], ("--kv-cache-gib",)),
+        (["--seed", "-1"], ("--seed", "-1")),
+        (["--seed", str(2**32)], ("--seed",)),
+        (["--max-model-len", "0"], ("--max-model-len",)),
+        # an empty or padded name never silently becomes a default
+        (["--grader", ""], ("--grader is empty",)),
+        (["--verifier", " "], ("--verifier is empty",)),
+        (["--sampler", "bon", "--n", "2", "--verifier", ""], ("--verifier is empty",)),
+        (["--task", ""], ("--task is empty",)),
+        (["--policy", ""], ("--policy is empty",)),
+        (["--policy", "  "], ("--policy is empty",)),
+        (["--sampler", ""], ("--sampler is empty",)),
+        (["--split", " "], ("--split is empty",)),
+        (["--task", "countdown\n"], ("--task", "whitespace")),
+        (["--backend", "foo"], ("unknown backend 'foo'", "auto, vllm, hf")),
+        (["--backend", ""], ("unknown backend ''",)),
     ],
 )
 def test_bad_run_input(tmp_path, args, mentions):
@@ -104,3 +131,94 @@ def test_corrupt_runs_are_skipped_by_the_leaderboard(tmp_path: Path):
     assert result.exit_code == 0
     assert json.loads(result.stdout) == []
     assert "skipping" in result.stderr and "broken" in result.stderr
+
+
+# -- stored state and output paths ------------------------------------------------------------------------------
+
+FIXTURES = Path(__file__).parent / "fixtures" / "records-v2"
+
+
+@pytest.fixture
+def runs(tmp_path) -> Path:
+    """A runs directory holding copies of canned records (best-of-4 with scaling curves, greedy)."""
+    out = tmp_path / "runs"
+    for source in FIXTURES.iterdir():
+        shutil.copytree(source, out / source.name)
+    return out
+
+
+def bon(runs: Path) -> Path:
+    return next(p for p in runs.iterdir() if "-bon-" in p.name)
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_output_paths_of_the_wrong_kind_or_inside_a_record_are_refused_before_any_work(runs, tmp_path):
+    record = bon(runs)
+    a_file = tmp_path / "hostname"
+    a_file.write_text("not a directory\n")
+    before = checksums(tmp_path)
+    fails(["run", "--limit", "1", "-o", str(a_file)], str(a_file), "is not a directory")
+    fails(["run", "--limit", "1", "-o", str(record)], str(record), "is the run record")
+    fails(["run", "--limit", "1", "-o", str(record / "sub")], "lies inside the run record", str(record))
+    fails(["run", "--limit", "1", "-o", str(a_file / "runs")], str(a_file), "is not a directory")
+    fails(["score", str(record), "-o", str(a_file)], str(a_file), "is not a directory")  # before grading
+    fails(["score", str(record), "-o", str(record)], "is the run record")
+    fails(["plot", str(record), "--out", str(record / "summary.json")], "lies inside the run record")
+    fails(["plot", str(record), "--out", str(record / "curves.png")], "lies inside the run record")
+    fails(["plot", str(record), "--out", str(runs)], "is a directory")
+    fails(["report", str(runs), "--out", str(record / "report.html")], "lies inside the run record")
+    assert checksums(tmp_path) == before
+
+
+def test_a_directory_at_the_cache_path_is_one_line(tmp_path, tiny_llama):
+    (tmp_path / "cache" / "generations.sqlite").mkdir(parents=True)
+    fails(["run", "--policy", str(tiny_llama), "--limit", "1", "--backend", "hf", "-o", str(tmp_path)],
+          "generations.sqlite is a directory", "move it aside")
+
+
+def test_a_prompt_longer_than_the_context_is_refused_before_an_engine_starts(tmp_path, tiny_llama):
+    line = fails(["run", "--policy", str(tiny_llama), "--limit", "2", "--backend", "hf", "--max-model-len", "64",
+                  "-o", str(tmp_path)], "--max-tokens 256", "--max-model-len 64")
+    assert re.match(r"error: example \S+: its prompt is \d+ tokens, which with", line), line
+    fails(["run", "--policy", str(tiny_llama), "--limit", "2", "--backend", "hf", "--max-tokens", "4096",
+           "-o", str(tmp_path)], "--max-tokens 4096", "--max-model-len 4096")
+    assert not list(tmp_path.glob("*/summary.json")) and not list(tmp_path.glob("*/engine.log"))
+
+
+def test_an_unknown_backend_with_cached_samples_writes_no_record(tmp_path, tiny_llama):
+    from test_pipeline import run
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    run(tmp_path, tiny_llama, tokenizer, lambda p, j: ("<answer>1 + 2</answer>", -1.0), limit=1)
+    before = checksums(tmp_path)
+    fails(["run", "--policy", str(tiny_llama), "--limit", "1", "--backend", "foo", "-o", str(tmp_path)],
+          "unknown backend 'foo'")
+    assert checksums(tmp_path) == before
+
+
+@pytest.mark.parametrize(("field", "value", "says"), [
+    ("metric", {"name": "accuracy", "value": "high"}, "metric.value is 'high', not float"),
+    ("counts", {"examples": "12"}, "counts.examples is '12', not int"),
+    ("timings", {"wall_s": "slow"}, "timings.wall_s is 'slow'"),
+    ("config", [], "summary.json"),
+    ("tokens", {"generated": 1.5, "per_example": 1, "per_sample": 1}, "tokens.generated is 1.5, not int"),
+    ("curves", {"n": [1, "2"], "tokens": [], "pass@k": [], "accuracy": {}, "samplers": []}, "curves.n[1]"),
+])
+def test_a_wrong_typed_summary_is_skipped_by_the_leaderboard(runs, field, value, says):
+    broken = bon(runs)
+    summary = json.loads((broken / "summary.json").read_text())
+    summary[field] = value
+    (broken / "summary.json").write_text(json.dumps(summary))
+    result = runner.invoke(app, ["leaderboard", "-o", str(runs), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert [row["run"] for row in json.loads(result.stdout)] == sorted(p.name for p in runs.iterdir() if p != broken)
+    warning = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(warning) == 1 and warning[0].startswith("warning: skipping") and broken.name in warning[0]
+    assert says in warning[0], warning[0]
+    fails(["compare", str(broken), str(broken)], "not a readable run directory", says)
+    assert runner.invoke(app, ["leaderboard", "-o", str(runs)]).exit_code == 0

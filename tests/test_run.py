@@ -62,11 +62,14 @@ def test_greedy_is_reproducible_and_rerun_generates_nothing(tmp_path, tiny_llama
     args = ["run", "--policy", str(tiny_llama), "--limit", "2", "--max-tokens", "12", "--backend", "hf"]
     harness_cli(*args, "-o", str(tmp_path / "a"), check=True)
     harness_cli(*args, "-o", str(tmp_path / "b"), check=True)
-    harness_cli(*args, "-o", str(tmp_path / "a"), check=True)
+    written = (only_run(tmp_path / "a") / "summary.json").read_bytes()
+    again = harness_cli(*args, "-o", str(tmp_path / "a"), check=True)
+    assert "read back, not rewritten" in again.stderr and "engine:" not in again.stderr
+    assert (only_run(tmp_path / "a") / "summary.json").read_bytes() == written, "a finished record is never rewritten"
     rows_a, summary_a = record(only_run(tmp_path / "a"))
     rows_b, _ = record(only_run(tmp_path / "b"))
     assert [r["samples"][0]["text"] for r in rows_a] == [r["samples"][0]["text"] for r in rows_b]
-    assert summary_a["cached_samples"] == 2 and summary_a["engine"] is None
+    assert summary_a["engine"]["name"] == "hf" and summary_a["numerics"]["backend"] == "hf"
 
 
 def test_kill_9_then_rerun_resumes_without_regenerating(tmp_path, tiny_llama):
