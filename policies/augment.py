@@ -9,6 +9,7 @@ so held-out problems never leak into training data. Counts go beside the data.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,13 @@ from typing import Any
 
 import harness
 from harness.console import console, quiet
-from harness.engines import EngineOptions, Renderer, Request, Sampling, load_engine
+from harness.engines import BACKENDS, EngineOptions, Renderer, Request, Sampling, load_engine
 from harness.errors import HarnessError
+from harness.pipeline import examples_of
 from harness.plugins import Spec, registry
 from harness.policy import resolve_policy
-from harness.record import write_atomic
+from harness.record import check_output, write_atomic
+from harness.types import RunConfig
 from policies.data import example_messages
 from policies.manifest import write_json
 
@@ -41,33 +44,121 @@ class AugmentConfig:
     seed: int = 0
     backend: str = "auto"
     batch_size: int = 32
+    max_model_len: int = 4096
+
+    def check(self) -> None:
+        """Every number's range and every name, before anything loads; one line naming the option."""
+        for flag, value in (("--n", self.n), ("--rows", self.rows), ("--keep", self.keep),
+                            ("--max-tokens", self.max_tokens), ("--batch-size", self.batch_size),
+                            ("--max-model-len", self.max_model_len)):
+            if value < 1:
+                raise HarnessError(f"{flag} must be at least 1, got {value}")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise HarnessError(f"--temperature must be a finite number >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise HarnessError(f"--top-p must lie in (0, 1], got {self.top_p}")
+        if not 0 < self.threshold <= 1:  # scores lie in [0, 1]: 0 would accept every sample
+            raise HarnessError(f"--threshold must lie in (0, 1], got {self.threshold}")
+        if not 0 <= self.seed < 2**32:
+            raise HarnessError(f"--seed must lie in [0, 2**32), got {self.seed}")
+        if self.backend not in BACKENDS:
+            raise HarnessError(f"unknown backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}")
+        for flag, name in (("--policy", self.policy), ("--task", self.task), ("--verifier", self.verifier)):
+            if name is not None and not name.strip():
+                raise HarnessError(f"{flag} {name!r} is empty; name one (or leave the option out for the default)")
 
 
-def augment(config: AugmentConfig, output: Path) -> dict[str, Any]:
-    """Write ``output`` (SFT rows), ``<output>.pairs.jsonl`` and ``<output>.counts.json``; return the counts."""
-    if config.n < 1 or config.rows < 1 or config.keep < 1:
-        raise HarnessError("--n, --rows and --keep must be at least 1")
-    if output.suffix != ".jsonl":
+def beside(output: Path, suffix: str) -> Path:
+    """``rft.jsonl`` -> ``rft<suffix>``: the pairs, counts and log written next to the SFT rows."""
+    return output.with_name(output.name.removesuffix(".jsonl") + suffix)
+
+
+def check_outputs(output: Path) -> list[Path]:
+    """The files augment writes, each refused in one line if it is a directory, lies in a run record, or has a
+    parent that is a file."""
+    if output.suffix != ".jsonl" or output.name == ".jsonl":
         raise HarnessError(f"--output {output} must be a .jsonl file")
+    paths = [output, beside(output, ".pairs.jsonl"), beside(output, ".counts.json"), beside(output, ".log")]
+    for path in paths:
+        check_output(path, "--output" if path == output else f"--output's companion {path.name}", kind="file")
+    return paths
+
+
+def already_written(paths: list[Path], stored: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
+    """The counts of a finished augment of this very configuration (nothing to do), None to write; data another
+    configuration (or anything else) wrote there is kept unless ``overwrite``."""
+    output, pairs, counts, _ = paths
+    existing = [p for p in (output, pairs, counts) if p.exists()]
+    if not existing or overwrite:
+        return None
+    try:
+        summary = json.loads(counts.read_text(encoding="utf-8"))
+        same = isinstance(summary, dict) and summary.get("config") == stored and output.is_file() and pairs.is_file()
+    except (OSError, ValueError, RecursionError):
+        same = False
+    if same:
+        return summary
+    raise HarnessError(f"{existing[0]} exists and was not written by this augment configuration; pass --overwrite to "
+                       f"replace it, or choose another --output")
+
+
+def check_prompts(renderer: Renderer, examples: list, max_tokens: int, context: int) -> list[list[int]]:
+    """Every prompt's token ids; one that with ``max_tokens`` does not fit ``context`` is a one-line error before
+    any engine starts (the rule ``harness run`` applies)."""
+    rendered = [renderer.render(ex)[1] for ex in examples]
+    longest = max(range(len(rendered)), key=lambda i: len(rendered[i]))
+    if len(rendered[longest]) + max_tokens > context:
+        raise HarnessError(f"problem {examples[longest].id or longest}: its prompt is {len(rendered[longest])} "
+                           f"tokens, which with --max-tokens {max_tokens} exceeds the model's context of {context} "
+                           f"tokens; raise --max-model-len, lower --max-tokens or choose shorter task arguments")
+    return rendered
+
+
+def context_limit(policy, max_model_len: int) -> int:
+    """``--max-model-len``, or the model's own position limit where that is smaller."""
+    try:
+        positions = json.loads((Path(policy.model) / "config.json").read_text()).get("max_position_embeddings")
+    except (OSError, ValueError, AttributeError):
+        positions = None
+    return min(max_model_len, positions) if isinstance(positions, int) and positions > 0 else max_model_len
+
+
+def augment(config: AugmentConfig, output: Path, overwrite: bool = False) -> dict[str, Any]:
+    """Write ``output`` (SFT rows), ``<output>.pairs.jsonl`` and ``<output>.counts.json``; return the counts.
+
+    Rerunning a finished augment reads its counts back; data another configuration wrote is kept unless
+    ``overwrite``."""
+    config.check()
+    paths = check_outputs(output)
     task_spec = Spec.parse("task", config.task, config.task_args)
     task = registry().build(task_spec)
     verifier_spec = config.verifier or task.verifier
     verifier = harness.get_verifier(verifier_spec)
+    stored = json.loads(json.dumps({**vars(config), "verifier": verifier_spec}))
+    done = already_written(paths, stored, overwrite)
+    if done is not None:
+        counts = done.get("counts") if isinstance(done.get("counts"), dict) else {}
+        console.print(f"augment: {output} already holds this configuration's data ({counts.get('rows')} SFT rows, "
+                      f"{counts.get('pairs')} pairs); nothing to do (--overwrite samples again)", highlight=False,
+                      soft_wrap=True)
+        return done
     components = {"task": registry().describe(task_spec),
                   "verifier": registry().describe(Spec.parse("verifier", verifier_spec))}
+    # the task's TRAIN problems, listed as a run lists them (a failing task plugin is one line naming it), before
+    # the policy resolves: that may convert or download a model
+    examples = examples_of(task, RunConfig(task=config.task, task_args=config.task_args, split="train",
+                                           limit=config.rows, seed=config.seed))
     policy = resolve_policy(config.policy)
-    examples = list(task.examples(split="train", limit=config.rows, seed=config.seed))
-    if not examples:
-        raise HarnessError(f"task {config.task} has no training problems")
     started = time.perf_counter()
     renderer = Renderer(policy)
-    requests = [Request(renderer.render(ex)[1], config.n) for ex in examples]
+    rendered = check_prompts(renderer, examples, config.max_tokens, context_limit(policy, config.max_model_len))
+    requests = [Request(ids, config.n) for ids in rendered]
     sampling = Sampling(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
                         seed=config.seed, stop=tuple(getattr(task, "stop", ()) or ()))
-    log = output.with_name(output.name.removesuffix(".jsonl") + ".log")
+    log = paths[3]
     with quiet(log):
-        engine = load_engine(config.backend, policy, renderer, EngineOptions(batch_size=config.batch_size),
-                             seed=config.seed)
+        options = EngineOptions(batch_size=config.batch_size, max_model_len=config.max_model_len)
+        engine = load_engine(config.backend, policy, renderer, options, seed=config.seed)
         try:
             samples = dict(engine.generate(requests, sampling))
         finally:
@@ -90,13 +181,14 @@ def augment(config: AugmentConfig, output: Path) -> dict[str, Any]:
         if distinct and rejected:
             pairs.append({"prompt": prompt, "chosen": distinct[0], "rejected": rejected[0], "id": example.id})
     counts["rows"], counts["pairs"] = len(sft), len(pairs)
+    pairs_path, counts_path = paths[1], paths[2]
+    counts_path.unlink(missing_ok=True)  # written last: never beside rows of another configuration
     write_atomic(output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in sft))
-    pairs_path = output.with_name(output.name.removesuffix(".jsonl") + ".pairs.jsonl")
     write_atomic(pairs_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in pairs))
-    summary = {"config": {**vars(config), "verifier": verifier_spec}, "components": components, "counts": counts,
+    summary = {"config": stored, "components": components, "counts": counts,
                "wall_seconds": round(time.perf_counter() - started, 1), "sft": str(output), "pairs": str(pairs_path)}
-    write_json(output.with_name(output.name.removesuffix(".jsonl") + ".counts.json"), summary)
+    write_json(counts_path, summary)
     console.print(f"augment: {counts['accepted']}/{counts['samples']} samples accepted by {verifier_spec}; "
                   f"{counts['problems_solved']}/{counts['problems']} problems solved; wrote {counts['rows']} SFT rows "
-                  f"to {output} and {counts['pairs']} pairs to {pairs_path}", highlight=False)
+                  f"to {output} and {counts['pairs']} pairs to {pairs_path}", highlight=False, soft_wrap=True)
     return summary

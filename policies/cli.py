@@ -87,8 +87,11 @@ def augment(
     max_tokens: Annotated[int, typer.Option(help="Generation budget per sample.")] = 256,
     seed: Annotated[int, typer.Option(help="Seeds problem order and sampling.")] = 0,
     backend: Annotated[str, typer.Option(help="auto, vllm or hf.")] = "auto",
+    max_model_len: Annotated[int, typer.Option(help="Context length: a longer prompt is refused before "
+                                                    "sampling.")] = 4096,
     output: Annotated[Path, typer.Option("--output", "-o", help="SFT rows (.jsonl); pairs and counts beside.")] = Path(
         "augmented.jsonl"),
+    overwrite: Annotated[bool, typer.Option(help="Replace data that another configuration wrote there.")] = False,
 ) -> None:
     """Rejection-sampling fine-tuning data: sample N per training problem, keep the verifier-accepted ones."""
     from policies.augment import AugmentConfig
@@ -96,7 +99,8 @@ def augment(
 
     run(AugmentConfig(policy=policy, task=task, task_args=parse_options("--task-arg", task_arg), n=n, rows=rows,
                       keep=keep, verifier=verifier, threshold=threshold, temperature=temperature,
-                      max_tokens=max_tokens, seed=seed, backend=backend), output)
+                      max_tokens=max_tokens, seed=seed, backend=backend, max_model_len=max_model_len), output,
+        overwrite=overwrite)
 
 
 def _require_training_extra() -> None:

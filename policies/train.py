@@ -20,6 +20,7 @@ from harness.console import console, quiet
 from harness.errors import HarnessError
 from harness.policy import NAME, policies_dir
 from harness.provenance import git_revision
+from harness.record import check_output
 from policies import data
 from policies.common import CHECKPOINTS, WALL, Run, detect_hardware
 from policies.config import TrainConfig
@@ -60,6 +61,13 @@ def prepare_output(out: Path, config: TrainConfig, overwrite: bool) -> str:
     return "fresh"
 
 
+def _expand(path: Path) -> Path:
+    try:
+        return path.expanduser()
+    except RuntimeError:  # ~user of no known user: a directory of that name
+        return path
+
+
 def _is_pointer(out: Path) -> bool:
     if not out.is_dir() or [p.name for p in out.iterdir()] != [MANIFEST]:
         return False
@@ -91,16 +99,26 @@ def train(config: TrainConfig, name: str | None = None, output: Path | None = No
 
     ``callbacks`` are more ``TrainerCallback``s for the trainer (benches measure with them)."""
     method = METHODS[config.method]
-    name = name or config.method
+    name = config.method if name is None else name
     if not NAME.match(name):
         raise HarnessError(f"--name {name!r} must be letters, digits, '.', '_' or '-', starting with a letter or digit")
-    out = (Path(output).expanduser() if output else default_output(config.method, name)).resolve()
+    out = (_expand(Path(output)) if output else default_output(config.method, name)).resolve()
+    if out.exists() and not out.is_dir():
+        raise HarnessError(f"output {out} is a file, not a directory; choose another --output or --name")
+    check_output(out, "--output")  # never into a run record, never under a file
     named = (policies_dir() / name).resolve()
     if config.method != "rm" and out != named and (named / STATE).exists():
         raise HarnessError(f"the name {name!r} belongs to the policy trained in {named}; choose another --name")
+    if config.method != "rm" and config.base == name and out == named:
+        raise HarnessError(f"--base {config.base!r} is the policy this run writes (--name {name!r}); choose another "
+                           f"--name")
     data.check(config.data, data.KIND_OF_METHOD[config.method])
     reward_spec, reward = method.resolve_reward(config) if method.resolve_reward else (None, None)
     base = method.resolve_base(config)
+    for part in (base.model, base.adapter):
+        if part and Path(part).resolve().is_relative_to(out):
+            raise HarnessError(f"the base {config.base!r} lies in this run's output directory {out} (at {part}); "
+                               f"training would replace what it starts from: choose another --output or --name")
     hw = detect_hardware(config.dtype)
     rows, counts = data.load(config.data, data.KIND_OF_METHOD[config.method], seed=config.seed)
     from accelerate import PartialState

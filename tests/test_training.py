@@ -448,11 +448,162 @@ def test_augment_writes_verifier_accepted_sft_rows_and_pairs(third_party, tiny_l
     (["train", "sft", "--reward", "countdown"], "--reward applies to rloo only"),
     (["train", "sft", "--name", "../x"], "--name '../x' must be"),
     (["augment", "--task", "nope"], "unknown task 'nope'"),
+    (["train", "sft", "--name", ""], "--name '' must be letters"),
+    (["train", "sft", "--name", " "], "--name ' ' must be letters"),
+    (["train", "sft", "--name", "sft\n"], "--name 'sft\\n' must be letters"),
+    (["train", "sft", "--base", ""], "setting base='' is empty"),
+    (["train", "sft", "--base", " "], "setting base=' ' is empty"),
+    (["train", "rloo", "--reward", ""], "setting reward='' is empty"),
+    (["train", "rloo", "--reward", " "], "setting reward=' ' is empty"),
+    (["train", "sft", "--name", "t-self", "--base", "t-self"], "--base 't-self' is the policy this run writes"),
+    (["train", "sft", "learning_rate=.nan"], "setting learning_rate=nan must be a finite number"),
+    (["train", "rloo", "temperature=.inf"], "setting temperature=inf must be a finite number"),
+    (["train", "dpo", "beta=-1"], "setting beta=-1.0 must be positive"),
+    (["train", "rm", "batch_size=0"], "setting batch_size=0 must be at least 1"),
+    (["augment", "--temperature", "-1"], "--temperature must be a finite number >= 0, got -1.0"),
+    (["augment", "--temperature", "nan"], "--temperature must be a finite number >= 0, got nan"),
+    (["augment", "--temperature", "inf"], "--temperature must be a finite number >= 0, got inf"),
+    (["augment", "--threshold", "nan"], "--threshold must lie in (0, 1], got nan"),
+    (["augment", "--threshold", "0"], "--threshold must lie in (0, 1], got 0.0"),
+    (["augment", "--threshold", "1.5"], "--threshold must lie in (0, 1], got 1.5"),
+    (["augment", "--n", "0"], "--n must be at least 1, got 0"),
+    (["augment", "--rows", "-1"], "--rows must be at least 1, got -1"),
+    (["augment", "--keep", "0"], "--keep must be at least 1, got 0"),
+    (["augment", "--max-tokens", "0"], "--max-tokens must be at least 1, got 0"),
+    (["augment", "--max-model-len", "0"], "--max-model-len must be at least 1, got 0"),
+    (["augment", "--seed", "-1"], "--seed must lie in [0, 2**32), got -1"),
+    (["augment", "--backend", "tpu"], "unknown backend 'tpu'; choose one of: auto, vllm, hf"),
+    (["augment", "--policy", ""], "--policy '' is empty"),
+    (["augment", "--task", " "], "--task ' ' is empty"),
+    (["augment", "--verifier", ""], "--verifier '' is empty"),
+    (["augment", "-o", "rft.txt"], "--output rft.txt must be a .jsonl file"),
+    (["augment", "-o", ".jsonl"], "--output .jsonl must be a .jsonl file"),
+    (["augment", "--task-arg", "numbers"], "--task-arg takes KEY=VALUE, got 'numbers'"),
 ])
 def test_bad_input_is_one_line(args, message):
     code, out = cli(*args)
     assert code == 2 and out.startswith("error: ") and message in out, out
     assert len(out.strip().splitlines()) == 1 and "Traceback" not in out
+
+
+RECORD = ROOT / "tests" / "fixtures" / "records-v2" / "canned-countdown-greedy-n1-9851e53b"
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def test_an_output_that_is_a_file_or_lies_in_a_record_is_refused_before_anything_loads(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    shutil.copytree(RECORD, runs / RECORD.name)
+    record = runs / RECORD.name
+    (tmp_path / "afile").write_text("mine")
+    before = _files(tmp_path)
+    monkeypatch.setattr("policies.augment.resolve_policy", lambda spec: pytest.fail("augment resolved the policy"))
+    monkeypatch.setattr("policies.common.resolve_policy", lambda spec: pytest.fail("train resolved the base"))
+    for args, message in (
+        (["train", "sft", "-o", str(record / "summary.json")], f"output {record / 'summary.json'} is a file"),
+        (["train", "sft", "-o", str(record)], f"--output {record} is the run record {record}"),
+        (["train", "sft", "-o", str(record / "sub")], f"--output {record / 'sub'} lies inside the run record"),
+        (["train", "sft", "-o", str(tmp_path / "afile" / "x")], f"{tmp_path / 'afile'} is not a directory"),
+        (["augment", "-o", str(record / "samples.jsonl")], f"--output {record / 'samples.jsonl'} lies inside the run"),
+        (["augment", "-o", str(record / "rft.jsonl")], f"--output {record / 'rft.jsonl'} lies inside the run record"),
+        (["augment", "-o", str(runs)], f"--output {runs} must be a .jsonl file"),
+        (["augment", "-o", str(tmp_path / "afile" / "x.jsonl")], f"{tmp_path / 'afile'} is not a directory"),
+    ):
+        code, out = cli(*args)
+        assert code == 2 and out.startswith("error: ") and message in out, (args, out)
+        assert len(out.strip().splitlines()) == 1
+    (tmp_path / "dir.jsonl").mkdir()
+    code, out = cli("augment", "-o", str(tmp_path / "dir.jsonl"))
+    assert code == 2 and f"--output {tmp_path / 'dir.jsonl'} is a directory" in out, out
+    (tmp_path / "dir.jsonl").rmdir()
+    assert _files(tmp_path) == before
+
+
+def test_a_base_that_lies_in_the_output_is_refused(tiny_llama, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    out.mkdir()
+    shutil.copytree(tiny_llama, out / "model")
+    monkeypatch.setattr("policies.train.detect_hardware", lambda dtype: pytest.fail("train went on to the hardware"))
+    code, text = cli("train", "sft", "--base", str(out / "model"), "-o", str(out), "--overwrite", COUNTDOWN)
+    assert code == 2 and f"lies in this run's output directory {out}" in text, text
+    assert (out / "model" / "config.json").exists()
+
+
+class _Refusing:
+    """Stands in for load_engine: a test that reaches it has let bad input through to the engine."""
+
+    def __call__(self, *args, **kwargs):
+        pytest.fail("an engine was started")
+
+
+def test_augment_refuses_a_prompt_longer_than_the_context_before_the_engine(tiny_llama, tmp_path, monkeypatch):
+    monkeypatch.setattr("policies.augment.load_engine", _Refusing())
+    out = tmp_path / "rft.jsonl"
+    for budget in (["--max-model-len", "16", "--max-tokens", "8"], ["--max-model-len", "300", "--max-tokens", "290"]):
+        code, text = cli("augment", "--policy", str(tiny_llama), "--rows", "2", *budget, "-o", str(out))
+        assert code == 2 and text.startswith("error: problem ") and f"tokens, which with --max-tokens {budget[3]} " \
+            f"exceeds the model's context of {budget[1]} tokens; raise --max-model-len" in text, text
+        assert len(text.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
+
+
+class _CannedEngine:
+    """Answers every request with the same n texts."""
+
+    def __init__(self, texts: list[str]):
+        self.texts = texts
+
+    def generate(self, requests, sampling):
+        from harness.types import Completion
+
+        for i, r in enumerate(requests):
+            yield i, [Completion(self.texts[j % len(self.texts)], 3, -1.0, "stop") for j in range(r.n)]
+
+    def close(self):
+        pass
+
+
+def test_augment_reruns_read_back_and_never_replace_another_configurations_data(tiny_llama, tmp_path, monkeypatch):
+    started: list[int] = []
+
+    def engine(*args, **kwargs):
+        started.append(1)
+        return _CannedEngine(["<answer> 1 + 2 </answer>", "no"])
+
+    monkeypatch.setattr("policies.augment.load_engine", engine)
+    out = tmp_path / "rft.jsonl"
+    args = ["augment", "--policy", str(tiny_llama), "--task-arg", "numbers=3", "--rows", "2", "--n", "2", "-o",
+            str(out)]
+    code, text = cli(*args)
+    assert code == 0 and len(started) == 1, text
+    written = _files(tmp_path)
+    assert {"rft.jsonl", "rft.pairs.jsonl", "rft.counts.json"} <= set(written)
+    code, text = cli(*args)
+    assert code == 0 and "already holds this configuration's data" in text and len(started) == 1, text
+    code, text = cli(*args[:-2], "--temperature", "0.9", "-o", str(out))
+    assert code == 2 and f"{out} exists and was not written by this augment configuration; pass --overwrite" in text
+    assert len(started) == 1 and {k: v for k, v in _files(tmp_path).items() if k != "rft.log"} == \
+        {k: v for k, v in written.items() if k != "rft.log"}
+    code, text = cli(*args[:-2], "--temperature", "0.9", "-o", str(out), "--overwrite")
+    assert code == 0 and len(started) == 2, text
+    assert json.loads((tmp_path / "rft.counts.json").read_text())["config"]["temperature"] == 0.9
+
+
+def test_rollout_sampling_is_checked_before_the_engine(monkeypatch):
+    from harness.engines import Sampling
+    from policies.rollout import EngineRollout
+
+    rollout = EngineRollout("/nowhere", tokenizer=None, seed=0)
+    monkeypatch.setattr("policies.rollout.load_engine", _Refusing())
+    for sampling, says in ((Sampling(temperature=float("nan")), "temperature=nan must be a positive number"),
+                           (Sampling(temperature=-1.0), "temperature=-1.0 must be a positive number"),
+                           (Sampling(top_p=0.0), "top_p=0.0 must lie in (0, 1]"),
+                           (Sampling(max_tokens=0), "max_completion_length=0 must be at least 1")):
+        with pytest.raises(harness.HarnessError, match=re.escape(f"RLOO rollouts: {says}")):
+            rollout.generate([[1, 2]], sampling)
+    with pytest.raises(harness.HarnessError, match="sync"):
+        rollout.generate([[1, 2]], Sampling(temperature=0.0))
 
 
 @pytest.mark.slow
