@@ -196,7 +196,7 @@ class Scheduler:
         return True
 
     def done(self, cell: Cell, wall_s: float, record: str | None = None) -> None:
-        cell.wall_s = wall_s
+        cell.wall_s, cell.ran = wall_s, True
         if isinstance(cell, RunCell):
             if record is not None and record != cell.record:
                 cell.record = record  # what the pipeline wrote is the record (the prediction is a check)
@@ -216,7 +216,7 @@ class Scheduler:
                       highlight=False, soft_wrap=True)
 
     def fail(self, cell: Cell, error: str) -> None:
-        cell.status, cell.error = "failed", error
+        cell.status, cell.error, cell.ran = "failed", error, True
         self.finished += 1
         self.save()
         console.print(f"[red]study {escape(self.study.name)}: {escape(cell.title)} failed:[/] {escape(error)}",

@@ -132,6 +132,7 @@ class TrainCell:
     overwrite: bool = False
     wall_s: float | None = None
     error: str | None = None
+    ran: bool = False  # ran in this invocation
     kind = "train"
 
     @property
@@ -181,12 +182,14 @@ class RunCell:
     note: str = ""
     wall_s: float | None = None
     error: str | None = None
+    ran: bool = False  # ran in this invocation
     kind = "run"
 
     @property
     def title(self) -> str:
         c = self.config
-        args = " ".join(f"{k}={v}" for k, v in c.task_args.items())
+        args = " ".join(f"{k}={Path(v).name if os.sep in v and not v.startswith(RUN_REF) else v}"
+                        for k, v in c.task_args.items())
         parts = [self.name or c.policy, c.task + (f"[{args}]" if args else ""), c.sampler, f"n={c.n}",
                  f"limit={c.limit}" if c.limit else "", f"grader {c.grader}" if c.grader else ""]
         return "run " + " ".join(p for p in parts if p)
@@ -550,7 +553,7 @@ def _coerce(label: str, option: Option, value: Any) -> Any:
     kind = option.kind
     if option.is_args:
         if isinstance(value, dict):
-            return {str(k): _text(v) for k, v in value.items()}
+            return {str(k): _text(f"{label}.{k}", v) for k, v in value.items()}
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             from harness.plugins import parse_options
 
@@ -571,12 +574,12 @@ def _coerce(label: str, option: Option, value: Any) -> Any:
     return float(value) if kind is float else _expand(value) if kind is str else value
 
 
-def _text(value: Any) -> str:
+def _text(label: str, value: Any) -> str:
     """An option value as ``--task-arg KEY=VALUE`` would give it: text (YAML's true/false as written)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None or isinstance(value, dict | list):
-        raise HarnessError(f"option value {value!r} must be text or a number")
+        raise HarnessError(f"{label}: {value!r} must be text or a number")
     return _expand(str(value))
 
 

@@ -65,21 +65,19 @@ def _stdout() -> Console:
 # -- the dry run -------------------------------------------------------------------------------------------------
 
 
-def chain(study: Study, cell: TrainCell | RunCell) -> list[str]:
-    """The training cells not yet done that ``cell`` needs, each after its own base."""
-    names: list[str] = []
+def chains(study: Study, cell: TrainCell | RunCell) -> list[list[str]]:
+    """The training cells not yet done that ``cell`` needs: one chain per need, each base before what it trains."""
 
-    def visit(name: str) -> None:
+    def chain(name: str) -> list[str]:
         trained = study.trained(name)
-        if trained.needs:
-            visit(trained.needs)
-        if trained.status != "done" and name not in names:
-            names.append(name)
+        return [*(chain(trained.needs) if trained.needs else []), *([name] if trained.status != "done" else [])]
 
-    for name in [cell.needs] if isinstance(cell, TrainCell) and cell.needs else (
-            cell.needs if isinstance(cell, RunCell) else []):
-        visit(name)
-    return names
+    needs = ([cell.needs] if cell.needs else []) if isinstance(cell, TrainCell) else cell.needs
+    return [c for c in (chain(n) for n in needs) if c]
+
+
+def _refs(study: Study, cell: TrainCell | RunCell) -> list[RunCell]:
+    return [study.runs[j] for _, _, j in cell.refs] if isinstance(cell, RunCell) else []
 
 
 def estimates(study: Study) -> tuple[Rates, dict[int, Estimate]]:
@@ -109,10 +107,11 @@ def show_plan(study: Study, out: Console) -> None:
                           ("est. min", True), ("basis", False)):
         table.add_column(column, justify="right" if right else "left")
     for cell in study.cells:
-        needs = chain(study, cell)
-        note = "; ".join(p for p in ((" -> ".join(f"train {n}" for n in needs) and "needs " + " -> ".join(
-            f"train {n}" for n in needs)), cell.note if not cell.note.startswith("after ") else "",
-            f"record {cell.record}" if isinstance(cell, RunCell) and cell.status == "done" else "") if p)
+        needs = ", ".join([*(" -> ".join(f"train {n}" for n in c) for c in chains(study, cell)), *(
+            f"run {r.name} {r.config.task}" for r in _refs(study, cell) if r.status != "done")])
+        note = "; ".join(p for p in (needs and f"needs {needs}", "" if cell.note.startswith("after ") else cell.note,
+                                     f"record {cell.record}" if isinstance(cell, RunCell) and cell.status == "done"
+                                     else "") if p)
         e = found.get(id(cell))
         table.add_row(*(Text(t) for t in (cell.status, cell.title, note, tokens_text(e.tokens) if e else "-",
                                           minutes(e.seconds) if e else "-", e.basis if e else "")))
@@ -201,8 +200,9 @@ def show_table(study: Study, view: Path, comparisons: list[dict[str, Any]], out:
         if study.seeds and len(study.seeds) > 1:
             out.print("  (one line per training seed: harness compare pairs one run with one; not pooled)",
                       highlight=False, markup=False)
-    wall = sum(c.wall_s or 0 for c in study.cells)
+    ran = [c for c in study.cells if c.ran]
     status = {s: sum(c.status == s for c in study.cells) for s in ("done", "failed", "blocked", "pending")}
     out.print(f"study {study.name}: " + ", ".join(f"{n} {s}" for s, n in status.items() if n)
-              + f"; {wall:,.1f} s in the cells run now; {study.output / STUDY}", highlight=False, soft_wrap=True,
-              markup=False)
+              + f"; {len(ran)} cells ran now ({sum(c.wall_s or 0 for c in ran):,.1f} s), all cells "
+              f"{sum(c.wall_s or 0 for c in study.cells):,.1f} s; {study.output / STUDY}", highlight=False,
+              soft_wrap=True, markup=False)
