@@ -38,29 +38,25 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(HARNESS) run --policy smollm2 --task countdown --sampler greedy --limit 50
-	$(HARNESS) run --policy smollm2 --task countdown --sampler bon --n 16 --limit 50
-	@trained="$$(for p in $(EVAL_POLICIES); do test -f "$(POLICIES_DIR)/$$p/policy.json" && echo $$p; done)"; \
-	  [ -z "$$trained" ] || $(MAKE) --no-print-directory evaluate-countdown EVAL_POLICIES="$$(echo $$trained)" \
-	    GREEDY_LIMIT=200
-	$(HARNESS) leaderboard
+	$(HARNESS) study studies/demo.yaml
+	@echo
+	@echo "Next: the headline number, \`harness run --policy rloo --sampler bon --n 16\`, needs the trained policies"
+	@echo "sft and rloo. The quick study (studies/quick.yaml, \`make policies\`) trains and evaluates them all;"
+	@echo "its dry run says what each cell costs on this machine:"
+	$(HARNESS) study studies/quick.yaml --dry-run
 
-# The quick training chain on this CPU (each step resumes if interrupted; a finished one is skipped):
-# SFT on Countdown solutions -> RLOO with the Countdown verifier as reward; DPO and a reward model
-# on the instruction preferences (train half of the instruction split); then `make evaluate`.
+# The quick study (studies/quick.yaml) on this CPU: the training chain (SFT on Countdown solutions -> RLOO with the
+# Countdown verifier as reward; DPO and a reward model on the instruction preferences, train half of the
+# instruction split), then the held-out evaluation, one leaderboard. Each cell runs once: a finished one is read
+# back, an interrupted one resumes (`harness study studies/quick.yaml --dry-run` shows which is which).
 policies: $(STAMP)
-	$(HARNESS) train sft --recipe quick
-	$(HARNESS) train rloo --recipe quick
-	$(HARNESS) train dpo --recipe quick
-	$(HARNESS) train rm --recipe quick
+	$(HARNESS) study studies/quick.yaml
 	$(HARNESS) policies
-	$(MAKE) evaluate
 
-# Held-out evaluation of the base model and each trained policy, one leaderboard: Countdown test problems
-# as trained (3 numbers, zero-shot), greedy on all 1,024 (200 in `make demo`) and best-of-16 on the first 100
-# under the rule verifier;
-# AlpacaEval instructions (evaluation half) against the base model's own answers, judged by the trained
-# reward model `rm`, which no policy was trained against. Every run resumes; a finished one is read back.
+# `make evaluate` is the quick study too (it trains what is missing first): Countdown test problems as trained
+# (3 numbers, zero-shot), greedy on all 1,024 and best-of-16 on the first 100 under the rule verifier; AlpacaEval
+# instructions (evaluation half) against the base model's own answers, judged by the trained reward model `rm`,
+# which no policy was trained against. The variables below serve `make evaluate-countdown`.
 DATA           ?= ../shared/data
 EVAL_COUNTDOWN ?= --task countdown --task-arg numbers=3 --task-arg shots=0
 EVAL_ALPACA    ?= --task alpaca --task-arg data=$(DATA)/alpaca_eval/eval.jsonl --limit 100 --grader winrate:rm:rm
@@ -68,13 +64,10 @@ EVAL_POLICIES  ?= sft rloo dpo
 GREEDY_LIMIT   ?= 1024
 POLICIES_DIR   ?= $(or $(HARNESS_HOME),$(HOME)/.cache/harness)/policies
 
-evaluate: evaluate-countdown
-	base=$$($(HARNESS) run --policy smollm2 $(EVAL_ALPACA)) && echo "$$base" && \
-	for p in $(EVAL_POLICIES); do \
-	  $(HARNESS) run --policy $$p $(EVAL_ALPACA) --task-arg reference=runs/$${base%%:*} || exit 1; done
-	$(HARNESS) leaderboard
+evaluate: $(STAMP)
+	$(HARNESS) study studies/quick.yaml
 
-# The Countdown half alone; `make demo` runs it too when trained policies exist.
+# The Countdown half alone, by hand (the quick study runs it with the rest).
 evaluate-countdown: $(STAMP)
 	for p in smollm2 $(EVAL_POLICIES); do \
 	  $(HARNESS) run --policy $$p $(EVAL_COUNTDOWN) --limit $(GREEDY_LIMIT) --sampler greedy && \
