@@ -196,6 +196,7 @@ def test_rerunning_a_finished_command_reads_its_record_back(tmp_path, tiny_llama
     result = runner.invoke(cli.app, ["run", "--policy", str(tiny_llama), "--limit", "2", "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert f"record: {tmp_path / summary.run_id} (finished before: read back, not rewritten)" in result.stderr
+    assert "grading" not in result.stderr and "warning" not in result.stderr, "no work done, nothing raced"
     assert result.stdout.startswith(f"{summary.run_id}: accuracy ")
     assert digests(tmp_path) == before
 
