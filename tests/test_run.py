@@ -138,6 +138,7 @@ def test_prompt_rendering_is_recorded(tmp_path, tiny_llama, variant):
 
 
 @pytest.mark.skipif(os.environ.get("HARNESS_SKIP_VLLM") == "1", reason="HARNESS_SKIP_VLLM=1")
+@pytest.mark.vllm
 def test_the_screen_shows_the_harness_lines_and_the_run_keeps_the_library_chatter(tmp_path, smollm2):
     result = harness_cli("run", "--policy", "smollm2", "--backend", "vllm", "--limit", "2", "--max-tokens", "8",
                          "-o", str(tmp_path), check=True)
