@@ -430,6 +430,14 @@ def test_augment_writes_verifier_accepted_sft_rows_and_pairs(third_party, tiny_l
 
 # ---------------------------------------------------------------- every bad input is one line
 
+class _Refusing:
+    """Stands in for load_engine (or a model conversion, or training): a test that reaches it has let bad input
+    through."""
+
+    def __call__(self, *args, **kwargs):
+        pytest.fail("bad input reached a model, an engine or a trainer")
+
+
 @pytest.mark.parametrize("args, message", [
     (["train", "sft", "--recipe", "nope"], "unknown recipe 'nope'; choose one of: paper, paper-instruct, quick"),
     (["train", "ppo"], "unknown training method 'ppo'"),
@@ -480,7 +488,9 @@ def test_augment_writes_verifier_accepted_sft_rows_and_pairs(third_party, tiny_l
     (["augment", "-o", ".jsonl"], "--output .jsonl must be a .jsonl file"),
     (["augment", "--task-arg", "numbers"], "--task-arg takes KEY=VALUE, got 'numbers'"),
 ])
-def test_bad_input_is_one_line(args, message):
+def test_bad_input_is_one_line(args, message, monkeypatch):
+    for target in ("harness.policy.embedded_model", "policies.augment.load_engine", "policies.train.prepare_output"):
+        monkeypatch.setattr(target, _Refusing())  # a check that let the input through fails here, not after training
     code, out = cli(*args)
     assert code == 2 and out.startswith("error: ") and message in out, out
     assert len(out.strip().splitlines()) == 1 and "Traceback" not in out
@@ -529,13 +539,6 @@ def test_a_base_that_lies_in_the_output_is_refused(tiny_llama, tmp_path, monkeyp
     code, text = cli("train", "sft", "--base", str(out / "model"), "-o", str(out), "--overwrite", COUNTDOWN)
     assert code == 2 and f"lies in this run's output directory {out}" in text, text
     assert (out / "model" / "config.json").exists()
-
-
-class _Refusing:
-    """Stands in for load_engine: a test that reaches it has let bad input through to the engine."""
-
-    def __call__(self, *args, **kwargs):
-        pytest.fail("an engine was started")
 
 
 def test_augment_refuses_a_prompt_longer_than_the_context_before_the_engine(tiny_llama, tmp_path, monkeypatch):
