@@ -19,16 +19,17 @@ from harness.record import RunSummary, iter_summaries
 
 # Defaults, measured on a 2-core Intel Xeon with AMX (docs/results.md, 2026-11-26): SmolLM2-135M through vLLM in
 # bf16, greedy 243.9 tok/s and best-of-16 811.7 tok/s (make demo); the quick recipe's training runs (wall, steps,
-# tokens): sft 738 s, 100, 128k; rloo 4,589 s, 80, 816k; dpo 679 s, 40, 84k. The reward model has no measurement.
+# tokens): sft 738 s, 100, 128k; rloo 4,589 s, 80, 816k; dpo 679 s, 40, 84k; the reward model 10 of its steps on
+# 2026-12-06 (docs/study.md): 128 s, 81k tokens, of which 49 s were its held-out evaluation, so 7.9 s per step.
 DEFAULT_TOK_S = {False: 243.9, True: 811.7}  # generation, keyed by "several samples per problem"
 DEFAULT_LOAD_S = 18.0  # starting vLLM on that CPU (docs/performance.md)
 DEFAULT_STEP = {("quick", "sft"): (7.38, 1280.0), ("quick", "rloo"): (57.4, 10200.0),
-                ("quick", "dpo"): (17.0, 2100.0)}  # (seconds, tokens) per step
+                ("quick", "dpo"): (17.0, 2100.0), ("quick", "rm"): (7.9, 8140.0)}  # (seconds, tokens) per step
 DEFAULT_TRAIN_TOK_S = 170.0  # the quick recipe's training tokens per second on that CPU (a 135M model)
 DEFAULTS = ("defaults: generation 243.9 tok/s greedy, 811.7 tok/s with n > 1, engine start 18 s (SmolLM2-135M, vLLM "
-            "bf16); training per step as the quick recipe ran (sft 7.4 s, rloo 57.4 s, dpo 17.0 s), else ~170 "
-            "training tok/s over tokens bounded from the configuration (a 135M model); all measured on a 2-core Xeon "
-            "with AMX (docs/results.md)")
+            "bf16); training per step as the quick recipe ran (sft 7.4 s, rloo 57.4 s, dpo 17.0 s, rm 7.9 s), else "
+            "~170 training tok/s over tokens bounded from the configuration (a 135M model); all measured on a 2-core "
+            "Xeon with AMX (docs/results.md, docs/study.md)")
 
 
 @dataclass(frozen=True)

@@ -112,15 +112,17 @@ def test_ray_without_ray_installed_is_one_line(tmp_path, monkeypatch):
 
 
 def test_lists_expand_to_every_combination_and_seeds_to_every_trained_policy(tmp_path):
-    text = ("seeds: [0, 1]\npolicies:\n  base: smollm2\n  sft: {train: sft}\n  rl: {train: rloo, base: sft}\n"
+    text = ("seeds: [0, 1]\npolicies:\n  base: smollm2\n  rl: {train: rloo, base: sft}\n  sft: {train: sft}\n"
             "  judge: {train: rm}\n"
             "runs:\n  - {policy: [base, sft, rl], sampler: greedy, limit: [2, 3], grader: 'countdown'}\n"
             "  - {policy: rl, sampler: bon, n: [2, 4], task_args: [{numbers: '3'}, {numbers: '4'}]}\n")
     study = load(write(tmp_path, text))
-    assert [c.name for c in study.train] == ["sft-s0", "sft-s1", "rl-s0", "rl-s1", "judge"]  # bases first
+    assert [c.name for c in study.train] == ["sft-s0", "sft-s1", "judge", "rl-s0", "rl-s1"]  # bases first
     assert [(c.name, c.base) for c in study.train if c.block.method == "rloo"] == [("rl-s0", "sft-s0"),
                                                                                  ("rl-s1", "sft-s1")]
-    assert [c.config["seed"] for c in study.train[:4]] == [0, 1, 0, 1] and "seed=1" in study.train[1].argv()
+    assert {c.name: c.config["seed"] for c in study.train} == {"sft-s0": 0, "sft-s1": 1, "judge": 0, "rl-s0": 0,
+                                                                "rl-s1": 1}
+    assert "seed=1" in study.train[1].argv() and not any(a.startswith("seed=") for a in study.train[2].argv())
     first = [c for c in study.runs if c.entry == 1]
     assert len(first) == (1 + 2 + 2) * 2  # base once, each trained policy per seed, times two limits
     second = [(c.config.policy, c.config.n, c.config.task_args["numbers"]) for c in study.runs if c.entry == 2]
@@ -128,7 +130,7 @@ def test_lists_expand_to_every_combination_and_seeds_to_every_trained_policy(tmp
     assert all(c.needs == ["rl-s0"] for c in study.runs if c.config.policy == "rl-s0")
 
     one = load(write(tmp_path, text.replace("seeds: [0, 1]", "seeds: [0]"), "one.yaml"))
-    assert [c.name for c in one.train] == ["sft", "rl", "judge"]  # one seed: the policy keeps its name
+    assert [c.name for c in one.train] == ["sft", "judge", "rl"]  # one seed: the policy keeps its name
 
 
 def test_a_changed_field_changes_exactly_its_cells_key(tmp_path, tiny_llama):
@@ -237,6 +239,10 @@ def test_training_cells_run_before_the_runs_that_need_them(tmp_path, tiny_llama,
             "runs:\n  - {policy: [st-b, tiny, st-a], sampler: greedy, limit: 2}\n")
     path = write(tmp_path, text)
     study = load(path)
+    study.output = tmp_path / "runs"
+    settle(study)
+    first = executors.ready(study, set())  # what may start now: the base's training, the untrained policy's run
+    assert [(c.kind, getattr(c, "name", None)) for c in first] == [("train", "st-a"), ("run", "tiny")]
     configs = tmp_path / "configs.json"
     configs.write_text(json.dumps({c.name: c.config for c in study.train}))
     monkeypatch.setenv("STUDY_CONFIGS", str(configs))
@@ -298,12 +304,43 @@ def test_a_study_killed_midway_continues_to_the_same_records(tmp_path, tiny_llam
     _wait_for(lambda: len(list(out.glob("*/summary.json"))) >= 1, 300, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert len(records(out)) < 3  # killed midway
+    finished = {p: p.stat().st_mtime_ns for p in out.glob("*/summary.json")}
+    assert len(finished) < 3  # killed midway
     rerun = subprocess.run([*HARNESS, "study", str(path), "-o", str(out)], cwd=ROOT, env=env, capture_output=True,
                            text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert records(out) == records(reference)  # the same run ids and values
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # what had finished was read back, not redone
     assert [c["status"] for c in study_json(out)["cells"]] == ["done"] * 3
+
+
+SPAWN = """
+import sys
+from harness.executors import train_process
+train_process([sys.executable, "-c", "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); "
+               "time.sleep(120)", sys.argv[1]])
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_a_training_process_dies_with_the_study_that_started_it(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    study = subprocess.Popen([sys.executable, "-c", SPAWN, str(pid_file)], cwd=ROOT)
+    _wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, study)
+    child = int(pid_file.read_text())
+    study.send_signal(signal.SIGKILL)
+    study.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and Path(f"/proc/{child}").exists() and "Z" not in _state(child):
+        time.sleep(0.1)
+    assert not Path(f"/proc/{child}").exists() or "Z" in _state(child), "the training process outlived the study"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return "Z"
 
 
 @pytest.mark.training
