@@ -263,11 +263,24 @@ def atomic_file(path: Path, exclusive: bool = False) -> Iterator[Path]:
         with tmp.open("rb+") as fh:
             os.fsync(fh.fileno())
         if exclusive:
-            os.link(tmp, path)  # fails if path exists: the first writer wins
+            _link(tmp, path)
         else:
             os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _link(tmp: Path, path: Path) -> None:
+    """``tmp`` becomes ``path`` only if ``path`` does not exist (``FileExistsError`` otherwise): a hard link, atomic
+    where the filesystem has them, else a check and a rename."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # a filesystem without hard links
+        if path.exists():
+            raise FileExistsError(path) from None
+        os.replace(tmp, path)
 
 
 def _umask() -> int:

@@ -174,6 +174,16 @@ def test_output_paths_of_the_wrong_kind_or_inside_a_record_are_refused_before_an
     assert checksums(tmp_path) == before
 
 
+@pytest.mark.parametrize(("args", "says"), [
+    (["--grader", ""], "--grader is empty"),
+    (["--verifier", " ", "--grader", "countdown"], "--verifier is empty"),
+    (["--grader", "countdown "], "whitespace"),
+])
+def test_bad_score_input_is_refused_before_grading(runs, tmp_path, args, says):
+    fails(["score", str(bon(runs)), "-o", str(tmp_path / "rescored"), *args], says)
+    assert not (tmp_path / "rescored").exists()
+
+
 def test_a_directory_at_the_cache_path_is_one_line(tmp_path, tiny_llama):
     (tmp_path / "cache" / "generations.sqlite").mkdir(parents=True)
     fails(["run", "--policy", str(tiny_llama), "--limit", "1", "--backend", "hf", "-o", str(tmp_path)],

@@ -269,3 +269,16 @@ def test_a_run_copied_elsewhere_still_reads_back(tmp_path, tiny_llama, tokenizer
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     _, again, engine = run(tmp_path / "b", tiny_llama, tokenizer, ANSWER, limit=2)
     assert engine.generated == 0 and again == summary
+
+
+def test_a_filesystem_without_hard_links_still_writes_a_record_once(tmp_path, tiny_llama, tokenizer, monkeypatch):  # noqa: F811
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr("os.link", no_links)
+    _, summary, _ = run(tmp_path, tiny_llama, tokenizer, ANSWER, limit=2)
+    records, _ = read_record(tmp_path / summary.run_id)
+    before = digests(tmp_path)
+    assert write_record(tmp_path / summary.run_id, records, dataclasses.replace(summary, created="later")) is False
+    assert digests(tmp_path) == before
+    assert not [p for p in (tmp_path / summary.run_id).iterdir() if p.name.startswith(".")]  # no temporary left
