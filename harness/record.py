@@ -322,9 +322,9 @@ def check_output(path: Path, flag: str, kind: str = "directory") -> None:
     (``directory`` or ``file``) or that is or lies inside a run record (records are immutable)."""
     record = record_containing(path)
     if record is not None:
-        inside = "is" if Path(os.path.abspath(path.expanduser())) == record else "lies inside"
-        raise HarnessError(f"{flag} {path} {inside} the run record {record}, and records are never written "
-                           f"into; choose a path outside it")
+        where = ("is a run record" if Path(os.path.abspath(path.expanduser())) == record else
+                 f"lies inside the run record {record}")
+        raise HarnessError(f"{flag} {path} {where}, and records are never written into; choose a path outside it")
     if kind == "directory" and path.exists() and not path.is_dir():
         raise HarnessError(f"{flag} {path} exists and is not a directory; choose a directory for run records")
     if kind == "file" and path.is_dir():

@@ -162,11 +162,11 @@ def test_output_paths_of_the_wrong_kind_or_inside_a_record_are_refused_before_an
     a_file.write_text("not a directory\n")
     before = checksums(tmp_path)
     fails(["run", "--limit", "1", "-o", str(a_file)], str(a_file), "is not a directory")
-    fails(["run", "--limit", "1", "-o", str(record)], str(record), "is the run record")
+    fails(["run", "--limit", "1", "-o", str(record)], str(record), "is a run record")
     fails(["run", "--limit", "1", "-o", str(record / "sub")], "lies inside the run record", str(record))
     fails(["run", "--limit", "1", "-o", str(a_file / "runs")], str(a_file), "is not a directory")
     fails(["score", str(record), "-o", str(a_file)], str(a_file), "is not a directory")  # before grading
-    fails(["score", str(record), "-o", str(record)], "is the run record")
+    fails(["score", str(record), "-o", str(record)], "is a run record")
     fails(["plot", str(record), "--out", str(record / "summary.json")], "lies inside the run record")
     fails(["plot", str(record), "--out", str(record / "curves.png")], "lies inside the run record")
     fails(["plot", str(record), "--out", str(runs)], "is a directory")
