@@ -117,6 +117,16 @@ def test_changing_one_field_of_the_key_generates_afresh(tmp_path, tiny_llama, to
         assert key[change[0]] == change[1], "the record keeps the numerics that keyed its samples"
 
 
+def test_the_rendered_prompt_keys_its_samples(tmp_path, tiny_llama, tokenizer, fixed):  # noqa: F811
+    """Besides the identity's fields the key holds the weights (test_pipeline: a retrained policy), the sample's index
+    (test_pipeline: raising --n) and the rendered prompt: a system prompt or no chat template is another prompt."""
+    seen = []
+    for fields in ({}, {"system_prompt": "Be terse."}, {"chat_template": False}):
+        run_id, generated, prompts = once(tmp_path, tiny_llama, tokenizer, fixed, EngineOptions(), **fields)
+        assert generated == 2 and prompts not in [p for _, p in seen] and run_id not in [r for r, _ in seen]
+        seen.append((run_id, prompts))
+
+
 def test_the_same_key_reuses_the_cache_and_auto_resolves_before_the_look_up(tmp_path, tiny_llama, tokenizer, fixed,  # noqa: F811
                                                                             monkeypatch):
     options = EngineOptions(dtype="float32")
