@@ -8,6 +8,7 @@ so held-out problems never leak into training data. Counts go beside the data.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -73,11 +74,20 @@ def beside(output: Path, suffix: str) -> Path:
     return output.with_name(output.name.removesuffix(".jsonl") + suffix)
 
 
+def absolute(path: Path) -> Path:
+    """``~`` expanded where it names a user (an unknown ``~name`` stays a folder of that name, as in a shell), then
+    absolute: what the checks and the writes both use."""
+    with contextlib.suppress(RuntimeError):
+        path = path.expanduser()
+    return path.absolute()
+
+
 def check_outputs(output: Path) -> list[Path]:
     """The files augment writes, each refused in one line if it is a directory, lies in a run record, or has a
     parent that is a file."""
     if output.suffix != ".jsonl" or output.name == ".jsonl":
         raise HarnessError(f"--output {output} must be a .jsonl file")
+    output = absolute(output)
     paths = [output, beside(output, ".pairs.jsonl"), beside(output, ".counts.json"), beside(output, ".log")]
     for path in paths:
         check_output(path, "--output" if path == output else f"--output's companion {path.name}", kind="file")
@@ -130,6 +140,7 @@ def augment(config: AugmentConfig, output: Path, overwrite: bool = False) -> dic
     ``overwrite``."""
     config.check()
     paths = check_outputs(output)
+    output = paths[0]
     task_spec = Spec.parse("task", config.task, config.task_args)
     task = registry().build(task_spec)
     verifier_spec = config.verifier or task.verifier

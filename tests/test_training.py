@@ -487,6 +487,8 @@ class _Refusing:
     (["augment", "-o", "rft.txt"], "--output rft.txt must be a .jsonl file"),
     (["augment", "-o", ".jsonl"], "--output .jsonl must be a .jsonl file"),
     (["augment", "--task-arg", "numbers"], "--task-arg takes KEY=VALUE, got 'numbers'"),
+    (["augment", "-o", "~no-such-user-here/x.jsonl", "--policy", "/no/such"], "policy path '/no/such' does not exist"),
+    (["train", "sft", "-o", "~no-such-user-here/x", "--base", "/no/such"], "policy path '/no/such' does not exist"),
 ])
 def test_bad_input_is_one_line(args, message, monkeypatch):
     for target in ("harness.policy.embedded_model", "policies.augment.load_engine", "policies.train.prepare_output"):
@@ -513,7 +515,7 @@ def test_an_output_that_is_a_file_or_lies_in_a_record_is_refused_before_anything
     monkeypatch.setattr("policies.common.resolve_policy", lambda spec: pytest.fail("train resolved the base"))
     for args, message in (
         (["train", "sft", "-o", str(record / "summary.json")], f"output {record / 'summary.json'} is a file"),
-        (["train", "sft", "-o", str(record)], f"--output {record} is the run record {record}"),
+        (["train", "sft", "-o", str(record)], f"--output {record} is a run record"),
         (["train", "sft", "-o", str(record / "sub")], f"--output {record / 'sub'} lies inside the run record"),
         (["train", "sft", "-o", str(tmp_path / "afile" / "x")], f"{tmp_path / 'afile'} is not a directory"),
         (["augment", "-o", str(record / "samples.jsonl")], f"--output {record / 'samples.jsonl'} lies inside the run"),
