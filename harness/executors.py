@@ -335,9 +335,13 @@ class RayExecutor:
                 "options": dataclasses.asdict(cell.options), "output": str(study.output.resolve())}
 
 
-def executor(name: str, address: str | None = None) -> LocalExecutor | RayExecutor:
+def check_executor(name: str, address: str | None = None) -> None:
     if name not in EXECUTORS:
         raise HarnessError(f"unknown executor {name!r}; choose one of: {', '.join(EXECUTORS)}")
     if address and name != "ray":
         raise HarnessError("--address names a Ray cluster; add --executor ray")
+
+
+def executor(name: str, address: str | None = None) -> LocalExecutor | RayExecutor:
+    check_executor(name, address)
     return RayExecutor(address) if name == "ray" else LocalExecutor()

@@ -746,12 +746,12 @@ def settle_run(study: Study, cell: RunCell, fetch: bool = True) -> None:
         cell.key = _digest([*base, [study.trained(n).key for n in cell.needs], [r.key for r in refs]])
         cell.record, cell.status, cell.note = None, "pending", "after " + ", ".join(
             f"train {n}" if not n.startswith("run ") else n for n in waiting)
-        cell.examples = cell.examples or _count_examples(config)
+        _check_early(study, cell, config)
         return
     if not fetch and _remote(config.policy):
         cell.key = _digest([*base, config.policy])
         cell.record, cell.status, cell.note = None, "pending", "hub model: resolved when it runs"
-        cell.examples = cell.examples or _count_examples(config)
+        _check_early(study, cell, config)
         return
     record, fingerprint, examples = predict(config, cell.options)
     cell.key = _digest([*base, fingerprint, [study.trained(n).key for n in cell.needs if
@@ -761,6 +761,25 @@ def settle_run(study: Study, cell: RunCell, fetch: bool = True) -> None:
     cell.status, cell.note = ("done", "") if done else ("pending", "")
     if done and cell.wall_s is None:
         cell.wall_s = _read_json(study.output / record / SUMMARY).get("timings", {}).get("wall_s")
+
+
+def _check_early(study: Study, cell: RunCell, config: RunConfig) -> None:
+    """A run that cannot start yet is still planned as `harness run` plans it (names, numbers, the task's data), its
+    references left out and, while a reward model it names is not trained, its judge too; and its examples counted."""
+    from harness.pipeline import examples_of, plan
+
+    unready = [n for n in cell.needs if study.trained(n).block.judge and study.trained(n).status != "done"]
+    config = dataclasses.replace(config, **{f: {k: v for k, v in getattr(config, f).items()
+                                                if not v.startswith(RUN_REF)} for f in ARGS.values()})
+    if unready:
+        config = dataclasses.replace(config, grader=None, grader_args={}, verifier=None, verifier_args={},
+                                     oracle=False)
+        if not cell.examples:
+            cell.examples = _count_examples(config)
+        return
+    the_plan = plan(config)
+    if not cell.examples:
+        cell.examples = len(examples_of(the_plan.task, config))
 
 
 def _remote(spec: str) -> bool:
@@ -795,16 +814,12 @@ def predict(config: RunConfig, options: EngineOptions) -> tuple[str, str, int]:
 
 
 def _count_examples(config: RunConfig) -> int | None:
-    """How many examples a run will have, from its task alone (its policy or judge may not exist yet)."""
+    """How many examples a run will have, from its task alone (its judge may not exist yet)."""
     from harness.pipeline import examples_of
     from harness.plugins import Spec, registry
 
-    args = {k: v for k, v in config.task_args.items() if not v.startswith(RUN_REF)}
-    try:
-        task = registry().build(Spec.parse("task", config.task, args))
-        return len(examples_of(task, dataclasses.replace(config, task_args=args)))
-    except HarnessError:
-        return config.limit
+    task = registry().build(Spec.parse("task", config.task, config.task_args))
+    return len(examples_of(task, config))
 
 
 def settle(study: Study, fetch: bool = True) -> None:
@@ -828,10 +843,11 @@ def _now() -> str:
 def to_json(study: Study, executor: str, comparisons: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     cells: list[dict[str, Any]] = []
     for c in study.train:
+        command = c.argv() if c.block.launcher else ["harness", *c.argv()[3:]]
         cells.append({"kind": "train", "key": c.key, "label": c.label, "seed": c.seed, "policy": c.name,
                       "method": c.block.method, "recipe": c.block.recipe, "base": c.config.get("base"),
                       "output": str(c.output), "status": c.status, "note": c.note or None, "wall_s": c.wall_s,
-                      "error": c.error, "command": c.argv()[1:] if not c.block.launcher else c.argv()})
+                      "error": c.error, "command": command})
     for c in study.runs:
         cells.append({"kind": "run", "key": c.key, "label": c.label, "seed": c.seed, "policy": c.config.policy,
                       "entry": c.entry, "task": c.config.task, "sampler": c.config.sampler, "n": c.config.n,

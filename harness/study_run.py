@@ -26,10 +26,12 @@ from harness.study import STUDY, RunCell, Study, TrainCell, load, pairs, settle,
 def run_study(path: Path, output: Path, dry_run: bool = False, executor: str = "local", address: str | None = None,
               out: Console | None = None) -> Study:
     """Check the file, settle every cell, then print the dry run or run what is pending and print the table."""
-    from harness.executors import Scheduler
+    from harness.executors import Scheduler, check_executor
     from harness.executors import executor as make_executor
 
     out = out or _stdout()
+    if dry_run:
+        check_executor(executor, address)
     runner = None if dry_run else make_executor(executor, address)  # `--executor ray` without Ray: one line, now
     check_output(output, "--output")
     study = load(path)

@@ -66,6 +66,8 @@ BAD = [
     (POLICIES + "runs:\n  - {policy: base, task_args: {numbers: [3, 4]}}\n", "runs[1]: task_args"),
     (POLICIES + "runs:\n  - {sampler: greedy}\n", "runs[1]: names no policy"),
     (POLICIES + "runs:\n  - {policy: base, n: 0, sampler: bon}\n", "--n must be at least 1"),
+    ("policies: {a: {train: sft}}\nruns:\n  - {policy: a, sampler: greedy, n: 2}\n",  # before a is trained
+     "runs[1] (run a countdown greedy n=2): sampler 'greedy' decodes once"),
     ("policies:\n  a: {train: sft, base: b}\n  b: {train: dpo, base: a}\nruns: [{policy: a}]\n",
      "a cycle of training bases: a -> b -> a"),
     ("policies:\n  a: {train: sft, epochs: 3}\nruns: [{policy: a}]\n", "policies.a: unknown training block key "
