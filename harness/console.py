@@ -20,6 +20,7 @@ from typing import TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.errors import HarnessError
@@ -28,6 +29,12 @@ T = TypeVar("T")
 
 
 console = Console(stderr=True)  # while ``quiet`` holds fd 2, it writes through a saved copy of the terminal
+
+
+def one_line(text: str) -> str:
+    """``text`` as one terminal line: a newline or other control character (in a path a user typed, say) is shown
+    escaped, as Python writes it in a string, so an error or a warning never spans two lines."""
+    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)
 
 
 def guard(interrupted: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
@@ -40,7 +47,7 @@ def guard(interrupted: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
             try:
                 return command(*args, **kwargs)
             except HarnessError as exc:
-                typer.echo(f"error: {exc}", err=True)
+                typer.echo(f"error: {one_line(str(exc))}", err=True)
                 raise typer.Exit(exc.exit_code) from None
             except KeyboardInterrupt:
                 typer.echo(f"interrupted: {interrupted}", err=True)
@@ -53,7 +60,7 @@ def guard(interrupted: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
 
 def warn(message: str) -> None:
     """One yellow line: something went wrong that the run survived."""
-    console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[yellow]warning:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True)
 
 
 def progress() -> Progress:

@@ -232,3 +232,16 @@ def test_a_wrong_typed_summary_is_skipped_by_the_leaderboard(runs, field, value,
     assert says in warning[0], warning[0]
     fails(["compare", str(broken), str(broken)], "not a readable run directory", says)
     assert runner.invoke(app, ["leaderboard", "-o", str(runs)]).exit_code == 0
+
+
+def test_a_path_with_a_newline_stays_one_line(runs, tmp_path):
+    odd = tmp_path / "odd\ndir"
+    line = fails(["compare", str(odd), str(bon(runs))], "odd\\ndir", "not a readable run directory")
+    assert "\x1b" not in line
+    broken = runs / "broken\nrun [bold]x"
+    broken.mkdir()
+    (broken / "summary.json").write_text("[]")
+    result = runner.invoke(app, ["leaderboard", "-o", str(runs), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (warning,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert warning.startswith("warning: skipping") and "broken\\nrun [bold]x" in warning
