@@ -126,6 +126,7 @@ class TrainCell:
     needs: str | None = None  # the name of the training cell it starts from
     config: dict[str, Any] = field(default_factory=dict)  # the resolved training configuration
     output: Path = Path()
+    base_output: Path | None = None  # where its base cell trains
     key: str = ""
     status: str = "pending"
     note: str = ""
@@ -381,6 +382,8 @@ def _train_cells(where: str, policies: dict[str, str | TrainBlock], seeds: list[
     resolved = _resolve_recipes(where, [(c.block, c.base, c) for c in cells])
     for c, r in zip(cells, resolved, strict=True):
         c.config, c.output = r["config"], Path(r["output"])
+    for c in cells:
+        c.base_output = next(b.output for b in cells if b.name == c.needs) if c.needs else None
     ordered, done = [], set()
     while len(ordered) < len(cells):  # bases first (acyclic, checked above)
         for c in cells:
@@ -679,11 +682,7 @@ def ledger_path(cell: TrainCell) -> Path:
 
 
 def read_ledger(cell: TrainCell) -> dict[str, Any] | None:
-    try:
-        data = json.loads(ledger_path(cell).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return _read_json(ledger_path(cell)) or None
 
 
 def write_ledger(cell: TrainCell, status: str, study: str) -> None:
@@ -711,7 +710,8 @@ def settle_train(cell: TrainCell) -> None:
     ours = known is None or known.get("key") == cell.key
     manifest, state = _stored_config(cell.output / "policy.json"), _stored_config(cell.output / "train.json")
     cell.overwrite = False
-    if manifest is not None and manifest == cell.config and ours:
+    stale = manifest is not None and _mtime(cell.base_output, "policy.json") > _mtime(cell.output, "policy.json")
+    if manifest is not None and manifest == cell.config and ours and not stale:
         cell.status, cell.note = "done", ""
         if cell.wall_s is None:
             cell.wall_s = _read_json(cell.output / "policy.json").get("wall_seconds")
@@ -721,13 +721,20 @@ def settle_train(cell: TrainCell) -> None:
         cell.note = ""
         return
     stored = state if state is not None else manifest
-    if stored == cell.config and ours:
+    if stored == cell.config and ours and not stale:
         cell.note = "resumes from its last checkpoint"
         return
     cell.overwrite = True
     changed = sorted(k for k in {*stored, *cell.config} if stored.get(k) != cell.config.get(k))
     cell.note = (f"retrains (was trained with other {', '.join(changed)})" if changed
-                 else "retrains (its base changed)")
+                 else "retrains (its base was trained after it)" if stale else "retrains (its base changed)")
+
+
+def _mtime(folder: Path | None, name: str) -> int:
+    try:
+        return (folder / name).stat().st_mtime_ns if folder else 0
+    except OSError:
+        return 0
 
 
 def reference_dir(output: Path, run_id: str) -> str:
@@ -813,7 +820,7 @@ def predict(config: RunConfig, options: EngineOptions) -> tuple[str, str, int]:
     return config.run_id(identity, policy.fingerprint, contents(examples)), policy.fingerprint, len(examples)
 
 
-def _count_examples(config: RunConfig) -> int | None:
+def _count_examples(config: RunConfig) -> int:
     """How many examples a run will have, from its task alone (its judge may not exist yet)."""
     from harness.pipeline import examples_of
     from harness.plugins import Spec, registry

@@ -260,6 +260,15 @@ def test_training_cells_run_before_the_runs_that_need_them(tmp_path, tiny_llama,
     cells = study_json(tmp_path / "runs")["cells"]
     assert [c["status"] for c in cells] == ["done"] * 5
 
+    manifest = policies_dir() / "st-a" / "policy.json"  # the base trained again, after what was trained from it
+    manifest.write_text(manifest.read_text())
+    again = load(path)
+    again.output = tmp_path / "runs"
+    settle(again)
+    assert [(c.name, c.status, c.overwrite) for c in again.train] == [("st-a", "done", False),
+                                                                       ("st-b", "pending", True)]
+    assert again.train[1].note == "retrains (its base was trained after it)"
+
 
 def test_the_dry_run_runs_nothing_and_prices_every_cell(tmp_path, tiny_llama, monkeypatch):
     def refuse(*args, **kwargs):
