@@ -239,7 +239,7 @@ def load(path: Path) -> Study:
     where = str(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise HarnessError(f"cannot read the study file {path}: {describe(exc)}") from None
     try:
         doc = yaml.safe_load(text)
