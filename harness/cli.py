@@ -13,6 +13,7 @@ from harness.console import guard, warn
 from harness.errors import HarnessError
 from harness.hardware import reexec_with_preload
 from harness.plugins import add_commands, parse_options
+from harness.types import DEFAULT_TEMPERATURE
 
 app = typer.Typer(help="Evaluate small language models with samplers, verifiers and tasks from plugins.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -42,7 +43,8 @@ def run(
     split: Annotated[str, typer.Option(help="Task split.")] = "test",
     limit: Annotated[int | None, typer.Option(help="Number of problems.")] = None,
     seed: Annotated[int, typer.Option(help="Seeds problem order, the engine and sampling.")] = 0,
-    temperature: Annotated[float | None, typer.Option(help="Sampling temperature (default 0.7; greedy: 0).")] = None,
+    temperature: Annotated[float | None, typer.Option(
+        help=f"Sampling temperature (default {DEFAULT_TEMPERATURE}; greedy: 0).")] = None,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
     max_tokens: Annotated[int, typer.Option(help="Generation budget per sample.")] = 256,
     backend: Annotated[str, typer.Option(help="auto (vLLM if it starts, else transformers), vllm or hf.")] = "auto",

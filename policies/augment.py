@@ -24,7 +24,7 @@ from harness.pipeline import examples_of
 from harness.plugins import Spec, registry
 from harness.policy import resolve_policy
 from harness.record import check_output, write_atomic
-from harness.types import RunConfig
+from harness.types import DEFAULT_TEMPERATURE, RunConfig
 from policies.data import example_messages
 from policies.manifest import write_json
 
@@ -39,7 +39,7 @@ class AugmentConfig:
     keep: int = 4  # distinct accepted completions kept per problem
     verifier: str | None = None  # default: the task's own grader
     threshold: float = 1.0  # a sample is accepted when its verifier score reaches this
-    temperature: float = 0.7
+    temperature: float = DEFAULT_TEMPERATURE
     top_p: float = 1.0
     max_tokens: int = 256
     seed: int = 0

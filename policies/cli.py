@@ -10,6 +10,7 @@ import typer
 import harness
 from harness.console import guard
 from harness.plugins import parse_options
+from harness.types import DEFAULT_TEMPERATURE
 
 
 def train(
@@ -83,7 +84,7 @@ def augment(
     rows: Annotated[int, typer.Option(help="Training problems to sample.")] = 500,
     keep: Annotated[int, typer.Option(help="Distinct accepted samples kept per problem.")] = 4,
     threshold: Annotated[float, typer.Option(help="Accept a sample whose score reaches this.")] = 1.0,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = DEFAULT_TEMPERATURE,
     max_tokens: Annotated[int, typer.Option(help="Generation budget per sample.")] = 256,
     seed: Annotated[int, typer.Option(help="Seeds problem order and sampling.")] = 0,
     backend: Annotated[str, typer.Option(help="auto, vllm or hf.")] = "auto",

@@ -20,7 +20,7 @@ from harness.console import console
 from harness.errors import HarnessError, describe
 from harness.hardware import cpu_dtype, native_bf16
 from harness.policy import Policy
-from harness.types import Completion
+from harness.types import DEFAULT_TEMPERATURE, Completion
 
 BACKENDS = ("auto", "vllm", "hf")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -30,7 +30,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 class Sampling:
     """Decoding parameters shared by every engine (``n`` is per request, not part of a sample's identity)."""
 
-    temperature: float = 0.7
+    temperature: float = DEFAULT_TEMPERATURE
     top_p: float = 1.0
     max_tokens: int = 256
     seed: int = 0
