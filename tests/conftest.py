@@ -1,7 +1,8 @@
 """Shared fixtures: real models (the embedded SmolLM2 and a tiny random Llama), real data, a CLI runner.
 
 Tiers (markers registered in pyproject.toml): ``vllm`` starts a vLLM engine, ``training`` runs a TRL trainer,
-``slow`` converts the embedded model or otherwise takes more than a few seconds; every other test is ``fast``
+``slow`` converts the embedded model or otherwise takes more than a few seconds, ``fuzz`` generates bad
+invocations of every command; every other test is ``fast``
 (``pytest -m fast``: the fake-engine tier and pure logic, no model converted). Real data is read from
 ``../shared/data``; a test that needs it fails when it is missing, never skips.
 """
@@ -63,7 +64,7 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-HEAVY = ("vllm", "training", "slow")
+HEAVY = ("vllm", "training", "slow", "fuzz")
 SLOW_FIXTURES = ("smollm2", "third_party")  # converting the embedded model, installing a distribution
 
 

@@ -42,6 +42,8 @@ import harness
 from harness.cli import app
 from harness.plugins import registry
 
+pytestmark = pytest.mark.fuzz
+
 RECORDS = ROOT / "tests" / "fixtures" / "records-v2"
 GREEDY, BON, GSM8K = "canned-countdown-greedy-n1-9851e53b", "canned-countdown-bon-n4-19e76204", \
     "canned-gsm8k-majority-n5-ac39c5c1"
