@@ -19,6 +19,7 @@ from pathlib import Path
 
 from harness.console import console, quiet, warn
 from harness.errors import HarnessError, describe
+from harness.record import read_json_object
 
 EMBEDDED = "smollm2"
 ALIASES = {"base": EMBEDDED}
@@ -169,12 +170,7 @@ MANIFEST_FIELDS: dict[str, tuple[type, ...]] = {"name": (str,), "model": (str,),
 
 def read_manifest(manifest: Path) -> dict:
     """A manifest's JSON object, its fields of the types the core reads; anything else is a one-line error."""
-    try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:
-        raise HarnessError(f"policy manifest {manifest} is unreadable: {describe(exc)}") from None
-    if not isinstance(data, dict):
-        raise HarnessError(f"policy manifest {manifest} is unreadable: a JSON {type(data).__name__}, not an object")
+    data = read_json_object(manifest, f"policy manifest {manifest}")
     for key, types in MANIFEST_FIELDS.items():
         value = data.get(key)
         if value is not None and not isinstance(value, types):

@@ -289,6 +289,17 @@ def _umask() -> int:
     return mask
 
 
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON file that holds one object (a manifest, a state file); anything else is one line naming ``what``."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise HarnessError(f"{what} is unreadable: {describe(exc)}") from None
+    if not isinstance(data, dict):
+        raise HarnessError(f"{what} is unreadable: a JSON {type(data).__name__}, not an object")
+    return data
+
+
 def write_atomic(path: Path, text: str, exclusive: bool = False) -> None:
     with atomic_file(path, exclusive) as tmp:
         tmp.write_text(text, encoding="utf-8")

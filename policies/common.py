@@ -251,6 +251,13 @@ def save_policy(trainer, tokenizer, out: Path) -> dict[str, str | None]:
     return {"adapter": kind if lora else None, "model": None if lora else kind}
 
 
+def fit_and_save(built: tuple[Any, Any, Callable[[], float]], config: TrainConfig, run: Run) -> Result:
+    """Train a policy ``(trainer, tokenizer, wall)`` as built by its method, save its weights, say what it did."""
+    trainer, tokenizer, wall = built
+    fit(trainer, config, run)
+    return result(trainer, save_policy(trainer, tokenizer, run.out), wall)
+
+
 def result(trainer, paths: dict[str, str | None], wall: Callable[[], float],
            extra: dict[str, float] | None = None) -> Result:
     """The manifest's view of a trained ``trainer`` whose weights are saved under ``paths``."""

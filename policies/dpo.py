@@ -51,9 +51,7 @@ def build_trainer(config: DPOTrainConfig, run: Run):
 
 
 def train(config: DPOTrainConfig, run: Run) -> Result:
-    trainer, tokenizer, wall = build_trainer(config, run)
-    common.fit(trainer, config, run)
-    return common.result(trainer, common.save_policy(trainer, tokenizer, run.out), wall)
+    return common.fit_and_save(build_trainer(config, run), config, run)
 
 
 METHOD = Method(DPOTrainConfig, train)

@@ -7,10 +7,10 @@ import reprlib
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError, describe
+from harness.errors import HarnessError
 from harness.policy import policies_dir, reward_models_dir
 from harness.provenance import versions as package_versions
-from harness.record import write_atomic
+from harness.record import read_json_object, write_atomic
 
 MANIFEST = "policy.json"
 STATE = "train.json"  # the run's configuration, written first: what a rerun must match to resume
@@ -27,13 +27,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:
-        raise HarnessError(f"{path} is unreadable: {describe(exc)}") from None
-    if not isinstance(data, dict):
-        raise HarnessError(f"{path} is unreadable: a JSON {type(data).__name__}, not an object")
-    return data
+    return read_json_object(path, str(path))
 
 
 def versions() -> dict[str, str | None]:

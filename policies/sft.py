@@ -40,9 +40,7 @@ def build_trainer(config: SFTTrainConfig, run: Run):
 
 
 def train(config: SFTTrainConfig, run: Run) -> Result:
-    trainer, tokenizer, wall = build_trainer(config, run)
-    common.fit(trainer, config, run)
-    return common.result(trainer, common.save_policy(trainer, tokenizer, run.out), wall)
+    return common.fit_and_save(build_trainer(config, run), config, run)
 
 
 METHOD = Method(SFTTrainConfig, train)
