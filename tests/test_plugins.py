@@ -36,8 +36,10 @@ def test_two_plugins_registering_one_name_is_an_error_naming_both():
 
 
 # Attributes the core reads with getattr/hasattr of objects that are no plugin's: an entry point's
-# distribution, an OSError's message, a tokenizer's chat template, a Hugging Face model config's quantization.
-NOT_PLUGINS = {"dist", "strerror", "chat_template", "quantization_config"}
+# distribution, an OSError's message, a tokenizer's chat template, a Hugging Face model config's quantization,
+# an sqlite3 error's code, a YAML error's position and problem, a type's name.
+NOT_PLUGINS = {"dist", "strerror", "chat_template", "quantization_config", "sqlite_errorcode", "problem_mark",
+               "problem", "__name__"}
 PROBES = ("getattr", "hasattr")
 
 
