@@ -75,16 +75,19 @@ def test_bad_run_input(tmp_path, args, mentions):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").glob("*/summary.json"))
 
 
+@pytest.mark.slow
 def test_unknown_policy_lists_valid_choices(tmp_path):
     line = fails(["run", "--policy", "gpt-17", "-o", str(tmp_path)])
     assert "choose a name" in line
 
 
+@pytest.mark.slow
 def test_trained_policy_without_checkpoint_says_how_to_produce_it(tmp_path):
     line = fails(["run", "--policy", "rloo", "-o", str(tmp_path)], "rloo", "policy.json")
     assert "train" in line
 
 
+@pytest.mark.slow
 def test_model_directory_without_weights(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
@@ -92,10 +95,12 @@ def test_model_directory_without_weights(tmp_path):
     fails(["run", "--policy", str(model), "-o", str(tmp_path / "runs")], "no weights")
 
 
+@pytest.mark.slow
 def test_directory_that_is_no_model(tmp_path):
     fails(["run", "--policy", str(tmp_path), "-o", str(tmp_path / "runs")], "config.json")
 
 
+@pytest.mark.slow
 def test_hub_id_offline_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     fails(["run", "--policy", "someone/never-published-model", "-o", str(tmp_path)], "someone/never-published-model")

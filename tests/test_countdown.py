@@ -56,6 +56,7 @@ def test_train_and_test_are_disjoint() -> None:
     assert not keys(train) & keys(test)
 
 
+@pytest.mark.slow
 def test_limit_none_gives_the_default_test_size() -> None:
     assert len(list(CountdownTask().examples())) == 1024
 

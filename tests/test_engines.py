@@ -154,6 +154,7 @@ def test_kv_cache_is_sized_from_available_memory(monkeypatch):
     assert hardware.available_memory() > 0  # the real reading
 
 
+@pytest.mark.slow
 def test_vllm_reads_the_cpu_defaults_and_a_users_own_setting_wins():
     pytest.importorskip("vllm")
     probe = ("from harness.engines.vllm import apply_cpu_defaults; apply_cpu_defaults(); import vllm.envs as e; "
@@ -285,6 +286,7 @@ def test_hf_logprobs_are_the_raw_models_and_nothing_is_hoarded(tiny_llama):
     assert engine.describe()["dtype"] == "float32" and engine.describe()["device"] == "cpu"
 
 
+@pytest.mark.slow
 def test_hf_memory_does_not_grow_with_vocabulary_times_steps(tiny_llama):
     """16 sequences x 256 steps x 49k vocabulary is 800 MB of float32 logits if kept: peak memory must not see it."""
     code = textwrap.dedent(f"""
@@ -328,6 +330,7 @@ def test_hf_engine_batches_samples_and_applies_the_adapter(tiny_llama, adapter):
     tuned.close()
 
 
+@pytest.mark.slow
 def test_hf_runs_the_numerics_its_samples_are_keyed_by(tiny_llama, adapter):
     """What ``numerics`` resolves before the engine starts is what the started engine reports (the pipeline checks
     it on every run): dtype, device, LoRA serving, batch invariance."""

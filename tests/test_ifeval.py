@@ -200,6 +200,7 @@ def corpus(data: Path, shared_data: Path) -> tuple[list[dict], list[str]]:
     return docs, responses
 
 
+@pytest.mark.slow
 def test_four_numbers_equal_lm_eval_on_real_responses(data, shared_data):
     docs, responses = corpus(data, shared_data)
     examples = {e.meta["key"]: e for e in task(data=str(data)).examples()}
@@ -279,6 +280,7 @@ def test_ifeval_run_through_vllm_reports_lm_evals_numbers(tmp_path, data, smollm
     assert reported == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_missing_punkt_stops_the_run_before_generation(tmp_path, data):
     empty = tmp_path / "nltk_data"
     empty.mkdir()

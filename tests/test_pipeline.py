@@ -313,6 +313,7 @@ def _writer(path: str, start: int) -> None:
         cache.put([(f"k{i}", Completion(f"from {start}", 1, -1.0, "stop"), 0.0)])
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_cache(tmp_path):
     path = str(tmp_path / "cache.sqlite")
     GenerationCache(Path(path)).close()

@@ -14,6 +14,7 @@ from policies import common, data, recipe, rloo, rollout
 COUNTDOWN = 'data=[{source: task, task: countdown, args: {numbers: "3", shots: 0}, rows: 8}]'
 
 
+@pytest.mark.slow
 def test_trl_still_has_the_overridden_method_with_the_signature_the_override_takes():
     from trl import RLOOTrainer
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import HARNESS, ROOT, harness_cli
 
+pytestmark = pytest.mark.slow  # every test here runs the real CLI in fresh processes
+
 
 def record(run_dir: Path) -> tuple[list[dict], dict]:
     rows = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]

@@ -135,6 +135,7 @@ def test_lists_expand_to_every_combination_and_seeds_to_every_trained_policy(tmp
     assert [c.name for c in one.train] == ["sft", "judge", "rl"]  # one seed: the policy keeps its name
 
 
+@pytest.mark.slow
 def test_a_changed_field_changes_exactly_its_cells_key(tmp_path, tiny_llama):
     text = (f"policies:\n  tiny: {tiny_llama}\n  sft: {{train: sft, base: tiny, overrides: {{steps: 2}}}}\n"
             f"  rl: {{train: rloo, base: sft}}\n{TINY_RUNS}"
@@ -192,6 +193,7 @@ def watched(monkeypatch):
     return log
 
 
+@pytest.mark.slow
 def test_an_unchanged_study_runs_nothing_the_second_time_and_an_edit_reruns_only_its_cell(tmp_path, tiny_llama,
                                                                                             watched, monkeypatch):
     from harness import engines
@@ -233,6 +235,7 @@ def fake_train(policy_dir: Path, model: Path):
     return train
 
 
+@pytest.mark.slow
 def test_training_cells_run_before_the_runs_that_need_them(tmp_path, tiny_llama, watched, monkeypatch):
     from harness.policy import policies_dir
 

@@ -274,6 +274,7 @@ def test_bad_task_options_are_one_line_errors(options, message):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_bad_data_is_one_line(tmp_path):
     no_output = tmp_path / "instructions.jsonl"
     no_output.write_text(json.dumps({"instruction": "Say hi."}) + "\n")
