@@ -6,11 +6,18 @@ RL prompts (harness ``Example``s, so that rewards are the harness's verifiers). 
 fit the source's schema is skipped and counted, never a crash; instruction data keeps only the
 TRAIN half of the instruction split (``tasks.alpaca.instruction_split``), so an evaluation
 instruction is never trained on, and what that excluded is counted too.
+
+``half: A`` or ``half: B`` keeps one of two disjoint halves of a source's rows, by a content hash of the
+prompt's first user turn: a judge trained on half B never saw a prompt of a policy trained on half A
+(``overlap`` says when two data lists may share prompts). A hub dataset is read from a local mirror,
+``$HARNESS_DATA/OWNER/NAME/SPLIT.jsonl``, where there is one; offline (``HF_HUB_OFFLINE``) a hub id with no
+mirror is a one-line error before any network access.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
 import re
 from collections.abc import Callable, Iterable
@@ -20,6 +27,7 @@ from typing import Any
 
 import harness
 import harness.rows
+from harness import splits
 from harness.errors import HarnessError, choices
 from harness.plugins import Spec, registry
 from harness.rows import shared_data
@@ -29,6 +37,8 @@ KINDS = ("sft", "pref", "prompt")
 KIND_OF_METHOD = {"sft": "sft", "dpo": "pref", "rm": "pref", "rloo": "prompt"}
 CALC = re.compile(r"<<[^<>]*>>")
 HH_TURN = re.compile(r"\n\n(Human|Assistant):")
+HALVES = ("A", "B")
+OFFLINE = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
 Messages = list[dict[str, str]]
@@ -54,6 +64,8 @@ class Counts:
     skipped: int = 0
     eval_split: int = 0  # instruction rows in the evaluation half of the split
     ties: int = 0  # preference rows with no preferred side
+    other_half: int = 0  # rows of the half this source does not keep (``half: A`` or ``B``)
+    unsolvable: int = 0  # Countdown rows no expression using every number exactly once reaches
     reasons: dict[str, int] = field(default_factory=dict)
     component: dict[str, Any] | None = None  # a harness task: the registry's record of it (plugin, version, options)
 
@@ -79,6 +91,8 @@ def check(specs: list[dict[str, Any]], kind: str) -> None:
             offered = [n for n, s in SOURCES.items() if kind in s.kinds]
             raise HarnessError(f"data source {name!r} gives no {_KIND_NAMES[kind]}; sources that do: "
                                f"{', '.join(offered)}")
+        if "half" in spec and not SOURCES[name].default and "path" not in spec:
+            raise HarnessError(f"data source {name}: half= splits a file's prompts; {name} names no file")
         limit = spec.get("rows")
         if limit is not None and (type(limit) is not int or limit < 1):
             raise HarnessError(f"data source {name}: rows={show(limit)} must be a positive integer")
@@ -95,6 +109,7 @@ OPTION_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "args": ("a mapping of task options", lambda v: v is None or isinstance(v, dict)),
     "shots": ("a non-negative integer", lambda v: type(v) is int and v >= 0),
     "min_margin": ("a finite number >= 0", lambda v: type(v) in (int, float) and math.isfinite(v) and v >= 0),
+    "half": ("A or B", lambda v: v in HALVES),
 }
 
 
@@ -108,8 +123,12 @@ def load(specs: list[dict[str, Any]], kind: str, seed: int = 0) -> tuple[list[An
         name = str(spec.pop("source"))
         source = SOURCES[name]
         limit = spec.pop("rows", None)
+        half = spec.pop("half", None)
+        if source.default and "path" not in spec:
+            spec["path"] = source.default
         count = Counts(name)
-        got = source.read(spec, kind, count, seed, limit)
+        got = source.read(spec, kind, count, seed, limit) if half is None else _half_of(
+            source, spec, kind, count, seed, limit, half)
         if not got:
             raise HarnessError(f"data source {name} ({count.path or 'generated'}) gave no usable rows "
                                f"({count.read} read, {count.skipped} skipped: {count.reasons or 'none'})")
@@ -125,6 +144,61 @@ _KIND_NAMES = {"sft": "SFT conversations", "pref": "preference pairs", "prompt":
 class Source:
     kinds: tuple[str, ...]
     read: Callable[[dict[str, Any], str, Counts, int, int | None], list[Any]]
+    default: str | None = None  # the file or hub id read when the spec names no path
+
+
+# ---------------------------------------------------------------- halves
+
+def half_of(text: str) -> str:
+    """``A`` or ``B`` for a prompt text, by a content hash salted apart from the train/eval instruction split and
+    from a reward model's held-out share (both hash the same texts)."""
+    return HALVES[splits.fraction(f"half\n{text.strip()}") >= 0.5]
+
+
+def prompt_text(row: Any) -> str:
+    """What a row's half is decided by: the first user turn of a chat, or an RL prompt's text."""
+    if isinstance(row, Pair):
+        messages = row.prompt
+    elif isinstance(row, dict):
+        messages = row["prompt"]
+    else:
+        return row.prompt
+    return next((m["content"] for m in messages if m["role"] == "user"), messages[0]["content"])
+
+
+def _half_of(source: Source, spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None,
+             half: str) -> list[Any]:
+    """The source's rows of one half; ``limit`` samples from that half, the other half counted."""
+    rows = source.read(spec, kind, count, seed, None)
+    kept = [r for r in rows if half_of(prompt_text(r)) == half]
+    count.other_half = len(rows) - len(kept)
+    if limit is not None and limit < len(kept):
+        kept = random.Random(seed).sample(kept, limit)
+    count.kept = len(kept)
+    return kept
+
+
+def pool(spec: dict[str, Any]) -> str:
+    """Which prompts a data source draws from: AlpacaEval's instructions for every file of that set, else its
+    path (or hub id, or task)."""
+    source = SOURCES.get(str(spec.get("source")))
+    where = str(spec.get("path") or (source.default if source else None) or spec.get("task") or spec.get("source"))
+    return "alpaca_eval" if where.startswith("alpaca_eval/") else where
+
+
+def overlap(first: list[dict[str, Any]], second: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """Two data sources, one of each list, that may share prompts: the same pool, unless both keep halves and
+    different ones; None when the lists are disjoint by construction."""
+    for a in first:
+        for b in second:
+            if pool(a) == pool(b) and not (a.get("half") and b.get("half") and a["half"] != b["half"]):
+                return describe_source(a), describe_source(b)
+    return None
+
+
+def describe_source(spec: dict[str, Any]) -> str:
+    half = f"half {spec['half']}" if spec.get("half") else "no half"
+    return f"{spec.get('source')} ({pool(spec)}, {half})"
 
 
 # ---------------------------------------------------------------- files and the hub
@@ -138,11 +212,18 @@ def resolve_path(path: str) -> Path | None:
 
 
 def read_rows(path: str, count: Counts, split: str = "train", config: str | None = None) -> Iterable[Any]:
-    """Raw rows of a local JSONL/JSON/Parquet file (or folder of them) or of a hub dataset split; a line that is
-    not JSON comes as a row to skip and count."""
+    """Raw rows of a local JSONL/JSON/Parquet file (or folder of them), of a hub dataset's local mirror
+    (``DATA/OWNER/NAME/SPLIT.jsonl``) or of a hub dataset split; a line that is not JSON comes as a row to skip
+    and count."""
     local = resolve_path(path)
+    if local is not None and local.is_dir() and (local / f"{split}.jsonl").is_file():
+        local = local / f"{split}.jsonl"
     count.path = str(local) if local else path
-    remedy = "offline, pass path= a local file with the same fields"
+    remedy = f"offline, mirror it as {shared_data() / path / (split + '.jsonl')} or pass path= a local file with " \
+             f"the same fields"
+    if local is None and any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in OFFLINE):
+        raise HarnessError(f"data source {count.source}: {path!r} (split {split}) is a hub dataset and the hub is "
+                           f"offline (HF_HUB_OFFLINE); {remedy}")
     return harness.rows.read_rows(count.path, "", remedy, split=split, config=config, bad_line=_BAD_JSON)
 
 
@@ -285,16 +366,12 @@ def _read_gsm8k(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit
         return harness.Example(chat_prompt(question), reference_of(solution), {"solution": solution},
                                id=f"gsm8k-train-{count.read}")
 
-    return _limited(read_rows(spec.get("path", "gsm8k/train.jsonl"), count), convert, count, seed, limit)
+    return _limited(read_rows(spec["path"], count), convert, count, seed, limit)
 
 
-def _conversations(default: str) -> Callable[[dict[str, Any], str, Counts, int, int | None], list[Any]]:
-    """A reader of LIMA's ``conversations`` (alternating user/assistant strings) or chat ``messages`` (SmolTalk):
-    the last assistant turn is the completion, every turn before it the prompt."""
-    return lambda spec, kind, count, seed, limit: _read_conversations(spec, count, seed, limit, default)
-
-
-def _read_conversations(spec: dict[str, Any], count: Counts, seed: int, limit: int | None, default: str) -> list[Any]:
+def _read_conversations(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None) -> list[Any]:
+    """LIMA's ``conversations`` (alternating user/assistant strings) or chat ``messages`` (SmolTalk): the last
+    assistant turn is the completion, every turn before it the prompt."""
     _options(spec, "conversations", ("path", "split"))
 
     def convert(row: dict) -> Any:
@@ -312,7 +389,7 @@ def _read_conversations(spec: dict[str, Any], count: Counts, seed: int, limit: i
             raise Malformed("conversation does not end with an assistant turn after a user turn")
         return {"prompt": messages[:-1], "completion": messages[-1:]}
 
-    return _limited(read_rows(spec.get("path", default), count, spec.get("split", "train")), convert, count, seed,
+    return _limited(read_rows(spec["path"], count, spec.get("split", "train")), convert, count, seed,
                     limit)
 
 
@@ -376,7 +453,7 @@ def _read_alpaca_judge(spec: dict[str, Any], kind: str, count: Counts, seed: int
         chosen, rejected = (first, second) if preference < 1.5 else (second, first)
         return Pair([{"role": "user", "content": instruction}], chosen, rejected)
 
-    return _limited(read_rows(spec.get("path", "alpaca_eval/judge_annotations.jsonl"), count), convert, count, seed,
+    return _limited(read_rows(spec["path"], count), convert, count, seed,
                     limit)
 
 
@@ -409,7 +486,7 @@ def _read_hh(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: i
             return _EVAL_SPLIT
         return Pair(prompt, chosen, rejected)
 
-    return _limited(read_rows(spec.get("path", "preferences/hh_rlhf_harmless_base_test.jsonl"), count), convert,
+    return _limited(read_rows(spec["path"], count), convert,
                     count, seed, limit)
 
 
@@ -431,8 +508,7 @@ def _read_ultrafeedback(spec: dict[str, Any], kind: str, count: Counts, seed: in
             return _EVAL_SPLIT
         return Pair(chosen[:-1], chosen[-1]["content"], rejected[-1]["content"])
 
-    path = spec.get("path", "HuggingFaceH4/ultrafeedback_binarized")
-    return _limited(read_rows(path, count, spec.get("split", "train_prefs")), convert, count, seed, limit)
+    return _limited(read_rows(spec["path"], count, spec.get("split", "train_prefs")), convert, count, seed, limit)
 
 
 # ---------------------------------------------------------------- RL prompts
@@ -456,36 +532,39 @@ def _read_countdown_data(spec: dict[str, Any], kind: str, count: Counts, seed: i
         return harness.Example(instruction(numbers, target), None, {"numbers": numbers, "target": target},
                                id=f"cd-{'-'.join(map(str, numbers))}-{target}", shots=shots)
 
-    return _limited(read_rows(spec.get("path", "Jiayi-Pan/Countdown-Tasks-3to4"), count), convert, count, seed,
+    return _limited(read_rows(spec["path"], count), convert, count, seed,
                     limit)
 
 
 def _read_instructions(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None) -> list[Any]:
-    """Instruction prompts (``instruction`` as in AlpacaEval, or ``prompt`` as in UltraFeedback), TRAIN half only;
-    for reference-free rewards such as ``rm:PATH``."""
+    """Instruction prompts (``instruction`` as in AlpacaEval, or ``prompt`` as in UltraFeedback), TRAIN half only:
+    for reference-free rewards such as ``rm:PATH``, or with their reference ``output`` (AlpacaEval's GPT-4 Turbo
+    answers) as SFT conversations."""
     _options(spec, "instructions", ("path", "split"))
 
     def convert(row: dict) -> Any:
         text = row.get("instruction") if "instruction" in row else row.get("prompt")
         if not isinstance(text, str) or not text.strip():
             raise Malformed("no instruction or prompt text")
+        answer = _text(row, "output") if kind == "sft" else None
         if not _in_train_split(text):
             return _EVAL_SPLIT
+        if answer is not None:
+            return sft_row([{"role": "user", "content": text}], answer)
         return harness.Example(text, None, {}, id=f"instruction-{count.read}")
 
-    path = spec.get("path", "alpaca_eval/eval.jsonl")
-    return _limited(read_rows(path, count, spec.get("split", "train")), convert, count, seed, limit)
+    return _limited(read_rows(spec["path"], count, spec.get("split", "train")), convert, count, seed, limit)
 
 
 SOURCES: dict[str, Source] = {
     "task": Source(("sft", "prompt"), _read_task),
-    "gsm8k": Source(("sft", "prompt"), _read_gsm8k),
-    "lima": Source(("sft",), _conversations("lima/train.jsonl")),
-    "smoltalk": Source(("sft",), _conversations("HuggingFaceTB/smol-smoltalk")),
+    "gsm8k": Source(("sft", "prompt"), _read_gsm8k, "gsm8k/train.jsonl"),
+    "lima": Source(("sft",), _read_conversations, "lima/train.jsonl"),
+    "smoltalk": Source(("sft",), _read_conversations, "HuggingFaceTB/smol-smoltalk"),
     "jsonl": Source(("sft", "pref"), _read_jsonl),
-    "alpaca-judge": Source(("pref",), _read_alpaca_judge),
-    "hh-harmless": Source(("pref",), _read_hh),
-    "ultrafeedback": Source(("pref",), _read_ultrafeedback),
-    "countdown-data": Source(("prompt",), _read_countdown_data),
-    "instructions": Source(("prompt",), _read_instructions),
+    "alpaca-judge": Source(("pref",), _read_alpaca_judge, "alpaca_eval/judge_annotations.jsonl"),
+    "hh-harmless": Source(("pref",), _read_hh, "preferences/hh_rlhf_harmless_base_test.jsonl"),
+    "ultrafeedback": Source(("pref",), _read_ultrafeedback, "HuggingFaceH4/ultrafeedback_binarized"),
+    "countdown-data": Source(("prompt",), _read_countdown_data, "Jiayi-Pan/Countdown-Tasks-3to4"),
+    "instructions": Source(("sft", "prompt"), _read_instructions, "alpaca_eval/eval.jsonl"),
 }

