@@ -13,18 +13,24 @@ batches.
 Each grade carries ``tie`` (0/1), ``policy_length`` and ``reference_length`` in characters (as
 AlpacaEval's ``avg_length``), ``length_diff`` (policy minus reference) and ``margin`` (the judge's
 reward difference, also ``Score.raw``). The run reports ``win_rate`` (ties count half),
-``lc_win_rate``, ``tie_rate`` and both mean lengths, each with a 95% bootstrap interval.
+``length_adjusted_win_rate``, ``tie_rate`` and both mean lengths, each with a 95% bootstrap interval.
 
-The length-controlled win-rate follows AlpacaEval 2 (Dubois et al. 2024, "Length-Controlled
-AlpacaEval"), without its per-instruction difficulty term: a logistic regression of the outcome
-(1, 0.5, 0 as a fractional target) on ``tanh(length_diff / sd(length_diff))``, with an intercept,
+The length-adjusted win-rate is the harness's own estimator, not AlpacaEval 2's length-controlled
+win-rate (Dubois et al. 2024), and is named so that it does not claim to be. It keeps that method's
+length term but has no per-instruction difficulty term and no regularisation towards AlpacaEval's
+length-gamed baselines: both are tables fitted on GPT-4 Turbo's verdicts against GPT-4 Turbo's own
+reference, fetched from the Hugging Face hub at run time, and meaningless for another judge or
+another reference. It is a logistic regression of the outcome (1, 0.5, 0 as a fractional target) on
+``tanh(length_diff / sd(length_diff))``, with an intercept,
 
     P(win) = sigmoid(a + b * tanh(length_diff / sd)),
 
-and the LC win-rate is the predicted preference at zero length difference, ``sigmoid(a)``. The
-slope ``b`` has a weak L2 penalty (``b**2 / 2``, scikit-learn's default ``C = 1``) so a small or
-perfectly separated sample still gives a finite estimate; the intercept is free. When all outcomes
-are equal, or the length difference never varies, the LC win-rate is the plain win-rate.
+read at zero length difference, ``sigmoid(a)``. The slope ``b`` has a weak L2 penalty (``b**2 / 2``,
+scikit-learn's default ``C = 1``) so a small or perfectly separated sample still gives a finite
+estimate; the intercept is free. When all outcomes are equal, or the length difference never
+varies, it is the plain win-rate. On AlpacaEval's own GPT-4 Turbo verdicts it reads several points
+above AlpacaEval 2's leaderboard LC for models that answer shorter than the reference
+(``bench/lc_check.py``; docs/instruction-following.md).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from harness.plugins import Spec, registry
 
 TOLERANCE = 1e-3
 RIDGE = 1.0
+LENGTH_ADJUSTED = "length_adjusted_win_rate"  # called lc_win_rate in older records
 JUDGE_USAGE = "--grader winrate:rm:PATH_OR_HUB_ID (a reward model other than the one the policy was trained against)"
 
 
@@ -53,7 +60,10 @@ def outcome(margin: float, tolerance: float = TOLERANCE) -> float:
 
 
 def length_controlled(preferences: Sequence[float], length_diffs: Sequence[float], ridge: float = RIDGE) -> float:
-    """The win-rate at zero length difference: ``sigmoid(a)`` of the penalised logistic fit in the module docstring."""
+    """The length-adjusted win-rate: ``sigmoid(a)`` of the penalised logistic fit in the module docstring.
+
+    Not AlpacaEval 2's length-controlled win-rate, which also needs its per-instruction difficulty table.
+    """
     y = np.asarray(preferences, dtype=float)
     if not len(y):
         return float("nan")
@@ -86,13 +96,13 @@ def length_controlled(preferences: Sequence[float], length_diffs: Sequence[float
     return 1.0 / (1.0 + math.exp(-a))
 
 
-def _lc(grades: Sequence[harness.Score]) -> float:
+def _length_adjusted(grades: Sequence[harness.Score]) -> float:
     return length_controlled([g.value for g in grades], [g.metrics.get("length_diff", 0.0) for g in grades])
 
 
 METRICS = [
     mean_score("win_rate"),
-    Metric("lc_win_rate", lambda g: float(g.value), reduce=_lc),
+    Metric(LENGTH_ADJUSTED, lambda g: float(g.value), reduce=_length_adjusted),
     Metric("tie_rate", lambda g: float(g.metrics.get("tie", 0.0))),
     Metric("policy_length", lambda g: float(g.metrics.get("policy_length", 0.0))),
     Metric("reference_length", lambda g: float(g.metrics.get("reference_length", 0.0))),

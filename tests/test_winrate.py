@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import math
@@ -15,7 +16,7 @@ from test_reward_model import _bert_rm
 import harness
 from harness.record import Counts, Headline, RunSummary, write_record
 from harness.types import Completion, ExampleRecord, RunConfig, SampleRecord
-from plugins.winrate import METRICS, TOLERANCE, length_controlled, outcome
+from plugins.winrate import LENGTH_ADJUSTED, METRICS, TOLERANCE, length_controlled, outcome
 from tasks.alpaca import instruction_split
 
 CORRECT, WRONG, NONE = "<answer>3 * 7 + 25</answer>", "<answer>3 + 7 + 25</answer>", "no answer at all"
@@ -70,13 +71,14 @@ def test_wins_ties_and_losses_under_a_known_judge():
 def test_the_judge_scores_each_distinct_reference_once(monkeypatch):
     grader = harness.get_verifier("winrate:countdown")
     seen: list[str] = []
-    judge_score = grader.judge_verifier.score
+    judge = type(grader.judge_verifier)  # patched on the class: a verifier may be a frozen dataclass
+    judge_score = judge.score
 
-    def counted(example: harness.Example, text: str) -> harness.Score:
+    def counted(self, example: harness.Example, text: str) -> harness.Score:
         seen.append(text)
-        return judge_score(example, text)
+        return judge_score(self, example, text)
 
-    monkeypatch.setattr(grader.judge_verifier, "score", counted)
+    monkeypatch.setattr(judge, "score", counted)
     example = _countdown(reference=WRONG)
     grades = harness.verify(grader, [(example, CORRECT), (example, NONE), (example, WRONG)])
     assert [g.value for g in grades] == [1.0, 0.0, 0.5]
@@ -134,7 +136,7 @@ def test_length_controlled_win_rate_matches_a_hand_computed_fit():
     assert length_controlled(ys, diffs, ridge=0.0) == pytest.approx(hand, abs=1e-9)
     big_ys, big_diffs = _two_groups(1000, 0.8, 0.4)  # the default weak penalty on the slope vanishes with data
     grades = [harness.Score(y, metrics={"length_diff": d}) for y, d in zip(big_ys, big_diffs, strict=True)]
-    assert _metric("lc_win_rate").compute(grades) == pytest.approx(hand, abs=1e-3)
+    assert _metric(LENGTH_ADJUSTED).compute(grades) == pytest.approx(hand, abs=1e-3)
     assert abs(_metric("win_rate").compute(grades) - hand) > 0.015
 
 
@@ -151,8 +153,87 @@ def test_length_control_stays_finite_on_small_separable_samples():
     assert 0.0 < lc < 1.0 and math.isfinite(lc)
     assert length_controlled([1.0, 1.0], [10, -10]) == 1.0 and math.isnan(length_controlled([], []))
     grades = [harness.Score(y, metrics={"length_diff": d}) for y, d in [(1.0, 300), (1.0, 120), (0.0, -50)]]
-    low, high = _metric("lc_win_rate").interval(grades)
+    low, high = _metric(LENGTH_ADJUSTED).interval(grades)
     assert 0.0 <= low <= high <= 1.0
+
+
+# -- the harness's numbers on AlpacaEval's own verdicts -------------------------------------------------
+
+
+def _verdicts(alpaca: Path) -> dict[str, list[harness.Score]]:
+    """GPT-4 Turbo's verdicts per model as the harness's grades: the model's share of the verdict, the length gap."""
+    verdicts: dict[str, list[harness.Score]] = {}
+    for row in _rows(alpaca / "judge_annotations.jsonl"):
+        diff = len(row["output_2"]) - len(row["output_1"])
+        verdicts.setdefault(row["generator_2"], []).append(harness.Score(row["preference"] - 1,
+                                                                         metrics={"length_diff": diff}))
+    return verdicts
+
+
+def test_win_rate_on_alpaca_evals_own_verdicts_is_the_leaderboards(shared_data):
+    """The same verdicts through the harness's metrics: the win-rate is AlpacaEval 2's to 0.1 point for each of the
+    8 models; the length-adjusted win-rate (not AlpacaEval's LC) moves off the raw rate the way the LC does."""
+    alpaca = shared_data / "alpaca_eval"
+    with (alpaca / "leaderboard_alpaca_eval_2.csv").open(encoding="utf-8", newline="") as f:
+        board = {row[""]: row for row in csv.DictReader(f)}
+    verdicts = _verdicts(alpaca)
+    assert len(verdicts) == 8 and {len(v) for v in verdicts.values()} == {805}
+    for model, grades in verdicts.items():
+        win = 100 * _metric("win_rate").compute(grades)
+        assert win == pytest.approx(float(board[model]["win_rate"]), abs=0.1), model
+        lc, adjusted = float(board[model]["length_controlled_winrate"]), 100 * _metric(LENGTH_ADJUSTED).compute(grades)
+        assert (adjusted > win) == (lc > win), model
+
+
+class _Shouts:
+    """A reference-free judge with known verdicts: a response that starts with WIN beats one that does not."""
+
+    name = "shouts"
+    reference_free = True
+
+    def score(self, example: harness.Example, completion: str) -> harness.Score:
+        return harness.Score(float(completion.startswith("WIN")))
+
+
+def test_a_win_rate_run_reports_the_length_adjusted_win_rate(tmp_path, tiny_llama, eval_jsonl):
+    """The run path (fake engine, real task and grader) records ``length_adjusted_win_rate``, never the old name."""
+    from fakes import FakeEngine
+    from test_pipeline import registered
+    from transformers import AutoTokenizer
+
+    from harness.pipeline import RunConfig, examples_of, execute, plan
+    from harness.record import read_record
+
+    answers = ["WIN " + "long " * 400, "WIN " + "long " * 300, "short", "WIN " + "long " * 500, "short too"]
+    config = RunConfig(policy=str(tiny_llama), task="alpaca", task_args={"data": str(eval_jsonl)},
+                       grader="winrate:shouts", limit=len(answers))
+    with registered("verifier", _Shouts()):
+        prompts = [e.prompt for e in examples_of(plan(config).task, config)]
+        engine = FakeEngine(AutoTokenizer.from_pretrained(tiny_llama),
+                            lambda p, j: (answers[prompts.index(p)], -1.0), prompts)
+        records, summary = read_record(execute(config, tmp_path, engine=engine))
+    values = [1.0 if a.startswith("WIN") else 0.5 for a in answers]  # a reference never shouts: win or tie
+    diffs = [len(a) - len(r.example.reference) for a, r in zip(answers, records, strict=True)]
+    assert [r.credit for r in records] == values
+    assert summary.metric.name == "win_rate" and summary.metric.value == pytest.approx(sum(values) / len(values))
+    assert "lc_win_rate" not in summary.metrics
+    assert summary.metrics[LENGTH_ADJUSTED].value == pytest.approx(length_controlled(values, diffs))
+    assert summary.metrics[LENGTH_ADJUSTED].value > summary.metric.value  # the long answers won
+
+
+def test_a_record_written_under_the_old_name_still_reads(tmp_path):
+    """A win-rate record from before the rename carries ``lc_win_rate``: it reads, and the leaderboard shows it."""
+    from harness import leaderboard
+    from harness.record import Measure, read_summary
+
+    run_dir = tmp_path / "old-winrate-run"
+    summary = RunSummary(run_id=run_dir.name, config=RunConfig(task="alpaca"), metric=Headline(0.4, name="win_rate"),
+                         metrics={"lc_win_rate": Measure(0.55, (0.45, 0.65))}, counts=Counts(examples=0),
+                         task="alpaca", sampler="greedy")
+    write_record(run_dir, [], summary)
+    assert read_summary(run_dir).metrics == {"lc_win_rate": Measure(0.55, (0.45, 0.65))}
+    (row,) = leaderboard.rows(tmp_path)
+    assert (row["value"], row["lc_win_rate"]) == (0.4, 0.55)
 
 
 # -- bad graders -----------------------------------------------------------------------------------
@@ -311,7 +392,7 @@ def test_win_rate_run_of_the_bundled_model_against_the_data_reference(tmp_path, 
     summary = json.loads((run_dir / "summary.json").read_text())
     rows = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
     assert summary["metric"]["name"] == "win_rate" and summary["counts"]["grader_errors"] == 0
-    assert {"lc_win_rate", "tie_rate", "policy_length", "reference_length"} <= set(summary["metrics"])
+    assert {LENGTH_ADJUSTED, "tie_rate", "policy_length", "reference_length"} <= set(summary["metrics"])
     assert summary["components"]["grader"]["spec"] == f"winrate:rm:{judge}"
     references = [r["output"] for r in _rows(eval_jsonl) if instruction_split(r["instruction"]) == "eval"][:3]
     assert [r["reference"] for r in rows] == references
