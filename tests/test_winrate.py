@@ -116,7 +116,7 @@ def test_reward_model_judge_compares_raw_rewards(tmp_path):
     assert grades[-1].value == 0.5 and {g.value for g in grades[:-1]} - {0.5}  # identical text ties; others decide
 
 
-# -- length control --------------------------------------------------------------------------------
+# -- length adjustment -----------------------------------------------------------------------------
 
 
 def _two_groups(n: int, longer_rate: float, shorter_rate: float) -> tuple[list[float], list[float]]:
@@ -126,7 +126,7 @@ def _two_groups(n: int, longer_rate: float, shorter_rate: float) -> tuple[list[f
     return ys, [100.0] * n + [-100.0] * n
 
 
-def test_length_controlled_win_rate_matches_a_hand_computed_fit():
+def test_length_adjusted_win_rate_matches_a_hand_computed_fit():
     """Two groups at length differences +d and -d: the fit is saturated, so at x = +-tanh(1) it reproduces each
     group's rate, a + b tanh(1) = logit(0.8) and a - b tanh(1) = logit(0.4), and at zero difference
     sigmoid(a) = sigmoid((logit(0.8) + logit(0.4)) / 2) = 0.6202, not the raw 0.6 (nor OLS's 0.6)."""
@@ -140,7 +140,7 @@ def test_length_controlled_win_rate_matches_a_hand_computed_fit():
     assert abs(_metric("win_rate").compute(grades) - hand) > 0.015
 
 
-def test_length_control_leaves_a_length_independent_rate_alone():
+def test_length_adjustment_leaves_a_length_independent_rate_alone():
     ys, diffs = _two_groups(10, 0.7, 0.7)
     assert length_controlled(ys, diffs) == pytest.approx(0.7, abs=1e-9)
     ties = [0.5] * 6 + [1.0, 0.0]
@@ -148,7 +148,7 @@ def test_length_control_leaves_a_length_independent_rate_alone():
     assert length_controlled([1.0, 0.5, 0.0], [0, 0, 0]) == pytest.approx(0.5)  # no length variation: plain rate
 
 
-def test_length_control_stays_finite_on_small_separable_samples():
+def test_length_adjustment_stays_finite_on_small_separable_samples():
     lc = length_controlled([1.0, 1.0, 0.0], [300, 120, -50])  # every longer answer wins: the MLE slope is infinite
     assert 0.0 < lc < 1.0 and math.isfinite(lc)
     assert length_controlled([1.0, 1.0], [10, -10]) == 1.0 and math.isnan(length_controlled([], []))
@@ -157,7 +157,7 @@ def test_length_control_stays_finite_on_small_separable_samples():
     assert 0.0 <= low <= high <= 1.0
 
 
-# -- the harness's numbers on AlpacaEval's own verdicts -------------------------------------------------
+# -- the harness's numbers on AlpacaEval's own verdicts ----------------------------------------------
 
 
 def _verdicts(alpaca: Path) -> dict[str, list[harness.Score]]:
