@@ -157,7 +157,7 @@ def test_length_adjustment_stays_finite_on_small_separable_samples():
     assert 0.0 <= low <= high <= 1.0
 
 
-# -- the harness's numbers on AlpacaEval's own verdicts ----------------------------------------------
+# -- the harness's numbers on AlpacaEval's own verdicts --------------------------------------------
 
 
 def _verdicts(alpaca: Path) -> dict[str, list[harness.Score]]:
