@@ -38,9 +38,34 @@ def rows(output: Path) -> list[dict]:
             "tok/s": s.timings.tokens_per_s,
             "wall_s": s.timings.wall_s,
             "run": run_dir.name,
-        } | {k: v.value for k, v in s.metrics.items()} | _curve_columns(s)
+        } | {k: v.value for k, v in s.metrics.items()} | _curve_columns(s) | _judge_columns(s)
           | _training_cost(trained.get(s.policy.name) if s.policy else None))
     return sorted(out, key=lambda r: (r["task"], -r["value"]))
+
+
+MARKS = {False: "†", "unknown": "?"}  # a judge that is not independent of the policy, or not known to be
+FOOTNOTED = ("judge_independent", "judge_why")  # columns of csv and json; the table and md say them below
+
+
+def _judge_columns(summary: RunSummary) -> dict:
+    """The judge of a judged run, marked where it is not independent of the policy, with why."""
+    judge = summary.judge
+    if judge is None:
+        return {}
+    independent = "not checked" if judge.independent is None else judge.independent
+    return {"judge": judge.spec + MARKS.get(independent, ""), "judge_independent": independent,
+            "judge_why": judge.why}
+
+
+def footnotes(data: list[dict]) -> list[str]:
+    """One line per policy and judge whose independence fails or is unknown: the mark, the pair, and why."""
+    lines = []
+    for r in data:
+        mark = MARKS.get(r.get("judge_independent"))
+        line = f"{mark} {r['judge'].removesuffix(mark)} judging {r['policy']}: {r['judge_why']}" if mark else None
+        if line and line not in lines:
+            lines.append(line)
+    return lines
 
 
 def _training_cost(manifest: dict | None) -> dict:
@@ -90,10 +115,12 @@ def render(output: Path, fmt: str = "table", console: Console | None = None) -> 
         writer.writeheader()
         writer.writerows({k: _cell(k, r.get(k)) for k in columns} for r in data)
         return buf.getvalue()
+    notes = footnotes(data)
+    columns = [k for k in columns if k not in FOOTNOTED]  # said in the footnotes below the table
     if fmt == "md":
         lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(_cell(k, r.get(k)) for k in columns) + " |" for r in data]
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "".join(f"\n\n{note}" for note in notes) + "\n"
     columns.remove("run")  # the table is for reading; md, csv and json keep the run id
     table = Table(title=f"harness leaderboard ({output})", show_lines=False)
     for k in columns:
@@ -104,4 +131,6 @@ def render(output: Path, fmt: str = "table", console: Console | None = None) -> 
     if not console.is_terminal:
         console.width = max(console.width, 200)  # piped output: never squeeze the columns
     console.print(table)
+    for note in notes:
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
     return None

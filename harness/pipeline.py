@@ -37,7 +37,7 @@ from harness.errors import HarnessError, RunFailed, describe
 from harness.metrics import Metric, declared
 from harness.plugins import Spec, registry
 from harness.policy import Policy, resolve_policy
-from harness.provenance import git_revision, versions
+from harness.provenance import git_revision, judge_facts, versions
 from harness.record import (
     SUMMARY,
     Component,
@@ -547,11 +547,11 @@ def _finish(config: RunConfig, the_plan: Plan, records: list[ExampleRecord], run
     judge = None
     if consults.judge:
         reward = origin.policy.trained_against if origin.policy else None
-        judge = JudgeFacts(spec=consults.judge, model=consults.judge_model,
-                           trained_against=judge_trained_against(consults.judge, reward))
-        if judge.trained_against:
-            warn(f"the judge {judge.spec} is the reward model this policy was trained against: its win-rate is "
-                 f"inflated; judge with a model the policy never saw")
+        judge = judge_facts(consults.judge, consults.judge_model, judge_trained_against(consults.judge, reward),
+                            origin.policy, (r.example for r in records))
+        if judge.independent is False:
+            warn(f"the judge {judge.spec} is not independent of this policy ({judge.why}): its win-rate is "
+                 f"inflated; judge with a model that never saw the policy's or the evaluation's prompts")
     verify_started = time.perf_counter()
     graded = grade(records, the_plan.grader, the_plan.verifier)
     metrics = declared([s.grade for r in graded for s in r.samples], the_plan.grader, the_plan.task)

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from harness.console import warn
 from harness.errors import HarnessError, describe
@@ -114,13 +114,35 @@ class PolicyFacts:
     trained_against: str | None = None  # the reward spec its manifest names
 
 
+TRAINED_AGAINST = "the policy was trained against this judge"
+
+
 @dataclass(frozen=True)
 class JudgeFacts:
-    """The model a grader consulted (a win-rate judge), and whether it is the reward model that trained the policy."""
+    """The model a grader consulted (a win-rate judge) and whether it is independent of the policy
+    (``harness.provenance.judge_facts``): ``independent`` True, False or ``"unknown"`` (a lineage that was never
+    recorded), ``why`` in words, and how many of the policy's training prompts (``shared_training``, its bases'
+    included) and of the run's own prompts (``shared_evaluation``) the judge trained on.
+
+    A record from before lineage holds ``trained_against`` alone: read back, one whose judge is the policy's
+    reward is dependent, any other has ``independent`` None (never checked)."""
 
     spec: str
     model: str | None = None
     trained_against: bool = False
+    independent: bool | Literal["unknown"] | None = None
+    why: str | None = None
+    shared_training: int | None = None
+    shared_evaluation: int | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        judge = cls(**_known(cls, data))
+        if not (judge.independent is None or isinstance(judge.independent, bool) or judge.independent == "unknown"):
+            raise ValueError(f"judge.independent is {judge.independent!r}, not true, false or 'unknown'")
+        if judge.independent is None and judge.trained_against:
+            return dataclasses.replace(judge, independent=False, why=TRAINED_AGAINST)
+        return judge
 
 
 @dataclass(frozen=True)
@@ -242,7 +264,7 @@ class RunSummary:
             engine_options=data.get("engine_options"), numerics=data.get("numerics"),
             cached_samples=data.get("cached_samples", 0),
             policy=PolicyFacts(**_known(PolicyFacts, policy)) if policy else None,
-            judge=JudgeFacts(**_known(JudgeFacts, judge)) if judge else None,
+            judge=JudgeFacts.from_json(judge) if judge else None,
             rescored_from=data.get("rescored_from"), created=data.get("created"),
             versions=dict(data.get("versions") or {}), git=data.get("git"), schema_version=SCHEMA_VERSION,
         )

@@ -754,11 +754,21 @@ function trainingTab(root) {
   }
 }
 
+// Whether a judge is independent of the policy it graded, and why not (harness.provenance.judge_facts).
+function independence(judge) {
+  if (!judge) return "unknown: no judge recorded";
+  if (judge.independent === true) return "yes";
+  if (judge.independent === false) return "no: " + judge.why;
+  if (judge.independent === "unknown") return "unknown: " + judge.why;
+  return "not checked (recorded before lineage)";
+}
+
 function winratesTab(root) {
   root.append(el("h2", {}, "Win-rates"),
     el("p", {class: "muted"}, "Runs graded by a judge (a win-rate against reference responses): the judge as " +
-      "recorded, and whether it is independent of the policy (a policy judged by the reward model it was trained " +
-      "against scores well by construction)."));
+      "recorded, and whether it is independent of the policy: not the reward the policy was trained against, " +
+      "and trained on none of the prompts the policy or any base under it trained on, nor on the run's own " +
+      "prompts (each trained model's lineage.json)."));
   const judged = DATA.runs.filter((r) => S(r).judge || /win_rate/.test(S(r).metric.name));
   if (!judged.length) { root.append(el("p", {}, "No run here is graded by a judge.")); return; }
   const m = (r, k) => S(r).metric.name === k ? S(r).metric : S(r).metrics[k];
@@ -771,8 +781,7 @@ function winratesTab(root) {
     {key: "sampler", label: "sampler", get: (r) => S(r).sampler + (S(r).config.n > 1 ? " n=" + S(r).config.n : "")},
     {key: "judge", label: "judge", get: (r) => S(r).judge ? S(r).judge.spec : "(not recorded)"},
     {key: "model", label: "judge model", get: (r) => S(r).judge && S(r).judge.model || "-"},
-    {key: "independent", label: "independent", get: (r) => !S(r).judge ? "unknown" :
-      S(r).judge.trained_against ? "no: the policy was trained against this judge" : "yes"},
+    {key: "independent", label: "independent", get: (r) => independence(S(r).judge)},
     {key: "win_rate", label: "win-rate", num: true, get: (r) => v(r, rate(r)), show: (r) => vci(r, rate(r))},
     {key: "lc", label: "length-controlled", num: true, get: (r) => v(r, "lc_win_rate"),
      show: (r) => vci(r, "lc_win_rate")},

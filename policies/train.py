@@ -5,7 +5,9 @@ One run writes into its output directory: ``train.json`` (its configuration, fir
 included), ``train.log`` (the libraries' chatter) and at the end the weights — ``adapter/`` (LoRA) or
 ``model/`` (full fine-tuning), each with the tokenizer, or the reward model's files at the top
 level so that ``rm:DIR`` loads it — and ``policy.json``, written last and atomically. The method
-itself (``policies/sft.py``, ``dpo.py``, ``rm.py``, ``rloo.py``) builds and runs the trainer.
+itself (``policies/sft.py``, ``dpo.py``, ``rm.py``, ``rloo.py``) builds and runs the trainer. Just before
+the manifest, ``lineage.json``: a digest of every row's prompt per data source and the chain of bases
+(``policies/lineage.py``), what a judge's independence is checked against.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from typing import Any
 from harness.console import console, quiet
 from harness.errors import HarnessError
 from harness.policy import NAME, policies_dir
-from harness.provenance import git_revision
+from harness.provenance import LINEAGE, git_revision, write_lineage
 from harness.record import check_output
 from policies import data
 from policies.common import CHECKPOINTS, WALL, Run, detect_hardware
 from policies.config import TrainConfig
+from policies.lineage import lineage
 from policies.manifest import MANIFEST, STATE, default_output, read_json, versions, write_json
 from policies.recipe import METHODS
 
@@ -121,6 +124,7 @@ def train(config: TrainConfig, name: str | None = None, output: Path | None = No
                                f"training would replace what it starts from: choose another --output or --name")
     hw = detect_hardware(config.dtype)
     rows, counts = data.load(config.data, data.KIND_OF_METHOD[config.method], seed=config.seed)
+    seen = lineage(name, config.method, config.base, rows, counts)  # before training: the base may be retrained
     from accelerate import PartialState
 
     ranks = PartialState()  # one process, or one of several under `accelerate launch`: the main one writes
@@ -148,13 +152,15 @@ def train(config: TrainConfig, name: str | None = None, output: Path | None = No
     manifest = {
         "name": name, "method": config.method, "recipe": config.recipe, "base": config.base,
         "base_model": base.model, "base_adapter": base.adapter, "finetune": config.finetune,
-        **result.paths, "data": [c.to_json() for c in counts], "rows": len(rows),
+        **result.paths, "data": [c.to_json() for c in counts], "rows": len(rows), "lineage": LINEAGE,
+        "bases": [a.name for a in seen.bases],
         "steps": result.steps, "reward": reward_spec,
         "reward_component": _describe_reward(reward_spec) if reward is not None else None,
         **result.facts, "metrics": result.metrics, "tokens": result.tokens, "wall_seconds": round(result.wall, 1),
         "dtype": hw.dtype, "device": hw.device, "config": config.to_json(), "versions": versions(),
         "git": git_revision(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "history": history,
     }
+    write_lineage(out, seen)
     write_json(out / MANIFEST, manifest)
     shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     _register(out, name, manifest)
