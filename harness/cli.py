@@ -117,16 +117,54 @@ def score(
     _report(new)
 
 
-@app.command()
+VS = "--vs"
+
+
+@app.command(context_settings={"ignore_unknown_options": True})  # keeps ``--vs`` where it stands among the runs
 @guard(RESUME)
 def compare(
-    first: Annotated[Path, typer.Argument(help="A run directory.")],
-    second: Annotated[Path, typer.Argument(help="A run directory on the same task and examples.")],
+    runs: Annotated[list[str], typer.Argument(
+        metavar="RUN", help="Two run directories (A B), or several a side, one per training seed: A1 A2 A3 --vs "
+                            "B1 B2 B3 (the i-th pairs with the i-th; a side of one run pairs with each run of the "
+                            "other).")],
+    format: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
 ) -> None:
-    """Whether one run beats another: the difference of their headline metric with a paired 95% interval."""
-    from harness.compare import compare_runs
+    """Whether one policy beats another: the difference of their headline metric with a paired 95% interval; with
+    several runs a side, each pair's and the pooled one (resampling seeds and examples), and whether it holds."""
+    import dataclasses
+    import json
 
-    Console().print(compare_runs(first, second).line(), highlight=False, soft_wrap=True)
+    from harness.compare import compare_pooled
+
+    if format not in ("text", "json"):
+        raise HarnessError(f"--format {format!r} is not one of text, json")
+    first, second = _sides(runs)
+    result = compare_pooled(first, second)
+    if format == "json":
+        typer.echo(json.dumps(dataclasses.asdict(result), indent=2))
+        return
+    for line in result.lines():
+        Console().print(line, highlight=False, soft_wrap=True, markup=False)
+
+
+def _sides(runs: list[str]) -> tuple[list[Path], list[Path]]:
+    """``A B``, or ``A1 A2 ... --vs B1 B2 ...``."""
+    unknown = next((r for r in runs if r.startswith("-") and r != VS), None)
+    if unknown is not None:
+        raise HarnessError(f"compare: no such option {unknown!r} (options: {VS}, --format)")
+    if runs.count(VS) > 1:
+        raise HarnessError(f"compare: {VS} separates the two sides, so it is given once")
+    if VS in runs:
+        at = runs.index(VS)
+        first, second = runs[:at], runs[at + 1:]
+        if not first or not second:
+            raise HarnessError(f"compare: a side has no run: give runs before and after {VS}")
+    elif len(runs) == 2:
+        first, second = runs[:1], runs[1:]
+    else:
+        raise HarnessError(f"compare takes two runs (A B), or each side's runs (A1 A2 ... {VS} B1 B2 ...); got "
+                           f"{len(runs)} runs and no {VS}")
+    return [Path(r) for r in first], [Path(r) for r in second]
 
 
 @app.command("leaderboard")

@@ -8,16 +8,23 @@ Examples pair by content (``ExampleRecord.digest``: prompt, reference, meta and 
 which a task may number by row: two runs on different data files share no "example 3". Runs of
 different task data (another task, split or task arguments) are refused in one line naming the
 difference.
+
+Several runs a side (one per training seed) are compared pair by pair and pooled: the pooled interval
+resamples seeds and examples together (``metrics.hierarchical_ci``), and a claim that does not hold on
+every seed, or whose pooled interval includes 0, is reported as not holding.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from harness.errors import HarnessError
-from harness.metrics import bootstrap_ci, mean
+from harness.metrics import bootstrap_ci, hierarchical_ci, mean
 from harness.record import RunSummary, read_record
 from harness.types import ExampleRecord
 
@@ -66,21 +73,135 @@ def _check_same_data(first: Path, a: RunSummary, second: Path, b: RunSummary) ->
                                f"compare runs of one task, split and task arguments")
 
 
+@dataclass(frozen=True)
+class PooledComparison:
+    """Runs of ``first`` against runs of ``second``, pair by pair (a pair is typically one training seed) and pooled,
+    on the examples every run answered.
+
+    ``difference`` is both the mean of the pairs' differences and the difference of the pooled means; ``ci95``
+    resamples pairs and examples (the same example draw for every run). ``holds``: every pair's difference has
+    the pooled difference's sign and the pooled interval excludes 0.
+    """
+
+    metric: str
+    names: tuple[str, str]
+    pairing: str
+    pairs: tuple[Comparison, ...]
+    shared: int
+    means: tuple[float, float]
+    difference: float
+    ci95: tuple[float, float]
+    spread: float | None  # standard deviation of the pairs' differences (None for one pair)
+    seeds_better: tuple[int, int]  # pairs whose difference favours the first (second)
+    better: tuple[int, int]  # examples, summed over the pairs, where the first (second) earned more credit
+    unpaired: int  # examples some run answered but not every run
+    holds: bool
+
+    def verdict(self) -> str:
+        """Whether "the better side beats the other" holds across the pairs, in plain words."""
+        n, (a, b) = len(self.pairs), self.names
+        if self.difference == 0:
+            return f"does not hold: {a} and {b} do not differ pooled"
+        winner, loser, won = (a, b, self.seeds_better[0]) if self.difference > 0 else (b, a, self.seeds_better[1])
+        claim = f"{winner} > {loser} holds on {won} of {n} seeds"
+        if self.holds:
+            return f"holds: {claim} and the pooled interval excludes 0"
+        reasons = [f"the seeds disagree ({n - won} not in favour)"] if won < n else []
+        low, high = self.ci95
+        if low <= 0 <= high:
+            reasons.append("the pooled interval includes 0")
+        return f"does not hold across seeds: {claim}; " + "; ".join(reasons)
+
+    def line(self) -> str:
+        low, high = self.ci95
+        each = ", ".join(f"{p.difference:+.3f}" for p in self.pairs)
+        spread = f", sd {self.spread:.3f}" if self.spread is not None else ""
+        return (f"{self.metric}: {self.names[0]} {self.means[0]:.3f} vs {self.names[1]} {self.means[1]:.3f} pooled "
+                f"over {len(self.pairs)} seeds ({self.pairing}) on the {self.shared} examples every run answered "
+                f"({self.unpaired} not answered by all); difference {self.difference:+.3f} [{low:+.3f}, {high:+.3f}] "
+                f"(95% hierarchical bootstrap over seeds and examples); per seed {each} (mean "
+                f"{self.difference:+.3f}{spread}); examples {self.names[0]} better on {self.better[0]}, "
+                f"{self.names[1]} better on {self.better[1]} (all seeds); {self.verdict()}")
+
+    def lines(self) -> list[str]:
+        """Each pair's line, then the pooled one; a single pair is the one line ``harness compare A B`` prints."""
+        if len(self.pairs) == 1:
+            return [self.pairs[0].line()]
+        return [*(f"seed {i}: {p.line()}" for i, p in enumerate(self.pairs, 1)), f"pooled: {self.line()}"]
+
+
+def _side_label(summaries: Sequence[RunSummary]) -> str:
+    policies = dict.fromkeys(s.policy_name for s in summaries)
+    samplers = dict.fromkeys(s.config.sampler for s in summaries)
+    return f"{','.join(policies)}/{','.join(samplers)}"
+
+
+def _pairing(first: Sequence[Path], second: Sequence[Path]) -> tuple[list[tuple[Path, Path]], str]:
+    """Equal counts pair in the order given; one run on a side (an untrained policy, say) pairs with each other."""
+    for side in (first, second):
+        if len(side) > 1 and len({p.resolve() for p in side}) < len(side):
+            twice = next(p for i, p in enumerate(side) if p.resolve() in {q.resolve() for q in side[:i]})
+            raise HarnessError(f"{twice} is given twice on one side; each run there is one seed")
+    if len(first) == len(second):
+        return list(zip(first, second, strict=True)), "the i-th run of each side together"
+    if len(second) == 1:
+        return [(a, second[0]) for a in first], "the one run of the second side with each of the first"
+    if len(first) == 1:
+        return [(first[0], b) for b in second], "the one run of the first side with each of the second"
+    raise HarnessError(f"{len(first)} runs against {len(second)}: give both sides the same number of runs (the i-th "
+                       f"pairs with the i-th, one per seed) or one side a single run")
+
+
+def compare_pooled(first: Sequence[Path], second: Sequence[Path], seed: int = 0,
+                   names: tuple[str, str] | None = None) -> PooledComparison:
+    """Every run must be of the same task data and report the same headline metric; the runs pair as
+    ``_pairing`` says, and are compared on the examples all of them answered."""
+    if not first or not second:
+        raise HarnessError("compare needs at least one run on each side")
+    pairs, pairing = _pairing(first, second)
+    read = {path: read_record(path) for path in dict.fromkeys([*first, *second])}
+    reference, (_, ref_summary) = next(iter(read.items()))
+    for path, (_, summary) in read.items():
+        _check_same_data(reference, ref_summary, path, summary)
+        if summary.metric.name != ref_summary.metric.name:
+            raise HarnessError(f"{reference} reports {ref_summary.metric.name} and {path} reports "
+                               f"{summary.metric.name}: nothing to compare")
+    credits = {path: _by_content(records) for path, (records, _) in read.items()}
+    keys = [k for k in credits[reference] if all(k in c for c in credits.values())]
+    if not keys:
+        which = " and ".join(str(p) for p in read) if len(read) == 2 else f"the {len(read)} runs"
+        raise HarnessError(f"{which} share no examples by content (prompt, reference, meta and shots): their task "
+                           f"data differ")
+    metric = ref_summary.metric.name
+    compared = [_pair(metric, (a, read[a][1]), (b, read[b][1]), credits, keys, seed) for a, b in pairs]
+    diffs = np.array([[credits[a][k] - credits[b][k] for k in keys] for a, b in pairs])
+    per_pair = [c.difference for c in compared]
+    ci95 = hierarchical_ci(diffs, seed)
+    sides = names or (_side_label([read[p][1] for p in first]), _side_label([read[p][1] for p in second]))
+    return PooledComparison(
+        metric, sides, pairing, tuple(compared), len(keys),
+        (mean([c.means[0] for c in compared]), mean([c.means[1] for c in compared])), mean(per_pair), ci95,
+        float(np.std(per_pair, ddof=1)) if len(pairs) > 1 else None,
+        (sum(d > 0 for d in per_pair), sum(d < 0 for d in per_pair)),
+        (sum(c.better[0] for c in compared), sum(c.better[1] for c in compared)),
+        len(set().union(*credits.values())) - len(keys), _holds(per_pair, ci95))
+
+
+def _holds(per_pair: list[float], ci95: tuple[float, float]) -> bool:
+    low, high = ci95
+    return all(d > 0 for d in per_pair) and low > 0 or all(d < 0 for d in per_pair) and high < 0
+
+
+def _pair(metric: str, first: tuple[Path, RunSummary], second: tuple[Path, RunSummary],
+          credits: dict[Path, dict[tuple[str, int], float]], keys: list[tuple[str, int]], seed: int) -> Comparison:
+    a, b = credits[first[0]], credits[second[0]]
+    diffs = [a[k] - b[k] for k in keys]
+    return Comparison(metric, (_label(first[1]), _label(second[1])), len(keys),
+                      (mean([a[k] for k in keys]), mean([b[k] for k in keys])), mean(diffs), bootstrap_ci(diffs, seed),
+                      (sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)), (len(a) - len(keys), len(b) - len(keys)))
+
+
 def compare_runs(first: Path, second: Path, seed: int = 0) -> Comparison:
     """Pair examples by content; the runs must be of the same task data, report the same headline metric and share
     examples."""
-    (a_records, a_summary), (b_records, b_summary) = read_record(first), read_record(second)
-    _check_same_data(first, a_summary, second, b_summary)
-    metric_a, metric_b = a_summary.metric.name, b_summary.metric.name
-    if metric_a != metric_b:
-        raise HarnessError(f"{first} reports {metric_a} and {second} reports {metric_b}: nothing to compare")
-    a, b = _by_content(a_records), _by_content(b_records)
-    shared = [key for key in a if key in b]
-    if not shared:
-        raise HarnessError(f"{first} and {second} share no examples by content (prompt, reference, meta and shots): "
-                           f"their task data differ")
-    diffs = [a[key] - b[key] for key in shared]
-    return Comparison(metric_a, (_label(a_summary), _label(b_summary)), len(shared),
-                      (mean([a[k] for k in shared]), mean([b[k] for k in shared])), mean(diffs),
-                      bootstrap_ci(diffs, seed), (sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)),
-                      (len(a) - len(shared), len(b) - len(shared)))
+    return compare_pooled([first], [second], seed).pairs[0]

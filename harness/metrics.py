@@ -95,5 +95,24 @@ def bootstrap_ci(values: Sequence[float], seed: int = 0) -> tuple[float, float]:
     return _percentile_interval(len(data), seed, lambda draws: data[draws].mean(axis=1))
 
 
+def hierarchical_ci(differences: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """The 95% interval of the grand mean of a runs-by-examples matrix, resampling runs and examples.
+
+    Each resample draws examples once and applies that draw to every run, so a problem stays paired across runs
+    (and seeds), then draws runs; resampling both levels is the conservative choice for nested data. With one run
+    it is ``bootstrap_ci`` of that run's row, draw for draw.
+    """
+    data = np.asarray(differences, dtype=float)
+    runs, n = data.shape
+    if not runs or not n:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    examples = rng.integers(0, n, size=(RESAMPLES, n))
+    chosen = rng.integers(0, runs, size=(RESAMPLES, runs))
+    per_run = np.stack([row[examples].mean(axis=1) for row in data])  # runs x resamples, a run at a time
+    low, high = np.nanpercentile(per_run[chosen.T, np.arange(RESAMPLES)].mean(axis=0), [2.5, 97.5])
+    return (float(low), float(high))
+
+
 def mean(values: Sequence[float]) -> float:
     return float(np.mean(values)) if len(values) else float("nan")

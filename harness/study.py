@@ -658,12 +658,22 @@ def pairs(study: Study, comparison: Comparison) -> list[tuple[RunCell, RunCell]]
         c = dataclasses.asdict(cell.config)
         return cell.label == label and all(c.get(k, _MISSING) == v for k, v in comparison.where.items())
 
-    def rest(cell: RunCell) -> str:
-        return json.dumps([{k: v for k, v in dataclasses.asdict(cell.config).items() if k != "policy"},
-                           dataclasses.asdict(cell.options)], sort_keys=True)
-
     return [(a, b) for a in study.runs if matches(a, comparison.a) for b in study.runs if matches(b, comparison.b)
-            and rest(a) == rest(b) and (a.seed is None or b.seed is None or a.seed == b.seed)]
+            and _rest(a) == _rest(b) and (a.seed is None or b.seed is None or a.seed == b.seed)]
+
+
+def claims(study: Study, comparison: Comparison) -> list[list[tuple[RunCell, RunCell]]]:
+    """A comparison's pairs grouped by every option but the policy: each group is one claim (on one task, sampler,
+    N, ...), made once per training seed and pooled over them."""
+    groups: dict[str, list[tuple[RunCell, RunCell]]] = {}
+    for a, b in pairs(study, comparison):
+        groups.setdefault(_rest(a), []).append((a, b))
+    return list(groups.values())
+
+
+def _rest(cell: RunCell) -> str:
+    return json.dumps([{k: v for k, v in dataclasses.asdict(cell.config).items() if k != "policy"},
+                       dataclasses.asdict(cell.options)], sort_keys=True)
 
 
 _MISSING = object()
@@ -847,7 +857,17 @@ def _now() -> str:
 # -- study.json --------------------------------------------------------------------------------------------------
 
 
-def to_json(study: Study, executor: str, comparisons: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+@dataclass
+class Compared:
+    """The declared comparisons' results as ``study.json`` keeps them: one entry per seed's pair of runs
+    (``comparisons``), and one per claim pooled over its seeds where it has several (``pooled``)."""
+
+    seeds: list[dict[str, Any]] = field(default_factory=list)
+    pooled: list[dict[str, Any]] = field(default_factory=list)
+
+
+def to_json(study: Study, executor: str, compared: Compared | None = None) -> dict[str, Any]:
+    compared = compared or Compared()
     cells: list[dict[str, Any]] = []
     for c in study.train:
         command = c.argv() if c.block.launcher else ["harness", *c.argv()[3:]]
@@ -861,11 +881,12 @@ def to_json(study: Study, executor: str, comparisons: list[dict[str, Any]] | Non
                       "limit": c.config.limit, "record": c.record, "needs": c.needs, "status": c.status,
                       "note": c.note or None, "wall_s": c.wall_s, "error": c.error, "examples": c.examples})
     return {"name": study.name, "file": str(study.path), "output": str(study.output), "updated": _now(),
-            "executor": executor, "seeds": study.seeds, "cells": cells, "comparisons": comparisons or []}
+            "executor": executor, "seeds": study.seeds, "cells": cells, "comparisons": compared.seeds,
+            "pooled": compared.pooled}
 
 
-def write_study(study: Study, executor: str, comparisons: list[dict[str, Any]] | None = None) -> Path:
+def write_study(study: Study, executor: str, compared: Compared | None = None) -> Path:
     """``study.json`` beside the records, atomically."""
     path = study.output / STUDY
-    write_atomic(path, json.dumps(to_json(study, executor, comparisons), indent=2, default=str) + "\n")
+    write_atomic(path, json.dumps(to_json(study, executor, compared), indent=2, default=str) + "\n")
     return path

@@ -20,7 +20,19 @@ from rich.text import Text
 from harness.errors import HarnessError, RunFailed
 from harness.estimate import DEFAULTS, Estimate, Rates, duration, minutes, tokens_text
 from harness.record import SUMMARY, check_output, read_summary, write_atomic
-from harness.study import STUDY, RunCell, Study, TrainCell, load, pairs, settle, to_json, write_study
+from harness.study import (
+    STUDY,
+    Compared,
+    Comparison,
+    RunCell,
+    Study,
+    TrainCell,
+    claims,
+    load,
+    settle,
+    to_json,
+    write_study,
+)
 
 
 def run_study(path: Path, output: Path, dry_run: bool = False, executor: str = "local", address: str | None = None,
@@ -45,10 +57,10 @@ def run_study(path: Path, output: Path, dry_run: bool = False, executor: str = "
     scheduler = Scheduler(study, lambda: write_study(study, runner.name))
     write_study(study, runner.name)
     runner.run(scheduler)
-    comparisons = compare(study)
-    write_study(study, runner.name, comparisons)
-    view = write_view(study, runner.name, comparisons)
-    show_table(study, view, comparisons, out)
+    compared = compare(study)
+    write_study(study, runner.name, compared)
+    view = write_view(study, runner.name, compared)
+    show_table(study, view, compared, out)
     failed = [c for c in study.cells if c.status in ("failed", "blocked")]
     if failed:
         first = next((c for c in failed if c.error), failed[0])
@@ -140,32 +152,60 @@ def show_plan(study: Study, out: Console) -> None:
 # -- after the run -----------------------------------------------------------------------------------------------
 
 
-def compare(study: Study) -> list[dict[str, Any]]:
-    """Each declared comparison through ``harness.compare``, one pair of runs at a time (a training seed's runs
-    with each other: ``compare_runs`` pairs one run with one, so seeds are compared one by one, not pooled)."""
+def compare(study: Study) -> Compared:
+    """Each declared comparison through ``harness.compare``: every seed's pair of runs, and each claim pooled over its
+    seeds (``compare_pooled``: the interval resamples seeds and examples) where it has several."""
+    compared = Compared()
+    for comparison in study.compare:
+        for group in claims(study, comparison):
+            compared.seeds.extend(_seed_entry(study, comparison, a, b) for a, b in group)
+            if len(group) > 1:
+                compared.pooled.append(_pooled_entry(study, comparison, group))
+    return compared
+
+
+def _facts(comparison: Comparison, a: RunCell) -> dict[str, Any]:
+    return {"compare": comparison.index, "task": a.config.task, "sampler": a.config.sampler, "n": a.config.n}
+
+
+def _seed_entry(study: Study, comparison: Comparison, a: RunCell, b: RunCell) -> dict[str, Any]:
     from harness.compare import compare_runs
 
-    out = []
-    for comparison in study.compare:
-        for a, b in pairs(study, comparison):
-            entry: dict[str, Any] = {"a": a.config.policy, "b": b.config.policy, "task": a.config.task,
-                                     "sampler": a.config.sampler, "n": a.config.n, "seed": a.seed if a.seed is not None
-                                     else b.seed, "compare": comparison.index, "runs": [a.record, b.record]}
-            if a.status != "done" or b.status != "done" or not a.record or not b.record:
-                out.append({**entry, "note": "not run"})
-                continue
-            try:
-                entry["a"] = read_summary(study.output / a.record).policy_name
-                entry["b"] = read_summary(study.output / b.record).policy_name
-                result = compare_runs(study.output / a.record, study.output / b.record)
-            except HarnessError as exc:
-                out.append({**entry, "note": str(exc)})
-                continue
-            out.append({**entry, **dataclasses.asdict(result), "line": result.line()})
-    return out
+    entry: dict[str, Any] = {"a": a.config.policy, "b": b.config.policy, **_facts(comparison, a),
+                             "seed": a.seed if a.seed is not None else b.seed, "runs": [a.record, b.record]}
+    if a.status != "done" or b.status != "done" or not a.record or not b.record:
+        return {**entry, "note": "not run"}
+    try:
+        entry["a"] = read_summary(study.output / a.record).policy_name
+        entry["b"] = read_summary(study.output / b.record).policy_name
+        result = compare_runs(study.output / a.record, study.output / b.record)
+    except HarnessError as exc:
+        return {**entry, "note": str(exc)}
+    return {**entry, **dataclasses.asdict(result), "line": result.line()}
 
 
-def write_view(study: Study, executor: str, comparisons: list[dict[str, Any]]) -> Path:
+def _pooled_entry(study: Study, comparison: Comparison, group: list[tuple[RunCell, RunCell]]) -> dict[str, Any]:
+    from harness.compare import compare_pooled
+
+    entry: dict[str, Any] = {"a": comparison.a, "b": comparison.b, **_facts(comparison, group[0][0]),
+                             "seeds": [a.seed if a.seed is not None else b.seed for a, b in group],
+                             "runs": [[a.record, b.record] for a, b in group]}
+    missing = sum(not (a.status == b.status == "done" and a.record and b.record) for a, b in group)
+    if missing:
+        return {**entry, "note": f"not pooled: {missing} of {len(group)} seeds not run"}
+
+    def side(records: list[str]) -> list[Path]:  # an untrained policy's one run stands against every seed
+        return [study.output / r for r in (records[:1] if len(set(records)) == 1 else records)]
+
+    try:
+        result = compare_pooled(side([str(a.record) for a, _ in group]), side([str(b.record) for _, b in group]),
+                                names=(comparison.a, comparison.b))
+    except HarnessError as exc:
+        return {**entry, "note": str(exc)}
+    return {**entry, **dataclasses.asdict(result), "line": result.line()}
+
+
+def write_view(study: Study, executor: str, compared: Compared) -> Path:
     """``OUTPUT/studies/NAME/``: a link to each of the study's records and its ``study.json``; the output directory
     itself where links cannot be made."""
     import json
@@ -184,24 +224,26 @@ def write_view(study: Study, executor: str, comparisons: list[dict[str, Any]]) -
     except OSError:
         shutil.rmtree(view, ignore_errors=True)
         return study.output
-    write_atomic(view / STUDY, json.dumps(to_json(study, executor, comparisons), indent=2, default=str) + "\n")
+    write_atomic(view / STUDY, json.dumps(to_json(study, executor, compared), indent=2, default=str) + "\n")
     return view
 
 
-def show_table(study: Study, view: Path, comparisons: list[dict[str, Any]], out: Console) -> None:
+def show_table(study: Study, view: Path, compared: Compared, out: Console) -> None:
     from harness import leaderboard
 
     if any((view / c.record / SUMMARY).exists() for c in study.runs if c.record):
         leaderboard.render(view, "table", out)
-    if comparisons:
-        out.print(f"comparisons ({len(comparisons)}):", highlight=False, markup=False)
-        for c in comparisons:
+    if compared.seeds:
+        out.print(f"comparisons ({len(compared.seeds)} pairs of runs, {len(compared.pooled)} pooled over seeds):",
+                  highlight=False, markup=False)
+        for c in compared.seeds:
             seed = f" seed {c['seed']}" if c.get("seed") is not None else ""
             out.print(f"  compare[{c['compare']}]{seed} {c['task']} {c['sampler']} n={c['n']}: "
                       f"{c.get('line') or c.get('note')}", highlight=False, soft_wrap=True, markup=False)
-        if study.seeds and len(study.seeds) > 1:
-            out.print("  (one line per training seed: harness compare pairs one run with one; not pooled)",
-                      highlight=False, markup=False)
+        for c in compared.pooled:
+            seeds = ", ".join(str(s) for s in c["seeds"])
+            out.print(f"  compare[{c['compare']}] pooled over seeds {seeds} {c['task']} {c['sampler']} n={c['n']}: "
+                      f"{c.get('line') or c.get('note')}", highlight=False, soft_wrap=True, markup=False)
     ran = [c for c in study.cells if c.ran]
     status = {s: sum(c.status == s for c in study.cells) for s in ("done", "failed", "blocked", "pending")}
     out.print(f"study {study.name}: " + ", ".join(f"{n} {s}" for s, n in status.items() if n)
