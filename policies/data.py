@@ -222,8 +222,8 @@ def read_rows(path: str, count: Counts, split: str = "train", config: str | None
     remedy = f"offline, mirror it as {shared_data() / path / (split + '.jsonl')} or pass path= a local file with " \
              f"the same fields"
     if local is None and any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in OFFLINE):
-        raise HarnessError(f"data source {count.source}: {path!r} (split {split}) is a hub dataset and the hub is "
-                           f"offline (HF_HUB_OFFLINE); {remedy}")
+        raise HarnessError(f"cannot load data {path!r} (split {split}) for data source {count.source}: it is a hub "
+                           f"dataset and the hub is offline (HF_HUB_OFFLINE); {remedy}")
     return harness.rows.read_rows(count.path, "", remedy, split=split, config=config, bad_line=_BAD_JSON)
 
 
@@ -249,6 +249,8 @@ def _limited(rows: Iterable[Any], convert: Callable[[Any], Any], count: Counts, 
             count.eval_split += 1
         elif out is _TIE:
             count.ties += 1
+        elif out is _UNSOLVABLE:
+            count.unsolvable += 1
         else:
             kept.append(out)
     if limit is not None and limit < len(kept):
@@ -259,6 +261,7 @@ def _limited(rows: Iterable[Any], convert: Callable[[Any], Any], count: Counts, 
 
 _EVAL_SPLIT = object()
 _TIE = object()
+_UNSOLVABLE = object()
 
 
 def _text(row: dict, key: str) -> str:
@@ -515,9 +518,10 @@ def _read_ultrafeedback(spec: dict[str, Any], kind: str, count: Counts, seed: in
 
 def _read_countdown_data(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None) -> list[Any]:
     """Countdown rows (``nums``, ``target``: ``Jiayi-Pan/Countdown-Tasks-3to4`` or a local JSONL) as prompts; the
-    harness's held-out test problems (by the task's own hash split) are left out."""
+    harness's held-out test problems (by the task's own hash split) are left out, and so are problems no expression
+    using every number exactly once solves (the verifier's rule: no reward could be earned), counted."""
     _options(spec, "countdown-data", ("path", "shots"))
-    from tasks.countdown import SHOT, canonical, instruction, split_of
+    from tasks.countdown import SHOT, canonical, instruction, solve, split_of
 
     shots = (SHOT,) if int(spec.get("shots", 0)) else ()
 
@@ -529,6 +533,8 @@ def _read_countdown_data(spec: dict[str, Any], kind: str, count: Counts, seed: i
             raise Malformed("target is not an integer")
         if split_of(canonical(numbers, target)) != "train":
             return _EVAL_SPLIT
+        if solve(numbers, target) is None:
+            return _UNSOLVABLE
         return harness.Example(instruction(numbers, target), None, {"numbers": numbers, "target": target},
                                id=f"cd-{'-'.join(map(str, numbers))}-{target}", shots=shots)
 
