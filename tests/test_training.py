@@ -23,9 +23,11 @@ from typer.testing import CliRunner
 
 import harness
 from harness.policy import policies_dir, resolve_policy, reward_models_dir
+from harness.provenance import Ancestor, prompt_digest, read_lineage
 from policies import data, recipe
 from policies.cli import register_commands
 from policies.common import set_lora_dropout
+from policies.lineage import row_digest
 from policies.manifest import default_output
 from tasks.alpaca import instruction_split
 
@@ -75,13 +77,21 @@ def test_sft_lora_writes_adapter_and_manifest_that_resolve(sft_policy, tiny_llam
     m = manifest(sft_policy)
     assert m["method"] == "sft" and m["steps"] == 2 and m["adapter"] == "adapter" and m["model"] is None
     component = m["data"][0].pop("component")  # built through the plugin registry, recorded as a run records it
-    assert m["data"][0] == {"source": "task", "path": "task:countdown", "read": 24, "kept": 24, "skipped": 0,
-                            "eval_split": 0, "ties": 0, "reasons": {}}
+    expected = {"source": "task", "path": "task:countdown", "read": 24, "kept": 24, "skipped": 0, "eval_split": 0,
+                "ties": 0, "reasons": {}}
+    assert {k: m["data"][0].get(k) for k in expected} == expected  # and any count data.Counts adds, each 0
+    assert not any(v for k, v in m["data"][0].items() if k not in expected)
     assert component["name"] == "countdown" and component["options"] == {"numbers": "3", "shots": "0"}
     assert component["plugin"].endswith(":countdown-task") and component["distribution"] == "harness"
     assert m["dtype"] in ("float32", "bfloat16") and m["versions"]["trl"] and m["wall_seconds"] > 0
     assert m["tokens"] > 0 and "loss" in m["metrics"]
     assert not (policies_dir() / sft_policy / "checkpoints").exists()
+    seen = read_lineage(policies_dir() / sft_policy)  # every row's prompt, as the evaluation digests its examples
+    rows, _ = data.load([{"source": "task", "task": "countdown", "args": {"numbers": "3", "shots": 0}, "rows": 24}],
+                        "sft", seed=0)
+    assert [(s.source, s.rows) for s in seen.sources] == [("task", 24)]
+    assert seen.sources[0].prompts == sorted({row_digest(r) for r in rows})
+    assert seen.bases == [Ancestor(str(tiny_llama), trained=False)] and m["bases"] == [str(tiny_llama)]
     policy = resolve_policy(sft_policy)
     assert policy.adapter == str(policies_dir() / sft_policy / "adapter") and policy.model == str(tiny_llama)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(policy.model), policy.adapter)
@@ -119,6 +129,12 @@ def test_dpo_from_the_sft_adapter(sft_policy, tmp_path):
     assert m["data"][0]["reasons"] == {"not valid JSON": 1, "missing or empty 'chosen'": 1}
     assert "rewards/accuracies" in m["metrics"]
     assert resolve_policy("t-dpo").adapter.endswith("t-dpo/adapter")
+    seen, sft = read_lineage(policies_dir() / "t-dpo"), read_lineage(policies_dir() / sft_policy)
+    assert [(s.source, s.rows) for s in seen.sources] == [("jsonl", 4)]
+    assert seen.sources[0].prompts == sorted(prompt_digest([r["prompt"]]) for r in rows)
+    assert seen.bases == sft.as_ancestor(sft_policy) == [
+        Ancestor(sft_policy, True, "sft", sft.sources), Ancestor(sft.bases[0].name, trained=False)]
+    assert m["bases"] == [sft_policy, sft.bases[0].name]
 
 
 @pytest.mark.training
@@ -134,6 +150,9 @@ def test_reward_model_trains_and_scores_as_rm_verifier(tiny_encoder, tmp_path, s
     accuracy = m["metrics"]["heldout_pair_accuracy"]
     assert 0 <= accuracy <= 1 and m["metrics"]["heldout_pairs"] + m["metrics"]["train_pairs"] == 60
     folder = reward_models_dir() / "t-rm"
+    seen = read_lineage(folder)
+    assert [(s.source, s.rows) for s in seen.sources] == [("hh-harmless", 60)] and len(seen.sources[0].prompts) > 1
+    assert seen.bases == [Ancestor(str(tiny_encoder), trained=False)]
     verifier = harness.get_verifier("rm:t-rm")  # a trained reward model by name, as `make evaluate` judges
     assert verifier.path == folder.resolve()
     prompt, response = "How do I bake bread?", "Mix flour, water, yeast and salt, let it rise, then bake it."
