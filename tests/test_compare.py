@@ -139,6 +139,15 @@ def test_the_pooled_interval_shrinks_with_more_seeds_and_more_problems(tmp_path)
     assert more.difference == pytest.approx(0.30) and _width(more) < _width(three)
 
 
+def test_seeds_that_repeat_one_run_keep_its_interval_since_every_run_shares_the_problem_draw(tmp_path):
+    """Three seeds with the same answers carry no more evidence about the problems than one: the problems drawn are
+    the same for every run, so the pooled interval is the one run's, draw for draw."""
+    rights = [set(range(12))] * 3
+    pooled = compare_pooled(runs(tmp_path, "a", rights), runs(tmp_path, "b", [B] * 3))
+    one = compare_runs(*runs(tmp_path, "a", rights[:1]), *runs(tmp_path, "b", [B]))
+    assert pooled.ci95 == pytest.approx(one.ci95) and pooled.spread == pytest.approx(0, abs=1e-12)
+
+
 def test_one_run_against_several_pairs_with_each(tmp_path):
     a = runs(tmp_path, "rloo", [set(range(12)), set(range(13)), set(range(14))])
     base = record(tmp_path, "base", B)
