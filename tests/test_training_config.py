@@ -199,3 +199,49 @@ def test_a_data_option_of_the_wrong_type_is_one_line_before_anything_loads(metho
     with pytest.raises(HarnessError) as raised:
         data.check(config.data, data.KIND_OF_METHOD[method])
     assert str(raised.value).startswith(says) and "\n" not in str(raised.value), str(raised.value)
+
+
+def test_a_section_named_apart_from_its_method_is_picked_with_recipe_colon_section():
+    judge = recipe.load("quick-instruct:judge", "rm")
+    assert isinstance(judge, RMTrainConfig) and judge.base == "smollm2" and judge.recipe == "quick-instruct:judge"
+    assert {d.get("half") for d in judge.data} == {"B"}
+    plain = recipe.load("quick-instruct", "rm")
+    assert plain.base == "minilm" and {d.get("half") for d in plain.data} == {"A"}
+    assert judge.lora_r == plain.lora_r == 16  # the top level applies to a named section too
+    assert recipe.load("quick-instruct", "rloo").reward == "rm:rm-instruct"
+    assert recipe.load("quick-instruct", "dpo").base == "sft-instruct"
+
+
+@pytest.mark.parametrize("spec, method, says", [
+    ("quick-instruct:judge", "dpo", "recipe 'quick-instruct' section judge trains rm, not dpo"),
+    ("quick-instruct:nope", "rm", "recipe 'quick-instruct' has no nope section; it trains: sft, dpo, rm, rloo, "
+                                  "judge (rm)"),
+    ("nope:judge", "rm", "unknown recipe 'nope'"),
+    ("quick:judge", "rm", "recipe 'quick' has no judge section"),
+])
+def test_a_section_that_does_not_train_the_method_is_one_line(spec, method, says):
+    with pytest.raises(HarnessError, match=re.escape(says)):
+        recipe.load(spec, method)
+
+
+@pytest.mark.parametrize("spec, method, data, judge, other", [
+    ("quick-instruct:judge", "rm", "[{source: alpaca-judge, half: A}]", "alpaca-judge (alpaca_eval, half A)",
+     "sft's instructions (alpaca_eval, half A)"),
+    ("quick-instruct", "dpo", "[{source: alpaca-judge}]", "alpaca-judge (alpaca_eval, half B)",
+     "dpo's alpaca-judge (alpaca_eval, no half)"),
+    ("quick-instruct", "rloo", "[{source: instructions, half: B}]", "alpaca-judge (alpaca_eval, half B)",
+     "rloo's instructions (alpaca_eval, half B)"),
+    ("quick-instruct:judge", "rm", "[{source: jsonl, path: lima/train.jsonl, half: B}]",
+     "jsonl (lima/train.jsonl, half B)", "sft's lima (lima/train.jsonl, no half)"),
+    ("quick-instruct:judge", "rm", "[{source: hh-harmless, half: B}]", None, None),
+    ("quick-instruct", "sft", "[{source: hh-harmless, half: A}]", None, None),
+])
+def test_a_judge_that_may_share_prompts_with_a_policy_is_one_line_naming_both(spec, method, data, judge, other):
+    """The judge's data against every other section's, the command line's data= included."""
+    if judge is None:
+        assert recipe.load(spec, method, overrides=[f"data={data}"]).data
+        return
+    with pytest.raises(HarnessError) as error:
+        recipe.load(spec, method, overrides=[f"data={data}"])
+    message = str(error.value)
+    assert "\n" not in message and f"the judge's data {judge}" in message and f"with {other}" in message
