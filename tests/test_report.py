@@ -18,12 +18,24 @@ from urllib.parse import urlparse
 import pytest
 from typer.testing import CliRunner
 
+from harness import leaderboard
 from harness.cli import app
 from harness.compare import compare_runs
 from harness.metrics import bootstrap_ci, mean
-from harness.record import Headline, JudgeFacts, Measure, PolicyFacts, iter_summaries, read_record, write_record
+from harness.record import (
+    TRAINED_AGAINST,
+    Headline,
+    JudgeFacts,
+    Measure,
+    PolicyFacts,
+    iter_summaries,
+    read_record,
+    read_summary,
+    write_record,
+)
 from harness.report import write_report
 from harness.types import Completion, Score
+from plugins.winrate import LENGTH_ADJUSTED
 
 FIXTURES = Path(__file__).parent / "fixtures" / "records-v2"
 GREEDY = "canned-countdown-greedy-n1-9851e53b"
@@ -34,9 +46,10 @@ MARKUP = ('</script><script>document.title = "pwned"</script><b>bold?</b>'
 
 
 def derive(runs: Path, source: str, run_id: str, policy: str, wins: set[int], *, task: str | None = None,
-           judge: JudgeFacts | None = None, text: str | None = None) -> Path:
+           judge: JudgeFacts | None = None, text: str | None = None, adjusted: str = LENGTH_ADJUSTED) -> Path:
     """A copy of a canned greedy run under another policy: examples in ``wins`` earn full credit, the rest none
-    (a win-rate run: half credit on example 1, a tie); ``text`` replaces the first example's sample."""
+    (a win-rate run: half credit on example 1, a tie, and its length-adjusted win-rate under the name
+    ``adjusted``); ``text`` replaces the first example's sample."""
     records, summary = read_record(FIXTURES / source)
     for e, record in enumerate(records):
         value = 1.0 if e in wins else (0.5 if judge and e == 1 else 0.0)
@@ -47,7 +60,7 @@ def derive(runs: Path, source: str, run_id: str, policy: str, wins: set[int], *,
         record.credit = value
     credits = [r.credit for r in records]
     name = "win_rate" if judge else summary.metric.name
-    metrics = ({"lc_win_rate": Measure(mean(credits) * 0.9, (0.1, 0.8)), "tie_rate": Measure(1 / len(records))}
+    metrics = ({adjusted: Measure(mean(credits) * 0.9, (0.1, 0.8)), "tie_rate": Measure(1 / len(records))}
                if judge else summary.metrics)
     summary = dataclasses.replace(
         summary, run_id=run_id, metric=Headline(mean(credits), bootstrap_ci(credits), name), metrics=metrics,
@@ -76,11 +89,13 @@ def study(tmp_path_factory) -> dict:
     shutil.copytree(FIXTURES, runs)
     derive(runs, GREEDY, "sft-countdown-greedy", "sft", {0, 1, 2, 3}, text=MARKUP)
     derive(runs, GREEDY, "rloo-countdown-greedy", "rloo", {0, 1, 2, 3, 4, 5, 6})
-    rm, other = JudgeFacts("rm:rm", "/models/rm"), JudgeFacts("rm:other", "/models/other")
+    rm = JudgeFacts("rm:rm", "/models/rm", independent=True, why="none shared")
+    other = JudgeFacts("rm:other", "/models/other")  # recorded before lineage: never checked
     derive(runs, GREEDY, "sft-alpaca-rm", "sft", {0, 2, 3, 5}, task="alpaca", judge=rm)
-    derive(runs, GREEDY, "sft-alpaca-other", "sft", {0, 2, 4, 5, 6}, task="alpaca", judge=other)
+    derive(runs, GREEDY, "sft-alpaca-other", "sft", {0, 2, 4, 5, 6}, task="alpaca", judge=other,
+           adjusted="lc_win_rate")  # the length-adjusted win-rate's name before the rename
     derive(runs, GREEDY, "rloo-alpaca-rm", "rloo", {0, 2, 3, 5, 7, 8}, task="alpaca",
-           judge=dataclasses.replace(rm, trained_against=True))
+           judge=dataclasses.replace(rm, trained_against=True, independent=False, why=TRAINED_AGAINST))
     manifest(home, "sft", "sft", [{"step": s, "loss": 2.0 / s, "learning_rate": 1e-4, "epoch": s / 10}
                                   for s in range(1, 11)])
     manifest(home, "rloo", "rloo", [{"step": s, "loss": 0.1 * s, "kl": 0.01 * s, "reward": 0.05 * s,
@@ -146,6 +161,19 @@ def test_max_chars_cuts_and_says_so(study, tmp_path):
     assert data["max_chars"] == 20
     samples = json.loads(re.search(r'id="run-0-samples">(.*?)</script>', out.read_text(), re.S).group(1))
     assert max(len(t) for t in samples["text"]) <= 20 and samples["cut"]
+
+
+def test_the_leaderboard_shows_an_old_records_lc_win_rate_as_the_length_adjusted_one(study, monkeypatch):
+    """Records from before and after the rename fill one column, each with its own number."""
+    monkeypatch.setenv("HARNESS_HOME", str(study["root"] / "home"))
+    data = leaderboard.rows(study["runs"])
+    adjusted = {r["run"]: r.get(LENGTH_ADJUSTED) for r in data if r["task"] == "alpaca"}
+    assert adjusted == {run: next(m.value for k, m in read_summary(study["runs"] / run).metrics.items()
+                                  if k.endswith("win_rate"))
+                        for run in ("sft-alpaca-rm", "sft-alpaca-other", "rloo-alpaca-rm")}
+    assert not any("lc_win_rate" in r for r in data)
+    header = leaderboard.render(study["runs"], "md").splitlines()[0]
+    assert header.count(LENGTH_ADJUSTED) == 1 and "lc_win_rate" not in header
 
 
 # -- in the browser --------------------------------------------------------------------------------------------
@@ -281,7 +309,7 @@ def test_comparisons_are_harness_compare_s_numbers(browser, study):
 
 
 @pytest.mark.slow
-def test_scaling_training_and_win_rate_tabs(browser):
+def test_scaling_training_and_win_rate_tabs(browser, study):
     from selenium.webdriver.common.by import By
 
     section = tab(browser, "scaling")
@@ -302,8 +330,13 @@ def test_scaling_training_and_win_rate_tabs(browser):
     assert shown["rloo"] == {"loss", "kl", "reward", "rewards/verifier:countdown/mean"}
     section = tab(browser, "winrates")
     independent = dict(zip(cells(browser, "winrates", "run"), cells(browser, "winrates", "independent"), strict=True))
-    assert independent == {"sft-alpaca-rm": "yes", "sft-alpaca-other": "yes",
+    assert independent == {"sft-alpaca-rm": "yes", "sft-alpaca-other": "not checked (recorded before lineage)",
                            "rloo-alpaca-rm": "no: the policy was trained against this judge"}
+    adjusted = dict(zip(cells(browser, "winrates", "run"), cells(browser, "winrates", "length_adjusted"),
+                        strict=True))
+    for run, shown in adjusted.items():  # the old name's number shows in the same column
+        (measure,) = (m for k, m in read_summary(study["runs"] / run).metrics.items() if k.endswith("win_rate"))
+        assert shown == f"{measure.value:.3f} [0.100, 0.800]"
     assert cells(browser, "agreement", "judges") in (["rm:other vs rm:rm"], ["rm:rm vs rm:other"])
     assert cells(browser, "agreement", "agree") == ["9 of 12 (75.0%)"]
     quiet(browser)
