@@ -24,7 +24,7 @@ class Metric:
     curves and pass@k count); ``weight(grade)`` turns the mean into a micro-average,
     ``sum(weight * credit) / sum(weight)`` (IFEval's instruction-level accuracy: a prompt with
     three instructions weighs three times one with one); ``reduce(grades)`` computes a number
-    that is not a mean at all (a length-controlled win-rate) and is bootstrapped the same way.
+    that is not a mean at all (a length-adjusted win-rate) and is bootstrapped the same way.
     """
 
     name: str
