@@ -11,9 +11,14 @@ def content_hash(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
 
 
+def bucket(text: str, buckets: int) -> int:
+    """Which of ``buckets`` equal shares the text falls in (its hash modulo ``buckets``): a split takes some buckets."""
+    return content_hash(text) % buckets
+
+
 def in_bucket(text: str, buckets: int) -> bool:
-    """True for about one text in ``buckets``: the ones whose hash is 0 modulo ``buckets``."""
-    return content_hash(text) % buckets == 0
+    """True for about one text in ``buckets``: the ones in bucket 0."""
+    return bucket(text, buckets) == 0
 
 
 def fraction(text: str) -> float:

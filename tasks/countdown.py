@@ -1,10 +1,11 @@
-"""Countdown (TinyZero style): combine 3 or 4 numbers with + - * / to reach a target.
+"""Countdown (TinyZero style): combine every one of 3 or 4 numbers with + - * / to reach a target.
 
-Problems come from a seeded generator that builds a random expression first, so every
-problem is solvable and carries one solution; or from rows of ``nums`` and ``target``
-(Hugging Face ``Jiayi-Pan/Countdown-Tasks-3to4``, or a local JSONL file in that layout).
-Train and test are told apart by a hash of the problem itself, so they never overlap
-whatever the source, seed or limit.
+Problems come from a seeded generator that builds a random expression of all the numbers first, so
+every problem is solvable by TinyZero's rule (each number used exactly once) and carries one
+solution; or from rows of ``nums`` and ``target`` (Hugging Face ``Jiayi-Pan/Countdown-Tasks-3to4``,
+or a local JSONL file in that layout), where ``solve`` finds a solution and rows without one are
+skipped and counted. Train, validation and test are told apart by a hash of the problem itself, so
+they never overlap whatever the source, seed or limit.
 """
 
 from __future__ import annotations
@@ -19,21 +20,25 @@ from fractions import Fraction
 from typing import Any, ClassVar
 
 import harness
+from harness.console import warn
 from harness.errors import choices
 from harness.plugins import as_text, int_option, with_options
 from harness.rows import checked, read_rows
-from harness.splits import in_bucket
+from harness.splits import bucket
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "validation", "test")
+BUCKETS = {0: "test", 1: "validation"}  # of ten content-hash buckets; the other eight are train
 REMEDY = "pass --task-arg data=PATH to a local JSONL of rows with 'nums' and 'target'"
-# What limit=None yields from the generator; 1024 is TinyZero's test size.
-GENERATED_SIZE = {"train": 10_000, "test": 1024}
+# What limit=None yields from the generator; 1024 is TinyZero's test size, and validation matches it so that a
+# recipe choice made there is measured as finely as the final number.
+GENERATED_SIZE = {"train": 10_000, "validation": 1024, "test": 1024}
 MAX_MISSES = 2_000  # consecutive draws without a new problem before a too-small space counts as exhausted
 TREE_TRIES = 20  # random expressions tried on one draw of numbers before drawing new ones
 PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
 OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}  # exact on Fractions
 
 Problem = tuple[list[int], int, str | None]  # numbers, target, a known solution
+Node = tuple[str, int]  # an expression and the precedence of its outermost operator (3: a number)
 
 
 def instruction(numbers: list[int], target: int) -> str:
@@ -60,23 +65,105 @@ def canonical(numbers: list[int], target: int) -> str:
 
 
 def split_of(key: str) -> str:
-    """'test' for one problem in ten, chosen by content so the splits are disjoint by construction."""
-    return "test" if in_bucket(key, 10) else "train"
+    """'test' for one problem in ten and 'validation' for another, chosen by content so the splits are disjoint by
+    construction; test keeps the bucket it always had, so the held-out problems stay the same."""
+    return BUCKETS.get(bucket(key, 10), "train")
+
+
+def _join(left: Node, op: str, right: Node) -> Node:
+    """``left op right`` with the parentheses the precedence needs, and no more."""
+    p = PRECEDENCE[op]
+    lhs = f"({left[0]})" if left[1] < p else left[0]
+    rhs = f"({right[0]})" if right[1] < p or (right[1] == p and op in "-/") else right[0]
+    return f"{lhs} {op} {rhs}", p
 
 
 def random_solution(rng: random.Random, numbers: list[int]) -> tuple[str, Fraction]:
     """A random expression using all of ``numbers`` (none is a one-step sum), with its exact value."""
-    nodes = [(str(n), Fraction(n), 3) for n in numbers]
+    nodes = [((str(n), 3), Fraction(n)) for n in numbers]
     while len(nodes) > 1:
         i, j = rng.sample(range(len(nodes)), 2)
-        (left, a, pa), (right, b, pb) = nodes[i], nodes[j]
+        (left, a), (right, b) = nodes[i], nodes[j]
         op = rng.choice("+-*/" if b else "+-*")
-        p = PRECEDENCE[op]
-        left = f"({left})" if pa < p else left
-        right = f"({right})" if pb < p or (pb == p and op in "-/") else right
         rest = [n for k, n in enumerate(nodes) if k not in (i, j)]
-        nodes = [*rest, (f"{left} {op} {right}", OPS[op](a, b), p)]
-    return nodes[0][0], nodes[0][1]
+        nodes = [*rest, (_join(left, op, right), OPS[op](a, b))]
+    return nodes[0][0][0], nodes[0][1]
+
+
+Multiset = tuple[int, ...]  # sorted
+Step = tuple[str, Fraction, Multiset, Fraction, Multiset] | None  # how a value was made; None for a given number
+
+
+def _halves(numbers: Multiset) -> set[tuple[Multiset, Multiset]]:
+    """Every cut of a multiset into two non-empty parts, each once: the first part holds the first number."""
+    first, rest = numbers[0], numbers[1:]
+    cuts = set()
+    for mask in range(2 ** len(rest) - 1):  # the all-ones mask would leave the second part empty
+        cuts.add(((first, *(n for i, n in enumerate(rest) if mask >> i & 1)),
+                  tuple(n for i, n in enumerate(rest) if not mask >> i & 1)))
+    return cuts
+
+
+class _Solver:
+    """Every value each sub-multiset of the numbers reaches using each of its numbers exactly once, memoised."""
+
+    def __init__(self) -> None:
+        self.memo: dict[Multiset, dict[Fraction, Step]] = {}
+
+    def reachable(self, numbers: Multiset) -> dict[Fraction, Step]:
+        if numbers not in self.memo:
+            values: dict[Fraction, Step] = {Fraction(numbers[0]): None} if len(numbers) == 1 else {}
+            for left, right in sorted(_halves(numbers)):
+                rights = self.reachable(right)
+                for a in self.reachable(left):
+                    for b in rights:
+                        for op, x, xs, y, ys in (("+", a, left, b, right), ("*", a, left, b, right),
+                                                 ("-", a, left, b, right), ("-", b, right, a, left),
+                                                 ("/", a, left, b, right), ("/", b, right, a, left)):
+                            if op != "/" or y:
+                                values.setdefault(OPS[op](x, y), (op, x, xs, y, ys))
+            self.memo[numbers] = values
+        return self.memo[numbers]
+
+    def render(self, value: Fraction, numbers: Multiset) -> Node:
+        step = self.reachable(numbers)[value]
+        if step is None:
+            return str(numbers[0]), 3
+        op, x, xs, y, ys = step
+        return _join(self.render(x, xs), op, self.render(y, ys))
+
+    def meet(self, goal: Fraction, left: Multiset, right: Multiset) -> str | None:
+        """An expression of ``goal`` joining a value of ``left`` to one of ``right``, looked up rather than listed."""
+        rights = self.reachable(right)
+        for a in self.reachable(left):
+            partners = [("+", goal - a, False), ("-", a - goal, False), ("-", goal + a, True)]
+            if a:
+                partners += [("*", goal / a, False), ("/", goal * a, True)]
+            elif not goal:
+                partners.append(("*", next(iter(rights)), False))  # zero times anything
+            if goal:
+                partners.append(("/", a / goal, False))
+            for op, b, swap in partners:
+                if b in rights and (op != "/" or (a if swap else b)):
+                    x, y = self.render(a, left), self.render(b, right)
+                    return (_join(y, op, x) if swap else _join(x, op, y))[0]
+        return None
+
+
+def solve(numbers: list[int], target: int) -> str | None:
+    """An expression that uses every one of ``numbers`` exactly once with + - * / and equals ``target`` exactly,
+    or None when there is none: TinyZero's rule. Exhaustive (quick up to six numbers), so None means unsolvable."""
+    if not numbers:
+        return None
+    ordered, goal = tuple(sorted(numbers)), Fraction(target)
+    if len(ordered) == 1:
+        return str(ordered[0]) if ordered[0] == goal else None
+    solver = _Solver()
+    for left, right in sorted(_halves(ordered)):
+        found = solver.meet(goal, *sorted((left, right), key=len))  # list the smaller side, look up in the larger
+        if found is not None:
+            return found
+    return None
 
 
 def _option(key: str, value: Any) -> Any:
@@ -101,7 +188,7 @@ def _counts(value: Any) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class CountdownTask:
-    """Reach ``target`` with some of 3-4 numbers; graded by the reference-free ``countdown`` verifier."""
+    """Reach ``target`` with every one of 3-4 numbers; graded by the reference-free ``countdown`` verifier."""
 
     name: ClassVar[str] = "countdown"
     verifier: ClassVar[str] = "countdown"
@@ -163,27 +250,42 @@ class CountdownTask:
     def _select(
         self, problems: Iterable[Problem | None], split: str, patience: float = math.inf
     ) -> Iterator[harness.Example]:
-        """First appearances of the problems of ``split``; stops after ``patience`` draws without one."""
+        """First appearances of the problems of ``split``; stops after ``patience`` draws without one.
+
+        A problem without a solution (a data row) gets one from ``solve``, or is skipped when none uses every
+        number; how many were skipped is a warning once the caller has read what it wanted.
+        """
         seen: set[str] = set()
-        misses = 0
-        for problem in problems:
-            if problem is not None:
-                numbers, target, solution = problem
-                key = canonical(numbers, target)
-                if key not in seen and split_of(key) == split:
-                    seen.add(key)
-                    misses = 0
-                    yield harness.Example(
-                        prompt=instruction(numbers, target),
-                        shots=(SHOT,) if self.shots else (),
-                        reference=solution,
-                        meta={"numbers": numbers, "target": target, "solution": solution},
-                        id=f"cd-{'-'.join(map(str, numbers))}-{target}",
-                    )
-                    continue
-            misses += 1
-            if misses >= patience:
-                return
+        misses = unsolvable = 0
+        try:
+            for problem in problems:
+                if problem is not None:
+                    numbers, target, solution = problem
+                    key = canonical(numbers, target)
+                    if key not in seen and split_of(key) == split:
+                        seen.add(key)
+                        solution = solve(numbers, target) if solution is None else solution
+                        unsolvable += solution is None
+                        if solution is not None:
+                            misses = 0
+                            yield self._example(numbers, target, solution)
+                        continue
+                misses += 1
+                if misses >= patience:
+                    return
+        finally:
+            if unsolvable:
+                warn(f"countdown data {self.data}: skipped {unsolvable} {split} problems that no equation using "
+                     "every number exactly once solves")
+
+    def _example(self, numbers: list[int], target: int, solution: str) -> harness.Example:
+        return harness.Example(
+            prompt=instruction(numbers, target),
+            shots=(SHOT,) if self.shots else (),
+            reference=solution,
+            meta={"numbers": numbers, "target": target, "solution": solution},
+            id=f"cd-{'-'.join(map(str, numbers))}-{target}",
+        )
 
 
 @harness.hookimpl
