@@ -2,7 +2,8 @@
 
 One step samples ``k`` completions for each of ``prompts_per_step`` prompts, in ``grad_accum``
 micro-batches. Rollouts go through TRL's own generation (transformers, or its vLLM integration on a GPU)
-or, on a CPU, through the harness's vLLM engine serving the current weights (``policies/rollout.py``).
+or, on a CPU, through the harness's vLLM engine serving the current weights (``policies/rollout.py``), which also
+measures, and with ``importance_cap`` corrects, the gap between its and the trainer's log-probabilities.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ class RLOOTrainConfig(TrainConfig):
     temperature: float = setting(1.0, "Sampling temperature of the rollouts.")
     top_p: float = setting(1.0, "Nucleus sampling of the rollouts (1: none).")
     beta: float = setting(0.1, "KL coefficient against the reference (base) policy.")
+    importance_cap: float = setting(2.0, "rollout=engine: weight each sampled sequence's loss by its truncated "
+                                         "importance ratio min(p_trainer / p_engine, cap), the correction verl and "
+                                         "OpenRLHF apply to the engine/trainer log-probability gap; 0: none, else at "
+                                         "least 1 (docs/training.md).")
     rollout: str = setting("auto", "Where rollouts are generated: auto (trl-vllm on a GPU, engine on a CPU, trl "
                                    "without vLLM), engine (the harness's vLLM engine), trl (transformers), trl-cb "
                                    "(transformers continuous batching), trl-vllm (colocated), trl-vllm-server.")
@@ -58,6 +63,8 @@ class RLOOTrainConfig(TrainConfig):
             raise HarnessError(f"setting {problem}")
         if self.beta < 0:
             raise HarnessError(f"setting beta={self.beta} must be at least 0 (0: no KL term)")
+        if not (self.importance_cap == 0 or self.importance_cap >= 1):
+            raise HarnessError(f"setting importance_cap={self.importance_cap} must be 0 (no correction) or at least 1")
 
 
 def sampling_problem(temperature: float, top_p: float, max_tokens: int, greedy: bool = False) -> str | None:
@@ -133,7 +140,7 @@ def build_trainer(config: RLOOTrainConfig, run: Run, rollout: str):
     engine = EngineRollout(run.base.model, tokenizer, seed=config.seed,
                            max_model_len=max(512, longest + config.max_completion_length + 16),
                            dtype=run.hardware.dtype)
-    return engine_trainer_class()(**shared, rollout=engine), tokenizer, wall
+    return engine_trainer_class()(**shared, rollout=engine, importance_cap=config.importance_cap), tokenizer, wall
 
 
 def train(config: RLOOTrainConfig, run: Run) -> Result:

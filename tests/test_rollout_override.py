@@ -1,5 +1,5 @@
-"""``policies/rollout.py`` replaces TRL's private ``RLOOTrainer._generate_single_turn``: the method is still there
-with the signature the override takes, and the harness's RLOO trainer really generates through the override."""
+"""``policies/rollout.py`` overrides private ``RLOOTrainer`` methods: they are still there with the signatures the
+overrides take, and the harness's RLOO trainer really generates through the override."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import inspect
 import pytest
 
 import harness
+from harness.engines import Sampled
 from harness.policy import resolve_policy
 from policies import common, data, recipe, rloo, rollout
 
@@ -15,18 +16,28 @@ COUNTDOWN = 'data=[{source: task, task: countdown, args: {numbers: "3", shots: 0
 
 
 @pytest.mark.slow
-def test_trl_still_has_the_overridden_method_with_the_signature_the_override_takes():
+def test_trl_still_has_the_overridden_methods_with_the_signatures_the_overrides_take():
     from trl import RLOOTrainer
 
     assert rollout.override_mismatch() is None
-    theirs = inspect.signature(RLOOTrainer._generate_single_turn)
-    ours = inspect.signature(rollout.engine_trainer_class()._generate_single_turn)
-    assert tuple(theirs.parameters) == tuple(ours.parameters) == rollout.OVERRIDDEN
-    assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in theirs.parameters.values())
+    ours = rollout.engine_trainer_class()
+    for name, parameters in rollout.OVERRIDDEN.items():
+        theirs = inspect.signature(getattr(RLOOTrainer, name)).parameters
+        assert tuple(theirs)[:len(parameters)] == parameters, name
+        assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in theirs.values()), name
+    assert tuple(inspect.signature(ours._generate_single_turn).parameters) == \
+        rollout.OVERRIDDEN["_generate_single_turn"]
     # the generation settings the override reads from the trainer are set by RLOOTrainer.__init__
     init = inspect.getsource(RLOOTrainer.__init__)
-    for attribute in ("self.temperature", "self.top_p", "self.max_completion_length"):
+    for attribute in ("self.temperature", "self.top_p", "self.max_completion_length", "self._metrics"):
         assert f"{attribute} =" in init, attribute
+    # the gap is read from the first scoring after generation, which must be the policy's own, and the loss must
+    # read the advantages the override weights
+    scoring = inspect.getsource(RLOOTrainer._generate_and_score_completions)
+    policy = scoring.index("old_per_token_logps, _, _ = self._get_per_token_logps_and_entropies(")
+    assert scoring.index("self._generate(prompts)") < policy < scoring.index("ref_per_token_logps, _, _ =")
+    assert '"advantages": advantages' in scoring
+    assert 'advantages = inputs["advantages"]' in inspect.getsource(RLOOTrainer._compute_loss)
 
 
 def test_a_changed_signature_is_a_one_line_error_before_training(monkeypatch):
@@ -42,7 +53,8 @@ def test_a_changed_signature_is_a_one_line_error_before_training(monkeypatch):
 
 
 class FakeRollout:
-    """Stands in for the vLLM engine: records what the trainer asks and answers one fixed completion."""
+    """Stands in for the vLLM engine: records what the trainer asks and answers one fixed completion, each token
+    sampled with probability 1 (log-probability 0)."""
 
     made: list[FakeRollout] = []
 
@@ -56,9 +68,9 @@ class FakeRollout:
         assert model.training  # the trainer's own model, as it trains
         self.synced.append(step)
 
-    def generate(self, prompt_ids, sampling):
+    def sample(self, prompt_ids, sampling):
         self.asked.append((prompt_ids, sampling))
-        return [list(self.answer) for _ in prompt_ids]
+        return [Sampled(tuple(self.answer), (0.0,) * len(self.answer), "stop") for _ in prompt_ids]
 
     def close(self):
         self.closed = True
@@ -86,6 +98,9 @@ def test_the_harness_rloo_trainer_generates_through_the_override(tiny_llama, tmp
             config.temperature, config.top_p, 16, config.seed + step)
     logged = [h for h in trainer.state.log_history if "completions/mean_length" in h]
     assert logged and all(h["completions/mean_length"] == len(fake.answer) for h in logged)
+    # the engine said every token had probability 1: the gap is the trainer's own surprise at them, at least 0
+    assert all(0 < h["sampling/sampling_logp_difference/mean"] <= h["sampling/sampling_logp_difference/max"]
+               for h in logged)
     rewards = [h["rewards/verifier:countdown/mean"] for h in logged]
     expected = [harness.verify(run.reward, [(ex, "<answer> 1 + 2 </answer>")])[0].value for ex in rows]
     assert all(min(expected) - 1e-6 <= r <= max(expected) + 1e-6 for r in rewards)  # of the fake's completion

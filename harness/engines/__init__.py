@@ -89,6 +89,16 @@ class Request:
         return int.from_bytes(digest[:4], "little")
 
 
+@dataclass(frozen=True)
+class Sampled:
+    """One sample as the tokens the engine drew, each with its log-probability under the distribution it was drawn
+    from: what RL trains on, where re-tokenized text could differ from what was sampled."""
+
+    token_ids: tuple[int, ...]
+    logprobs: tuple[float, ...]
+    finish_reason: str
+
+
 class Engine(Protocol):
     """Generates completions for rendered prompts; the pipeline, win-rate runs and training share one."""
 
@@ -112,7 +122,7 @@ from harness.engines.hf import HFEngine, hf_dtype  # noqa: E402
 from harness.engines.render import Renderer  # noqa: E402
 from harness.engines.vllm import VLLMEngine, merged_model, vllm_kwargs  # noqa: E402
 
-__all__ = ["BACKENDS", "DTYPES", "Engine", "EngineOptions", "HFEngine", "Renderer", "Request", "Sampling",
+__all__ = ["BACKENDS", "DTYPES", "Engine", "EngineOptions", "HFEngine", "Renderer", "Request", "Sampled", "Sampling",
            "VLLMEngine", "load_engine", "merged_model", "numerics", "resolve_backend", "vllm_kwargs",
            "vllm_unavailable"]
 
@@ -193,9 +203,10 @@ def numerics(backend: str, options: EngineOptions, policy: Policy) -> dict[str, 
 
 
 def load_engine(backend: str, policy: Policy, renderer: Renderer, options: EngineOptions = EngineOptions(),
-                seed: int = 0) -> Engine:
+                seed: int = 0, *, sampler_logprobs: bool = False) -> Engine:
     """Start the requested engine. ``auto`` prefers vLLM and falls back to transformers only where vLLM is
-    missing or has no platform here; any other failure (out of memory, a bad model) is the user's to see."""
+    missing or has no platform here; any other failure (out of memory, a bad model) is the user's to see.
+    ``sampler_logprobs``: vLLM reports log-probabilities after temperature and top-p (``VLLMEngine``)."""
     check_backend(backend)
     engine: Engine
     if backend in ("auto", "vllm"):
@@ -204,7 +215,7 @@ def load_engine(backend: str, policy: Policy, renderer: Renderer, options: Engin
             raise HarnessError(f"--backend vllm: {missing}")
         if not missing:
             try:
-                engine = VLLMEngine(policy, options, seed=seed)
+                engine = VLLMEngine(policy, options, seed=seed, sampler_logprobs=sampler_logprobs)
             except Exception as exc:
                 raise HarnessError(f"vLLM could not start: {describe(exc)}") from exc
             _announce(engine, "")

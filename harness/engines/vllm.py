@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
-from harness.engines import EngineOptions, Request, Sampling
+from harness.engines import EngineOptions, Request, Sampled, Sampling
 from harness.engines.render import has_tokenizer
 from harness.errors import HarnessError
 from harness.hardware import GIB, cpu_dtype, cpu_kv_cache_bytes
@@ -110,7 +110,10 @@ class VLLMEngine:
 
     name = "vllm"
 
-    def __init__(self, policy: Policy, options: EngineOptions | None = None, seed: int = 0):
+    def __init__(self, policy: Policy, options: EngineOptions | None = None, seed: int = 0,
+                 sampler_logprobs: bool = False):
+        """``sampler_logprobs``: log-probabilities after temperature and top-p, of the distribution each token was
+        drawn from (an RL importance ratio needs them); by default the raw model's, which compare across engines."""
         options = options if options is not None else EngineOptions()
         apply_cpu_defaults()
         from vllm.platforms import current_platform
@@ -128,6 +131,8 @@ class VLLMEngine:
         if self.merged:
             policy = Policy(policy.name, merged_model(policy))
         self.kwargs = vllm_kwargs(policy, options, seed, self.cpu)
+        if sampler_logprobs:
+            self.kwargs["logprobs_mode"] = "processed_logprobs"
         self.lora = None
         if policy.adapter:
             from vllm.lora.request import LoRARequest
@@ -178,6 +183,19 @@ class VLLMEngine:
         self.llm.reset_prefix_cache()
 
     def generate(self, requests: Sequence[Request], sampling: Sampling) -> Iterator[tuple[int, list[Completion]]]:
+        for index, outputs in self._finished(requests, sampling):
+            yield index, [Completion(o.text, len(o.token_ids), float(o.cumulative_logprob or 0.0),
+                                     o.finish_reason or "stop") for o in outputs]
+
+    def sample(self, requests: Sequence[Request], sampling: Sampling) -> Iterator[tuple[int, list[Sampled]]]:
+        """As ``generate``, but each sample is the token ids drawn (a stop token included) and their logprobs."""
+        for index, outputs in self._finished(requests, sampling):
+            yield index, [Sampled(tuple(o.token_ids), tuple(float(o.logprobs[i][t].logprob)
+                                                            for i, t in enumerate(o.token_ids)),
+                                  o.finish_reason or "stop") for o in outputs]
+
+    def _finished(self, requests: Sequence[Request], sampling: Sampling) -> Iterator[tuple[int, list[Any]]]:
+        """Each request's vLLM outputs, in sample order, as soon as all its samples end."""
         from vllm.inputs import TokensPrompt
 
         engine = self.llm.llm_engine
@@ -194,12 +212,10 @@ class VLLMEngine:
                 for out in engine.step():
                     if out.finished and out.request_id in pending:
                         index = pending.pop(out.request_id)
-                        completions = [Completion(o.text, len(o.token_ids), float(o.cumulative_logprob or 0.0),
-                                                  o.finish_reason or "stop")
-                                       for o in sorted(out.outputs, key=lambda o: o.index)]
-                        if len(completions) < requests[index].n:  # greedy: one sequence stands for all n
-                            completions *= requests[index].n
-                        yield index, completions
+                        outputs = sorted(out.outputs, key=lambda o: o.index)
+                        if len(outputs) < requests[index].n:  # greedy: one sequence stands for all n
+                            outputs *= requests[index].n
+                        yield index, outputs
         finally:
             if pending:  # the caller stopped early (an error, ctrl-c): leave the engine empty for the next call
                 engine.abort_request(list(pending))
@@ -212,7 +228,7 @@ class VLLMEngine:
             n=1 if sampling.temperature == 0 else request.n, temperature=sampling.temperature,
             top_p=sampling.top_p, max_tokens=sampling.max_tokens,
             stop=list(sampling.stop),
-            logprobs=0,  # needed for cumulative_logprob
+            logprobs=0,  # the sampled token's alone: cumulative_logprob and ``sample``'s logprobs
             # A request's samples do not depend on what else the engine runs (greedy needs no seed).
             seed=None if sampling.temperature == 0 else request.seed(sampling),
             output_kind=RequestOutputKind.FINAL_ONLY,
