@@ -30,6 +30,7 @@ import harness.rows
 from harness import splits
 from harness.errors import HarnessError, choices
 from harness.plugins import Spec, registry
+from harness.policy import HUB_ID
 from harness.rows import shared_data
 from policies.config import show
 
@@ -221,7 +222,8 @@ def read_rows(path: str, count: Counts, split: str = "train", config: str | None
     count.path = str(local) if local else path
     remedy = f"offline, mirror it as {shared_data() / path / (split + '.jsonl')} or pass path= a local file with " \
              f"the same fields"
-    if local is None and any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in OFFLINE):
+    hub = local is None and HUB_ID.match(path) and Path(path).suffix not in (".jsonl", ".json")
+    if hub and any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in OFFLINE):
         raise HarnessError(f"cannot load data {path!r} (split {split}) for data source {count.source}: it is a hub "
                            f"dataset and the hub is offline (HF_HUB_OFFLINE); {remedy}")
     return harness.rows.read_rows(count.path, "", remedy, split=split, config=config, bad_line=_BAD_JSON)

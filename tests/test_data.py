@@ -217,3 +217,11 @@ def test_a_reward_model_trains_on_the_input_the_rm_verifier_scores(chat_judge):
     text = tokenizer.decode(ids)
     assert len(ids) <= 96 and response in text and "word0 " not in text and "sky." in text
     assert len(RewardModel(str(chat_judge), max_length=96).encode(long_prompt, response)["input_ids"]) <= 96
+
+
+def test_a_missing_local_file_is_no_hub_dataset_even_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_DATA", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(harness.HarnessError) as error:
+        data.load([{"source": "jsonl", "path": "paper-countdown-rft.jsonl"}], "sft")
+    assert "paper-countdown-rft.jsonl" in str(error.value) and "hub" not in str(error.value)
