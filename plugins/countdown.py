@@ -16,7 +16,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import operator
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -85,6 +84,17 @@ def _evaluate(node: ast.expr) -> Value:
     return OPS[type(node.op)](_evaluate(node.left), _evaluate(node.right))
 
 
+def _at_most_once(used: list[int], numbers: list[int]) -> bool:
+    """True when ``used`` takes each given number at most once."""
+    pool = list(numbers)
+    try:
+        for n in used:
+            pool.remove(n)
+    except ValueError:
+        return False
+    return True
+
+
 def _value_is(node: ast.expr, target: int) -> bool:
     try:
         return _evaluate(node) == target
@@ -121,9 +131,8 @@ class CountdownVerifier:
         if parsed is None:
             return harness.Score(0.0, answer, metrics={"well_formed": 0.0, "used_all": 0.0})
         node, used, claim = parsed
-        given, taken = Counter(numbers), Counter(used)
-        used_all = taken == given
-        allowed = used_all if self.rule == "strict" else taken <= given
+        used_all = sorted(used) == sorted(numbers)
+        allowed = used_all or self.rule == "subset" and _at_most_once(used, numbers)
         correct = allowed and claim in (None, target) and _value_is(node, target)
         return harness.Score(1.0 if correct else 0.1, answer,
                              metrics={"well_formed": 1.0, "used_all": float(used_all)})
