@@ -238,6 +238,19 @@ def test_strict_rule_needs_every_number_and_subset_rule_any_of_them(
         assert (score.value, score.metrics) == (value, {"well_formed": 1.0, "used_all": used_all}), verifier
 
 
+def test_a_repeated_number_counts_as_often_as_it_is_given() -> None:
+    eight = harness.Example(prompt="", meta={"numbers": [5, 5, 3], "target": 8})
+    seven = harness.Example(prompt="", meta={"numbers": [5, 5, 3], "target": 7})
+    for example, answer, strict, subset, used_all in (
+        (eight, "5 + 3", 0.1, 1.0, 0.0),  # one 5 left over
+        (eight, "5 + 3 * 5 / 5", 0.1, 0.1, 0.0),  # three 5s
+        (seven, "5 + 5 - 3", 1.0, 1.0, 1.0),
+    ):
+        for verifier, value in ((VERIFIER, strict), (SUBSET, subset)):
+            score = verifier.score(example, f"<answer>{answer}</answer>")
+            assert (score.value, score.metrics["used_all"]) == (value, used_all), (answer, verifier)
+
+
 def test_rule_is_named_by_spec_or_option_and_an_unknown_rule_is_one_line() -> None:
     from harness.plugins import Spec, registry
 
