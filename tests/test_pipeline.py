@@ -27,7 +27,7 @@ from harness.errors import HarnessError, RunFailed
 from harness.metrics import accuracy, mean_score, micro
 from harness.pipeline import RunConfig, examples_of, execute, plan, rescore
 from harness.plugins import KINDS, registry
-from harness.record import JudgeFacts, RunSummary, read_record
+from harness.record import RunSummary, read_record
 from harness.types import SCHEMA_VERSION, Completion, Score, data_members
 
 RECORDS = sorted((ROOT / "tests" / "fixtures").glob("records-v*/*"))  # written by earlier versions, kept as written
@@ -59,19 +59,28 @@ def registered(kind: str, component):
 
 
 def solve(numbers: list[int], target: int) -> str:
-    """A Countdown solution, found by brute force over left-nested expressions (exact arithmetic, no eval)."""
+    """A Countdown solution using every number once (TinyZero's rule), by brute force over every way of combining
+    two of the remaining terms (exact arithmetic, no eval)."""
     ops = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
            "/": lambda a, b: a / b if b else None}
-    for k in range(2, len(numbers) + 1):
-        for perm in itertools.permutations(numbers, k):
-            for chosen in itertools.product(ops, repeat=k - 1):
-                value, text = Fraction(perm[0]), str(perm[0])
-                for op, n in zip(chosen, perm[1:], strict=True):
-                    value = ops[op](value, Fraction(n)) if value is not None else None
-                    text = f"({text} {op} {n})"
-                if value == target:
-                    return text
-    raise AssertionError(f"no solution for {numbers} -> {target}")
+
+    def search(terms: list[tuple[Fraction, str]]) -> str | None:
+        if len(terms) == 1:
+            return terms[0][1] if terms[0][0] == target else None
+        for i, j in itertools.permutations(range(len(terms)), 2):
+            rest = [t for k, t in enumerate(terms) if k not in (i, j)]
+            for op, fn in ops.items():
+                value = fn(terms[i][0], terms[j][0])
+                if value is not None:
+                    found = search([*rest, (value, f"({terms[i][1]} {op} {terms[j][1]})")])
+                    if found:
+                        return found
+        return None
+
+    found = search([(Fraction(n), str(n)) for n in numbers])
+    if found is None:
+        raise AssertionError(f"no solution for {numbers} -> {target}")
+    return found
 
 
 # -- selection and metrics, with answers known in advance ---------------------------------------------
@@ -287,13 +296,23 @@ def test_records_of_every_earlier_version_read_back_and_rescore_to_their_numbers
         assert summary.curves.accuracy == written["curves"]["accuracy"]
         assert summary.curves.pass_at_k == written["curves"]["pass@k"]
 
-    result = CliRunner().invoke(cli.app, ["score", str(source), "-o", str(tmp_path)])
+    # These records were graded when ``countdown`` took any subset of the numbers: that rule, named, gives their
+    # numbers back; the strict rule credits no more.
+    rule = ["--grader", "countdown:subset"] if summary.grader == "countdown" else []
+    rule += ["--verifier", "countdown:subset"] if summary.verifier == "countdown" else []
+    result = CliRunner().invoke(cli.app, ["score", str(source), "-o", str(tmp_path / "as-written"), *rule])
     assert result.exit_code == 0, result.output
-    (again,) = [p.parent for p in tmp_path.glob("*/summary.json")]
+    (again,) = [p.parent for p in (tmp_path / "as-written").glob("*/summary.json")]
     assert f"{summary.metric.name} {summary.metric.value:.3f}" in result.output
     _, new = read_record(again)
-    assert _numbers(new) == _numbers(summary) and new.rescored_from == str(source)
-    assert new.policy_name == summary.policy_name and new.verifier == summary.verifier
+    headline, side, counts, curves = _numbers(new)
+    assert (headline, {k: side[k] for k in summary.metrics}, counts, curves) == _numbers(summary)
+    assert new.rescored_from == str(source) and new.policy_name == summary.policy_name
+    if rule:
+        result = CliRunner().invoke(cli.app, ["score", str(source), "-o", str(tmp_path / "strict")])
+        assert result.exit_code == 0, result.output
+        (strict,) = [read_record(p.parent)[1] for p in (tmp_path / "strict").glob("*/summary.json")]
+        assert strict.grader == "countdown" and strict.counts.credited <= summary.counts.credited
 
 
 def test_a_record_newer_than_the_harness_is_a_one_line_error(tmp_path):
@@ -335,6 +354,8 @@ def test_two_processes_share_one_cache(tmp_path):
 
 def test_component_specs_and_their_errors():
     with pytest.raises(HarnessError, match="takes no arguments"):
+        harness.get_verifier("sympy:extra")
+    with pytest.raises(HarnessError, match="unknown countdown rule 'extra'; choose one of: strict, subset"):
         harness.get_verifier("countdown:extra")
     with pytest.raises(HarnessError, match="NAME or NAME:ARG"):
         harness.get_verifier("countdown:")
@@ -461,7 +482,9 @@ def test_a_judge_that_trained_the_policy_is_flagged(tmp_path, tiny_llama, tokeni
                 config = RunConfig(policy="judged-policy", grader="judged", limit=2)
                 engine = FakeEngine(tokenizer, lambda p, j: ("win x", -1.0), prompts)
                 _, summary = read_record(execute(config, tmp_path / reward.replace("/", "_"), engine=engine))
-                assert summary.judge == JudgeFacts(spec="rm:/models/judge", model=None, trained_against=flagged)
+                judge = summary.judge
+                assert (judge.spec, judge.model, judge.trained_against) == ("rm:/models/judge", None, flagged)
+                assert judge.independent == (False if flagged else "unknown")
                 assert summary.policy.trained_against == reward
     finally:
         manifest.unlink()
