@@ -81,9 +81,11 @@ def sampling_problem(temperature: float, top_p: float, max_tokens: int, greedy: 
 
 
 def absolute_spec(spec: str) -> str:
-    """A verifier spec whose argument is a local path names it absolutely, so the manifest means one model."""
+    """A verifier spec whose argument is written as a local path names it absolutely, so the manifest means one model;
+    a bare word (``countdown:subset``, a trained reward model's name) is an option, even where a file has that name."""
     name, sep, arg = spec.partition(":")
-    if sep and arg and Path(arg).expanduser().exists():
+    looks_like_path = arg.startswith((".", "~")) or "/" in arg
+    if sep and looks_like_path and Path(arg).expanduser().exists():
         return f"{name}:{Path(arg).expanduser().resolve()}"
     return spec
 
