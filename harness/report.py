@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from harness.compare import compare_runs
+from harness.compare import Comparison, PooledComparison, compare_runs
 from harness.console import warn
 from harness.errors import HarnessError, describe
 from harness.policy import list_policies, policies_dir
@@ -70,6 +70,7 @@ def write_report(source: Path, out: Path, max_chars: int | None = None) -> Path:
         "source": str(source), "runs_dir": str(runs_dir), "created": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "harness": _version(), "max_chars": max_chars, "runs": runs,
         "comparisons": _comparisons(found, study),
+        "pooled": _pooled(study),
         "study": _study_facts(study),
         "training": _training(summaries, manifests),
         "policies_dir": str(policies_dir()),
@@ -179,8 +180,10 @@ def _comparisons(found: list[tuple[Path, RunSummary]], study: dict[str, Any]) ->
 
         pairs = [(da, db) for da, sa in found if matches(sa, entry["a"])
                  for db, sb in found if matches(sb, entry["b"]) and _group(sa) == _group(sb)]
-        if not pairs:
-            out.append({"runs": [], "declared": shown, "note": "no pair of runs matches this comparison"})
+        if not pairs:  # study.json says why where it knows (a seed's pair that did not run: "not run")
+            note = "no pair of runs matches this comparison"
+            why = entry.get("note")
+            out.append({"runs": [], "declared": shown, "note": f"{why}: {note}" if isinstance(why, str) else note})
         for da, db in pairs:
             out.append(_compare(da, db, shown))
             done.add((da.name, db.name))
@@ -194,6 +197,43 @@ def _comparisons(found: list[tuple[Path, RunSummary]], study: dict[str, Any]) ->
                 if sa.policy_name != sb.policy_name and not {(da.name, db.name), (db.name, da.name)} & done:
                     out.append(_compare(da, db, None))
     return out
+
+
+def _pooled(study: dict[str, Any]) -> list[dict[str, Any]]:
+    """The study's claims pooled over its training seeds (``study.json``'s ``pooled``, as ``harness study`` wrote
+    them: the page shows them, it does not recompute them), each with its verdict in ``harness.compare``'s words;
+    an entry that was not pooled, or is not a pooled comparison, keeps only what names it and a note."""
+    pooled = study.get("pooled")
+    out = []
+    for entry in pooled if isinstance(pooled, list) else []:
+        if not isinstance(entry, dict):
+            out.append({"note": "not a pooled comparison: an entry of study.json's pooled must be a mapping"})
+            continue
+        verdict = None if "note" in entry else _verdict(entry)
+        if verdict is not None:
+            out.append({**_finite(entry), "verdict": verdict})
+            continue
+        named = {k: entry[k] for k in ("compare", "a", "b", "task", "sampler", "n")
+                 if isinstance(entry.get(k), str | int)}
+        seeds = entry.get("seeds")
+        if isinstance(seeds, list):
+            named["seeds"] = [s for s in seeds if isinstance(s, int)]
+        note = entry.get("note")
+        out.append({**named, "note": note if isinstance(note, str) else
+                    "not a pooled comparison: its numbers are missing or malformed"})
+    return out
+
+
+def _verdict(entry: dict[str, Any]) -> str | None:
+    """``PooledComparison.verdict`` of a pooled entry, so the page words it as ``harness compare`` does (None for an
+    entry that is not one)."""
+    try:
+        pairs = tuple(Comparison(**{f.name: p[f.name] for f in dataclasses.fields(Comparison)})
+                      for p in entry["pairs"])
+        facts = {f.name: entry[f.name] for f in dataclasses.fields(PooledComparison) if f.name != "pairs"}
+        return PooledComparison(pairs=pairs, **facts).verdict()
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
 
 
 def _value(summary: RunSummary) -> float:
@@ -406,6 +446,14 @@ pre { white-space: pre-wrap; word-break: break-word; background: var(--panel); b
 .scroll { overflow-x: auto; max-width: 100%; }
 #leaderboard td { white-space: nowrap; }
 #comparisons td[data-col="note"] { min-width: 240px; }
+#pooled td[data-col="verdict"] { min-width: 260px; max-width: 380px; }
+#pooled .badge { white-space: nowrap; }
+#pooled tr.does-not-hold { background: #fdf0ef; box-shadow: inset 4px 0 var(--bad); }
+#pooled tr.holds { box-shadow: inset 4px 0 var(--good); }
+#pooled tr.does-not-hold td[data-col="verdict"] { color: var(--bad); font-weight: 600; }
+.badge.holds { background: var(--good); color: #fff; } .badge.fails { background: var(--bad); color: #fff; }
+ul.seeds { margin: 0; padding: 0; list-style: none; white-space: nowrap; font-variant-numeric: tabular-nums; }
+ul.seeds li.against { color: var(--bad); }
 .viewer { display: flex; gap: 20px; align-items: flex-start; }
 .viewer > .list { flex: 0 1 auto; min-width: 0; }
 #detail { flex: 1 1 480px; min-width: 360px; position: sticky; top: 0; max-height: 100vh; overflow: auto; }
@@ -446,6 +494,7 @@ function block(id) {
   return parsed[id];
 }
 const isNum = (v) => typeof v === "number" && isFinite(v);
+const list = (v) => Array.isArray(v) ? v : [];
 const f3 = (v) => isNum(v) ? v.toFixed(3) : "-";
 const fsign = (v) => isNum(v) ? (v >= 0 ? "+" : "") + v.toFixed(3) : "-";
 const f1 = (v) => isNum(v) ? v.toLocaleString("en-US", {minimumFractionDigits: 1, maximumFractionDigits: 1}) : "-";
@@ -646,11 +695,13 @@ function ciBar(c) {
   return g;
 }
 function comparisonsTab(root) {
-  root.append(el("h2", {}, "Comparisons"),
-    el("p", {class: "muted"}, "Paired differences of the headline metric on the examples both runs share, with a " +
-      "paired bootstrap 95% interval (harness compare): the study's declared comparisons first, then every pair of " +
-      "runs that differ only in policy (same task, arguments, split, sampler, N and metric), the better-scoring run " +
-      "first."));
+  root.append(el("h2", {}, "Comparisons"));
+  if (DATA.pooled.length) pooledTable(root);
+  if (DATA.pooled.length) root.append(el("h3", {}, "Each pair of runs"));
+  root.append(el("p", {class: "muted"}, "Paired differences of the headline metric on the examples both runs share, " +
+      "with a paired bootstrap 95% interval (harness compare): the study's declared comparisons first (one row per " +
+      "seed's pair of runs), then every pair of runs that differ only in policy (same task, arguments, split, " +
+      "sampler, N and metric), the better-scoring run first."));
   if (!DATA.comparisons.length) {
     root.append(el("p", {}, "No two runs differ only in policy, and no study declares a comparison."));
     return;
@@ -679,6 +730,58 @@ function comparisonsTab(root) {
   ];
   root.append(el("div", {class: "scroll"}, table(cols, DATA.comparisons, {id: "comparisons", sortable: true,
     rowAttrs: (c) => ({"data-runs": c.runs.join(" ")})})));
+}
+
+// A study's claim pooled over its training seeds (study.json's pooled, harness.compare.PooledComparison).
+function pooledTable(root) {
+  root.append(el("h3", {}, "Pooled over training seeds"),
+    el("p", {class: "muted"}, "Each declared comparison of the study over all its training seeds, as harness study " +
+      "computed it: the mean of the seeds' differences, its 95% interval from a hierarchical bootstrap that " +
+      "resamples seeds and examples, and each seed's difference. A claim holds only when every seed's difference " +
+      "has the pooled sign and the pooled interval excludes 0; one that does not hold is marked ✗."));
+  const pooled = (c) => isNum(c.difference);
+  const state = (c) => !pooled(c) ? "not pooled" : c.holds ? "holds" : "does not hold";
+  const winner = (c) => c.difference > 0 ? 0 : c.difference < 0 ? 1 : null;
+  const inFavour = (c) => {
+    if (!pooled(c)) return "-";
+    const w = winner(c), n = c.pairs.length;
+    return w === null ? `no side, ${n} seeds` : `${c.seeds_better[w]} of ${n} (${c.names[w]} > ${c.names[1 - w]})`;
+  };
+  const seedOf = (c, i) => list(c.seeds).length === c.pairs.length ? `seed ${c.seeds[i]}` : `pair ${i + 1}`;
+  // a seed not in favour of the pooled winner (the way harness.compare counts the seeds that disagree)
+  const against = (c, p) => winner(c) !== null && !(winner(c) === 0 ? p.difference > 0 : p.difference < 0);
+  const perSeed = (c) => !pooled(c) ? "-" : el("ul", {class: "seeds"}, c.pairs.map((p, i) =>
+    el("li", {"data-seed": i, class: against(c, p) ? "against" : null},
+       `${seedOf(c, i)}: ${fsign(p.difference)} ${ci(p.ci95, fsign)}`)));
+  const side = (c, i) => c.names ? c.names[i] : String((i ? c.b : c.a) ?? "-");
+  const cols = [
+    {key: "holds", label: "", get: state,
+     show: (c) => el("span", {class: "badge " + (!pooled(c) ? "" : c.holds ? "holds" : "fails")},
+                     !pooled(c) ? "not pooled" : c.holds ? "✓ holds" : "✗ does not hold")},
+    {key: "claim", label: "claim", get: (c) => `${side(c, 0)} vs ${side(c, 1)}`,
+     show: (c) => el("span", {}, el("b", {}, `${side(c, 0)} vs ${side(c, 1)}`),
+                     c.compare !== undefined ? ` (compare[${c.compare}])` : "")},
+    {key: "group", label: "task · sampler", get: (c) => [c.task, c.sampler].filter(Boolean).join(" · ") +
+      (c.n > 1 ? ` n=${c.n}` : "")},
+    {key: "verdict", label: "verdict", get: (c) => c.verdict || c.note || ""},
+    {key: "difference", label: "A − B pooled", num: true, get: (c) => c.difference ?? null,
+     show: (c) => fsign(c.difference)},
+    {key: "ci95", label: "95% CI (seeds and examples)", num: true, get: (c) => c.ci95 ? c.ci95[0] : null,
+     show: (c) => ci(c.ci95, fsign)},
+    {key: "bar", label: "", get: () => 0, show: (c) => pooled(c) ? ciBar(c) : ""},
+    {key: "in_favour", label: "seeds in favour", get: inFavour},
+    {key: "per_seed", label: "each seed: A − B [95% CI]", get: (c) => list(c.pairs).length || null, show: perSeed},
+    {key: "means", label: "A · B", num: true, get: (c) => c.means ? c.means[0] : null,
+     show: (c) => c.means ? `${f3(c.means[0])} · ${f3(c.means[1])}` : "-"},
+    {key: "spread", label: "sd", num: true, get: (c) => c.spread ?? null, show: (c) => f3(c.spread),
+     title: "standard deviation of the seeds' differences"},
+    {key: "shared", label: "shared", num: true, get: (c) => c.shared ?? null, show: (c) => fint(c.shared)},
+    {key: "seeds", label: "seeds", get: (c) => list(c.seeds).join(", ")},
+    {key: "metric", label: "metric", get: (c) => c.metric ?? "-"},
+  ];
+  root.append(el("div", {class: "scroll"}, table(cols, DATA.pooled, {id: "pooled", sortable: true,
+    rowAttrs: (c) => ({"data-state": state(c), class: "pooled " + state(c).replaceAll(" ", "-"), title: c.line,
+                       "data-runs": list(c.runs).map((r) => list(r).join(" ")).join("; ")})})));
 }
 
 function scalingTab(root) {

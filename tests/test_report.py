@@ -2,8 +2,9 @@
 
 The runs are the canned records of ``tests/fixtures/records-v2`` plus runs derived from them as typed records
 (other policies, win-rates under two judges, a sample whose text is markup), two training manifests and a
-``study.json`` declaring a comparison. Every browser test ends by checking that the page made no request other
-than for its own file and logged no console error.
+``study.json`` declaring a comparison; and a study over three training seeds whose ``study.json`` ``harness study``'s
+own code writes (a claim that holds across the seeds, one that does not, one not pooled). Every browser test ends by
+checking that the page made no request other than for its own file and logged no console error.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from harness.record import (
     write_record,
 )
 from harness.report import write_report
+from harness.study import load
+from harness.study_run import compare, write_study
 from harness.types import Completion, Score
 from plugins.winrate import LENGTH_ADJUSTED
 
@@ -111,6 +114,46 @@ def study(tmp_path_factory) -> dict:
     return {"runs": runs, "report": report, "root": root}
 
 
+# rloo beats sft by 7, 7 and 6 of 12 examples (the claim holds); sft beats the base model by 1 and 2 examples on two
+# seeds and ties on the third (it does not hold); rloo's and sft's majority runs never ran (not pooled).
+SEEDED = """seeds: [0, 1, 2]
+policies:
+  base: smollm2
+  sft: {train: sft}
+  rloo: {train: rloo, base: sft}
+runs:
+  - {policy: [base, sft, rloo], sampler: greedy, limit: 12}
+  - {policy: [sft, rloo], sampler: majority, n: 4, limit: 12}
+compare:
+  - {a: rloo, b: sft}
+  - {a: sft, b: base, sampler: greedy}
+"""
+WINS = {"smollm2": {3}, "sft-s0": {0, 1}, "sft-s1": {0, 1, 2}, "sft-s2": {0},
+        "rloo-s0": set(range(9)), "rloo-s1": set(range(10)), "rloo-s2": set(range(7))}
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory) -> dict:
+    """A study's directory over three seeds: its greedy runs derived from the canned one, its ``study.json`` written by
+    ``harness.study_run`` (each seed's pair and each claim pooled), and its report."""
+    root = tmp_path_factory.mktemp("seeded")
+    (root / "study.yaml").write_text(SEEDED)
+    study = load(root / "study.yaml")
+    study.output = root / "runs"
+    for cell in study.runs:
+        if cell.config.sampler == "greedy":
+            policy = cell.config.policy
+            derive(study.output, GREEDY, policy, policy, WINS[policy])
+            cell.status, cell.record = "done", policy
+    write_study(study, "local", compare(study))
+    (root / "home").mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HARNESS_HOME", str(root / "home"))
+        report = write_report(study.output, root / "report.html")
+    return {"runs": study.output, "report": report,
+            "pooled": json.loads((study.output / "study.json").read_text())["pooled"]}
+
+
 # -- without a browser -----------------------------------------------------------------------------------------
 
 runner = CliRunner()
@@ -153,6 +196,28 @@ def test_the_file_holds_every_record_and_no_markup_escapes_its_block(study):
         assert json.loads(blocks[f"run-{i}-index"])["credit"] == [r.credit for r in records]
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page.replace(MARKUP, ""))
     assert "<link" not in page and "@import" not in page
+
+
+def test_the_page_holds_study_json_s_pooled_entries_each_with_its_verdict(seeded, tmp_path):
+    page = seeded["report"].read_text(encoding="utf-8")
+    data = json.loads(re.search(r'id="report-data">(.*?)</script>', page, re.S).group(1))
+    holds, unpooled, fails = seeded["pooled"]
+    assert holds["holds"] and not fails["holds"] and unpooled["note"] == "not pooled: 3 of 3 seeds not run"
+    assert [{k: v for k, v in p.items() if k != "verdict"} for p in data["pooled"]] == [
+        holds, {k: v for k, v in unpooled.items() if k != "runs"}, fails]  # a claim not pooled: what names it
+    verdicts = [p.get("verdict") for p in data["pooled"]]
+    assert verdicts[0].startswith("holds: rloo > sft holds on 3 of 3 seeds") and holds["line"].endswith(verdicts[0])
+    assert verdicts[2].startswith("does not hold across seeds: sft > base holds on 2 of 3 seeds; the seeds disagree "
+                                  "(1 not in favour)") and fails["line"].endswith(verdicts[2])
+    assert verdicts[1] is None
+    study = json.loads((seeded["runs"] / "study.json").read_text())  # its output: the runs' absolute path
+    study["pooled"] = [7, {**holds, "pairs": "none", "seeds": "0"}]  # not entries: notes naming what they can
+    (tmp_path / "study.json").write_text(json.dumps(study))
+    out = write_report(tmp_path, tmp_path / "bad.html")
+    bad = json.loads(re.search(r'id="report-data">(.*?)</script>', out.read_text(), re.S).group(1))["pooled"]
+    assert bad == [{"note": "not a pooled comparison: an entry of study.json's pooled must be a mapping"},
+                   {"compare": 1, "a": "rloo", "b": "sft", "task": "countdown", "sampler": "greedy", "n": 1,
+                    "note": "not a pooled comparison: its numbers are missing or malformed"}]
 
 
 def test_max_chars_cuts_and_says_so(study, tmp_path):
@@ -389,3 +454,54 @@ def test_screenshot_is_not_blank(browser, study, tmp_path):
     most = max(count for count, _ in colours)
     assert most < 0.95 * rgb.size[0] * rgb.size[1]
     quiet(browser)
+
+
+@pytest.mark.slow
+def test_pooled_comparisons_show_study_json_s_numbers_apart_from_each_pair(browser, study, seeded):
+    from selenium.webdriver.common.by import By
+
+    browser.get(seeded["report"].as_uri())
+    try:
+        wait(browser, lambda d: d.execute_script("return document.documentElement.getAttribute('data-ready')"))
+        tab(browser, "comparisons")
+        rows = browser.find_elements(By.CSS_SELECTOR, "#pooled tbody tr")
+        assert [r.get_attribute("data-state") for r in rows] == ["holds", "not pooled", "does not hold"]
+        for row, entry in zip(rows, seeded["pooled"], strict=True):
+            text = {td.get_attribute("data-col"): td.get_property("textContent")
+                    for td in row.find_elements(By.TAG_NAME, "td")}
+            assert text["claim"] == f"{entry['a']} vs {entry['b']} (compare[{entry['compare']}])"
+            assert text["seeds"] == "0, 1, 2"
+            if "note" in entry:
+                assert text["verdict"] == entry["note"] and text["holds"] == "not pooled"
+                continue
+            assert entry["line"].endswith(text["verdict"])
+            assert text["holds"] == ("✓ holds" if entry["holds"] else "✗ does not hold")
+            assert abs(float(text["difference"]) - entry["difference"]) <= 5e-4 + 1e-12
+            low, high = interval(text["ci95"])
+            assert abs(low - entry["ci95"][0]) <= 5e-4 + 1e-12 and abs(high - entry["ci95"][1]) <= 5e-4 + 1e-12
+            n = len(entry["pairs"])
+            assert text["in_favour"] == f"{entry['seeds_better'][0]} of {n} ({entry['a']} > {entry['b']})"
+            seeds = row.find_elements(By.CSS_SELECTOR, "td[data-col=per_seed] li")
+            wins = [(len(WINS[a]) - len(WINS[b])) / 12 for a, b in entry["runs"]]  # each seed's difference
+            shown = [float(li.get_property("textContent").split()[2]) for li in seeds]
+            assert shown == pytest.approx([p["difference"] for p in entry["pairs"]], abs=5e-4)
+            assert shown == pytest.approx(wins, abs=5e-4)
+            against = [li.get_property("textContent").split(":")[0] for li in seeds
+                       if "against" in li.get_attribute("class").split()]
+            assert against == ([] if entry["holds"] else ["seed 2"])  # sft ties the base model on seed 2
+        colour = [r.value_of_css_property("background-color") for r in rows]
+        assert colour[2] != colour[0] == colour[1]  # the claim that does not hold stands out
+        # apart from each seed's pair: its own table, before theirs, none of whose rows is pooled
+        order = browser.execute_script(
+            "return [...document.querySelectorAll('#tab-comparisons h3, #tab-comparisons table')]"
+            ".map((e) => e.id || e.textContent)")
+        assert order == ["Pooled over training seeds", "pooled", "Each pair of runs", "comparisons"]
+        pairs = [r.get_attribute("data-runs").split() for r in
+                 browser.find_elements(By.CSS_SELECTOR, "#comparisons tbody tr")]
+        assert ["rloo-s2", "sft-s2"] in pairs and all(len(p) in (0, 2) for p in pairs)
+        notes = cells(browser, "comparisons", "note")  # the majority seeds, as study.json says
+        assert notes.count("not run: no pair of runs matches this comparison") == 3
+        quiet(browser)
+    finally:
+        browser.get(study["report"].as_uri())
+        wait(browser, lambda d: d.execute_script("return document.documentElement.getAttribute('data-ready')"))
