@@ -3,7 +3,8 @@
 The file opens from disk with a double-click: its styles, its script, its charts (SVG drawn by that
 script) and the records it shows are all inside it, and its Content-Security-Policy forbids the
 page any request at all. Tabs: the leaderboard (intervals, tokens, wall time, training cost),
-comparisons (``harness.compare``'s paired differences), scaling curves, training curves (each
+comparisons (a study's claims pooled over its training seeds as ``study.json`` holds them, then
+``harness.compare``'s paired differences), scaling curves, training curves (each
 trained policy's manifest history), win-rates with their judges, and a sample viewer.
 
 The data is embedded as JSON in ``<script type="application/json">`` blocks, never executed and
