@@ -15,8 +15,6 @@ from harness.policy import list_policies
 from harness.record import RunSummary, iter_summaries
 
 FORMATS = ("table", "md", "csv", "json")
-# Side metrics recorded under an older name, shown under today's so a name is one column (plugins/winrate.py).
-RENAMED = {"lc_win_rate": "length_adjusted_win_rate"}
 COLUMNS = ("policy", "task", "sampler", "n", "verifier", "metric", "value", "ci95", "examples",
            "tokens", "tok/s", "wall_s", "run")
 
@@ -40,7 +38,7 @@ def rows(output: Path) -> list[dict]:
             "tok/s": s.timings.tokens_per_s,
             "wall_s": s.timings.wall_s,
             "run": run_dir.name,
-        } | {RENAMED.get(k, k): v.value for k, v in s.metrics.items()} | _curve_columns(s) | _judge_columns(s)
+        } | {k: v.value for k, v in s.metrics.items()} | _curve_columns(s) | _judge_columns(s)
           | _training_cost(trained.get(s.policy.name) if s.policy else None))
     return sorted(out, key=lambda r: (r["task"], -r["value"]))
 

@@ -30,6 +30,9 @@ from harness.types import SCHEMA_VERSION, ExampleRecord, RunConfig, mistyped
 SAMPLES = "samples.jsonl"
 SUMMARY = "summary.json"
 
+# Side metrics recorded under an older name, read under today's so one metric is one name (plugins/winrate.py).
+RENAMED_METRICS = {"lc_win_rate": "length_adjusted_win_rate"}
+
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     """The entries of ``data`` that name fields of the dataclass ``cls``."""
@@ -255,7 +258,7 @@ class RunSummary:
             counts=Counts(**_known(Counts, counts)), task=data.get("task") or config.task,
             sampler=data.get("sampler") or config.sampler, grader=data.get("grader"), verifier=data.get("verifier"),
             oracle=bool(data.get("oracle", config.oracle)),
-            metrics={k: Measure.from_json(v) for k, v in (data.get("metrics") or {}).items()},
+            metrics={RENAMED_METRICS.get(k, k): Measure.from_json(v) for k, v in (data.get("metrics") or {}).items()},
             components={k: Component(**_known(Component, c)) for k, c in (data.get("components") or {}).items()},
             tokens=Tokens(**_known(Tokens, tokens)) if tokens else None,
             timings=Timings(**_known(Timings, data.get("timings") or {})),

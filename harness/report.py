@@ -879,8 +879,6 @@ function winratesTab(root) {
   const v = (r, k) => m(r, k) ? m(r, k).value : null;
   const vci = (r, k) => m(r, k) ? `${f3(m(r, k).value)} ${ci(m(r, k).ci95)}` : "-";
   const rate = (r) => m(r, "win_rate") ? "win_rate" : S(r).metric.name;
-  // plugins/winrate.py's length-adjusted win-rate, named lc_win_rate in records written before the rename
-  const adjusted = (r) => m(r, "length_adjusted_win_rate") ? "length_adjusted_win_rate" : "lc_win_rate";
   const cols = [
     {key: "policy", label: "policy", get: (r) => policyOf(r)},
     {key: "task", label: "task", get: (r) => S(r).task},
@@ -889,8 +887,8 @@ function winratesTab(root) {
     {key: "model", label: "judge model", get: (r) => S(r).judge && S(r).judge.model || "-"},
     {key: "independent", label: "independent", get: (r) => independence(S(r).judge)},
     {key: "win_rate", label: "win-rate", num: true, get: (r) => v(r, rate(r)), show: (r) => vci(r, rate(r))},
-    {key: "length_adjusted", label: "length-adjusted", num: true, get: (r) => v(r, adjusted(r)),
-     show: (r) => vci(r, adjusted(r))},
+    {key: "length_adjusted", label: "length-adjusted", num: true, get: (r) => v(r, "length_adjusted_win_rate"),
+     show: (r) => vci(r, "length_adjusted_win_rate")},
     {key: "tie", label: "ties", num: true, get: (r) => v(r, "tie_rate"), show: (r) => f3(v(r, "tie_rate"))},
     {key: "examples", label: "examples", num: true, get: (r) => S(r).counts.examples},
     {key: "run", label: "run", get: (r) => r.dir},

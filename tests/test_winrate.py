@@ -222,7 +222,8 @@ def test_a_win_rate_run_reports_the_length_adjusted_win_rate(tmp_path, tiny_llam
 
 
 def test_a_record_written_under_the_old_name_still_reads(tmp_path):
-    """A win-rate record from before the rename carries ``lc_win_rate``: it reads, and the leaderboard shows it under the new name."""
+    """A win-rate record from before the rename carries ``lc_win_rate``: it reads under the new name, and the
+    leaderboard shows it there."""
     from harness import leaderboard
     from harness.record import Measure, read_summary
 
@@ -231,7 +232,7 @@ def test_a_record_written_under_the_old_name_still_reads(tmp_path):
                          metrics={"lc_win_rate": Measure(0.55, (0.45, 0.65))}, counts=Counts(examples=0),
                          task="alpaca", sampler="greedy")
     write_record(run_dir, [], summary)
-    assert read_summary(run_dir).metrics == {"lc_win_rate": Measure(0.55, (0.45, 0.65))}
+    assert read_summary(run_dir).metrics == {"length_adjusted_win_rate": Measure(0.55, (0.45, 0.65))}
     (row,) = leaderboard.rows(tmp_path)
     assert (row["value"], row["length_adjusted_win_rate"]) == (0.4, 0.55) and "lc_win_rate" not in row
 
