@@ -124,7 +124,7 @@ NAMED = (("--policy", "policy", "a policy (smollm2, a trained policy's name, a m
          ("--task", "task", "a task (see `harness plugins`)"), ("--sampler", "sampler", "a sampler (greedy, bon, ...)"),
          ("--verifier", "verifier", "a verifier (see `harness plugins`)"),
          ("--grader", "grader", "a verifier (see `harness plugins`)"),
-         ("--split", "split", "a split (test, validation, train)"))
+         ("--split", "split", "a split (test, train; validation where the task has one)"))
 SEED_LIMIT = 2**32  # vLLM seeds numpy with the run seed, which takes 0 <= seed < 2**32
 
 

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import json
 import math
 import multiprocessing
 import shutil
-from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -29,6 +27,7 @@ from harness.pipeline import RunConfig, examples_of, execute, plan, rescore
 from harness.plugins import KINDS, registry
 from harness.record import RunSummary, read_record
 from harness.types import SCHEMA_VERSION, Completion, Score, data_members
+from tasks.countdown import solve as countdown_solve
 
 RECORDS = sorted((ROOT / "tests" / "fixtures").glob("records-v*/*"))  # written by earlier versions, kept as written
 
@@ -59,27 +58,9 @@ def registered(kind: str, component):
 
 
 def solve(numbers: list[int], target: int) -> str:
-    """A Countdown solution using every number once (TinyZero's rule), by brute force over every way of combining
-    two of the remaining terms (exact arithmetic, no eval)."""
-    ops = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
-           "/": lambda a, b: a / b if b else None}
-
-    def search(terms: list[tuple[Fraction, str]]) -> str | None:
-        if len(terms) == 1:
-            return terms[0][1] if terms[0][0] == target else None
-        for i, j in itertools.permutations(range(len(terms)), 2):
-            rest = [t for k, t in enumerate(terms) if k not in (i, j)]
-            for op, fn in ops.items():
-                value = fn(terms[i][0], terms[j][0])
-                if value is not None:
-                    found = search([*rest, (value, f"({terms[i][1]} {op} {terms[j][1]})")])
-                    if found:
-                        return found
-        return None
-
-    found = search([(Fraction(n), str(n)) for n in numbers])
-    if found is None:
-        raise AssertionError(f"no solution for {numbers} -> {target}")
+    """A Countdown solution using every number once (TinyZero's rule), from the task's exact solver."""
+    found = countdown_solve(numbers, target)
+    assert found is not None, f"no solution for {numbers} -> {target}"
     return found
 
 
