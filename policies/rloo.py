@@ -37,10 +37,11 @@ class RLOOTrainConfig(TrainConfig):
     temperature: float = setting(1.0, "Sampling temperature of the rollouts.")
     top_p: float = setting(1.0, "Nucleus sampling of the rollouts (1: none).")
     beta: float = setting(0.1, "KL coefficient against the reference (base) policy.")
-    importance_cap: float = setting(2.0, "rollout=engine: weight each sampled sequence's loss by its truncated "
-                                         "importance ratio min(p_trainer / p_engine, cap), the correction verl and "
-                                         "OpenRLHF apply to the engine/trainer log-probability gap; 0: none, else at "
-                                         "least 1 (docs/training.md).")
+    importance_cap: float = setting(2.0, "rollout=engine: sequence-level truncated importance sampling against the "
+                                         "engine/trainer log-probability gap, each sampled sequence's loss weighted "
+                                         "by min(p_trainer(y) / p_engine(y), cap), the product of its tokens' ratios "
+                                         "(verl's rollout_is: sequence); 0: none, else at least 1 "
+                                         "(docs/training.md).")
     rollout: str = setting("auto", "Where rollouts are generated: auto (trl-vllm on a GPU, engine on a CPU, trl "
                                    "without vLLM), engine (the harness's vLLM engine), trl (transformers), trl-cb "
                                    "(transformers continuous batching), trl-vllm (colocated), trl-vllm-server.")
@@ -139,7 +140,7 @@ def build_trainer(config: RLOOTrainConfig, run: Run, rollout: str):
         return RLOOTrainer(**shared), tokenizer, wall
     longest = max(len(tokenizer.apply_chat_template(example_messages(ex), add_generation_prompt=True,
                                                     return_dict=False)) for ex in examples)
-    engine = EngineRollout(run.base.model, tokenizer, seed=config.seed,
+    engine = EngineRollout(run.base.model, seed=config.seed,
                            max_model_len=max(512, longest + config.max_completion_length + 16),
                            dtype=run.hardware.dtype)
     return engine_trainer_class()(**shared, rollout=engine, importance_cap=config.importance_cap), tokenizer, wall

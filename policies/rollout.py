@@ -15,7 +15,10 @@ text tokenized again, which can merge bytes into other tokens than were drawn. T
 token's log-probability under the distribution it was drawn from; each step logs how far the trainer's own
 log-probabilities of the same tokens are from them (``sampling/sampling_logp_difference/mean|max``, TRL's
 names) and, with ``importance_cap``, weights each sequence's loss by its truncated importance ratio
-``min(p_trainer / p_engine, cap)``, the correction verl and OpenRLHF apply to this mismatch (docs/training.md).
+``min(p_trainer(y) / p_engine(y), cap)``: sequence-level truncated importance sampling (verl's ``rollout_is:
+sequence``, TRL GRPO's ``sequence_truncate``), one ratio per sequence, the product of its tokens' ratios, so the
+per-token gap compounds over a long completion; the token-level mode truncates each token's ratio instead
+(docs/training.md).
 
 The overrides are of private TRL methods, so ``pyproject.toml`` pins the TRL versions they are tested with
 and ``tests/test_rollout_override.py`` checks that the methods and their signatures are still there.
@@ -59,9 +62,8 @@ def merged_weights(model) -> Iterator[tuple[str, Any]]:
 class EngineRollout:
     """The harness's vLLM engine, its weights replaced by the policy's at every training step."""
 
-    def __init__(self, base_model: str, tokenizer, seed: int, max_model_len: int = 2048, dtype: str = "auto"):
+    def __init__(self, base_model: str, seed: int, max_model_len: int = 2048, dtype: str = "auto"):
         self.base_model = base_model
-        self.tokenizer = tokenizer
         self.seed = seed
         self.max_model_len = max_model_len
         self.dtype = dtype
@@ -82,10 +84,6 @@ class EngineRollout:
         self.engine.load_weights(merged_weights(model))
         self.step = step
 
-    def generate(self, prompt_ids: list[list[int]], sampling: Sampling) -> list[list[int]]:
-        """The sampled completion ids alone (``sample``)."""
-        return [list(s.token_ids) for s in self.sample(prompt_ids, sampling)]
-
     def sample(self, prompt_ids: list[list[int]], sampling: Sampling) -> list[Sampled]:
         """The samples for each prompt row, as drawn; TRL repeats a prompt k times in a row, sent as one request
         of n=k."""
@@ -93,7 +91,7 @@ class EngineRollout:
         if problem:
             raise HarnessError(f"RLOO rollouts: {problem}")
         if self.engine is None:
-            raise HarnessError("RLOO rollouts: sync(model, step) loads the engine before the first generate")
+            raise HarnessError("RLOO rollouts: sync(model, step) loads the engine before the first sample")
         groups: list[tuple[list[int], int]] = []
         for ids in prompt_ids:
             if groups and groups[-1][0] == list(ids):
@@ -125,8 +123,8 @@ def log_ratios(trainer, engine, mask):
 
 
 def truncated_weights(log_ratio, cap: float):
-    """Truncated importance sampling: each sequence's ``min(p_trainer(y) / p_engine(y), cap)``, capped in log
-    space so that a long sequence's ratio cannot overflow."""
+    """Sequence-level truncated importance sampling: each sequence's ``min(p_trainer(y) / p_engine(y), cap)`` from
+    its summed log ratio, capped in log space so that a long sequence's ratio cannot overflow."""
     import torch
 
     return torch.exp(torch.clamp(log_ratio, max=math.log(cap)))
@@ -134,12 +132,13 @@ def truncated_weights(log_ratio, cap: float):
 
 def pad_logprobs(samples: list[Sampled], like):
     """The samples' engine log-probabilities as a tensor shaped and placed as the trainer's ``like`` (B, T), zero
-    after each sample's end."""
+    after each sample's end and cut at ``T`` where a sample is longer than the trainer scored."""
     import torch
 
     out = torch.zeros(like.shape, dtype=torch.float32, device=like.device)
     for row, sample in enumerate(samples):
-        out[row, :len(sample.logprobs)] = torch.tensor(sample.logprobs[:like.shape[1]], dtype=torch.float32)
+        n = min(len(sample.logprobs), like.shape[1])
+        out[row, :n] = torch.tensor(sample.logprobs[:n], dtype=torch.float32)
     return out
 
 
@@ -217,7 +216,7 @@ def engine_trainer_class():
 
         def _correct(self, batch: dict[str, Any], trainer, engine) -> None:
             """Log the gap and the sequences' log importance ratios; with a cap, weight each sequence by its truncated
-            ratio (scaling its advantage scales both terms of TRL's clipped sequence loss by the same factor > 0)."""
+            sequence ratio (scaling its advantage scales both terms of TRL's clipped sequence loss by one factor)."""
             mask = batch["completion_mask"]
             mean, largest = logprob_gap(trainer, engine, mask)
             ratios = log_ratios(trainer, engine, mask)

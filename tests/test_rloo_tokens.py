@@ -40,6 +40,12 @@ def test_the_engine_logprobs_are_padded_to_the_trainers_shape():
     assert padded.tolist() == [[-0.25, -0.5, 0.0], [-1.0, 0.0, 0.0]]
 
 
+def test_a_sample_longer_than_the_trainer_scored_is_cut_to_its_width():
+    samples = [Sampled((5, 6, 7, 8), (-0.25, -0.5, -0.75, -1.0), "length"), Sampled((9,), (-2.0,), "stop")]
+    padded = rollout.pad_logprobs(samples, torch.zeros(2, 3))
+    assert padded.tolist() == [[-0.25, -0.5, -0.75], [-2.0, 0.0, 0.0]]
+
+
 @pytest.mark.parametrize("cap", [0.5, -1.0])
 def test_an_importance_cap_below_one_is_a_one_line_error(cap):
     with pytest.raises(harness.HarnessError, match=rf"importance_cap={cap} must be 0 \(no correction\) or at least 1"):

@@ -58,8 +58,11 @@ class FakeRollout:
 
     made: list[FakeRollout] = []
 
-    def __init__(self, base_model, tokenizer, seed, max_model_len, dtype):
-        self.tokenizer, self.synced, self.asked, self.closed = tokenizer, [], [], False
+    def __init__(self, base_model, seed, max_model_len, dtype):
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(base_model)
+        self.synced, self.asked, self.closed = [], [], False
         self.answer = [*tokenizer("<answer> 1 + 2 </answer>", add_special_tokens=False).input_ids,
                        tokenizer.eos_token_id]
         FakeRollout.made.append(self)

@@ -286,10 +286,10 @@ def test_engine_rollouts_serve_the_current_weights_as_transformers_generates(sft
             return [tokenizer.decode(model.generate(torch.tensor([p]), max_new_tokens=10, do_sample=False)[0][len(p):],
                                      skip_special_tokens=True) for p in prompts]
 
-    rollout = EngineRollout(policy.model, tokenizer, seed=0, max_model_len=512, dtype="float32")
+    rollout = EngineRollout(policy.model, seed=0, max_model_len=512, dtype="float32")
     try:
         rollout.sync(model, 0)
-        first = [tokenizer.decode(ids, skip_special_tokens=True) for ids in rollout.generate(prompts, greedy)]
+        first = [tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in rollout.sample(prompts, greedy)]
         assert first == transformers_greedy()
         torch.manual_seed(1)
         with torch.no_grad():
@@ -297,7 +297,7 @@ def test_engine_rollouts_serve_the_current_weights_as_transformers_generates(sft
                 if "lora_B" in name:
                     param.copy_(torch.randn_like(param) * 0.5)
         rollout.sync(model, 1)
-        second = [tokenizer.decode(ids, skip_special_tokens=True) for ids in rollout.generate(prompts, greedy)]
+        second = [tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in rollout.sample(prompts, greedy)]
         assert second == transformers_greedy() and second != first
     finally:
         rollout.close()
@@ -618,16 +618,16 @@ def test_rollout_sampling_is_checked_before_the_engine(monkeypatch):
     from harness.engines import Sampling
     from policies.rollout import EngineRollout
 
-    rollout = EngineRollout("/nowhere", tokenizer=None, seed=0)
+    rollout = EngineRollout("/nowhere", seed=0)
     monkeypatch.setattr("policies.rollout.load_engine", _Refusing())
     for sampling, says in ((Sampling(temperature=float("nan")), "temperature=nan must be a positive number"),
                            (Sampling(temperature=-1.0), "temperature=-1.0 must be a positive number"),
                            (Sampling(top_p=0.0), "top_p=0.0 must lie in (0, 1]"),
                            (Sampling(max_tokens=0), "max_completion_length=0 must be at least 1")):
         with pytest.raises(harness.HarnessError, match=re.escape(f"RLOO rollouts: {says}")):
-            rollout.generate([[1, 2]], sampling)
-    with pytest.raises(harness.HarnessError, match="sync"):
-        rollout.generate([[1, 2]], Sampling(temperature=0.0))
+            rollout.sample([[1, 2]], sampling)
+    with pytest.raises(harness.HarnessError, match=re.escape("loads the engine before the first sample")):
+        rollout.sample([[1, 2]], Sampling(temperature=0.0))
 
 
 @pytest.mark.slow
