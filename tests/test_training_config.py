@@ -203,11 +203,11 @@ def test_a_data_option_of_the_wrong_type_is_one_line_before_anything_loads(metho
 
 def test_a_section_named_apart_from_its_method_is_picked_with_recipe_colon_section():
     judge = recipe.load("quick-instruct:judge", "rm")
-    assert isinstance(judge, RMTrainConfig) and judge.base == "smollm2" and judge.recipe == "quick-instruct:judge"
+    assert isinstance(judge, RMTrainConfig) and judge.steps == 60 and judge.recipe == "quick-instruct:judge"
     assert {d.get("half") for d in judge.data} == {"B"}
     plain = recipe.load("quick-instruct", "rm")
-    assert plain.base == "minilm" and {d.get("half") for d in plain.data} == {"A"}
-    assert judge.lora_r == plain.lora_r == 16  # the top level applies to a named section too
+    assert plain.steps == 150 and {d.get("half") for d in plain.data} == {"A"}
+    assert judge.lora_r == plain.lora_r == 16 and judge.seed == 0  # the top level applies to a named section too
     assert recipe.load("quick-instruct", "rloo").reward == "rm:rm-instruct"
     assert recipe.load("quick-instruct", "dpo").base == "sft-instruct"
 
