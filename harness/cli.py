@@ -130,8 +130,8 @@ def compare(
     format: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
 ) -> None:
     """Whether one policy beats another: the difference of their headline metric with a paired 95% interval; with
-    several runs a side, each pair's and the pooled one (resampling seeds and examples), and whether it holds."""
-    import dataclasses
+    several runs a side, each pair's and the pooled one (a bootstrap over seeds and examples, a t interval over the
+    seeds), and whether it holds."""
     import json
 
     from harness.compare import compare_pooled
@@ -141,7 +141,7 @@ def compare(
     first, second = _sides(runs)
     result = compare_pooled(first, second)
     if format == "json":
-        typer.echo(json.dumps(dataclasses.asdict(result), indent=2))
+        typer.echo(json.dumps(result.to_json(), indent=2))
         return
     for line in result.lines():
         Console().print(line, highlight=False, soft_wrap=True, markup=False)

@@ -96,11 +96,13 @@ def bootstrap_ci(values: Sequence[float], seed: int = 0) -> tuple[float, float]:
 
 
 def hierarchical_ci(differences: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """The 95% interval of the grand mean of a runs-by-examples matrix, resampling runs and examples.
+    """The 95% percentile interval of the grand mean of a runs-by-examples matrix, resampling runs and examples.
 
     Each resample draws examples once and applies that draw to every run, so a problem stays paired across runs
-    (and seeds), then draws runs; resampling both levels is the conservative choice for nested data. With one run
-    it is ``bootstrap_ci`` of that run's row, draw for draw.
+    (and seeds), then draws runs. It is not conservative about the runs: with a handful of them the run draw takes
+    few distinct values, shrinks their spread by the plug-in factor sqrt((n-1)/n), and its percentiles are
+    normal-like where Student's t with n-1 degrees of freedom is far wider; ``t_interval`` over the runs' means is
+    the check on that level. With one run it is ``bootstrap_ci`` of that run's row, draw for draw.
     """
     data = np.asarray(differences, dtype=float)
     runs, n = data.shape
@@ -112,6 +114,37 @@ def hierarchical_ci(differences: np.ndarray, seed: int = 0) -> tuple[float, floa
     per_run = np.stack([row[examples].mean(axis=1) for row in data])  # runs x resamples, a run at a time
     low, high = np.nanpercentile(per_run[chosen.T, np.arange(RESAMPLES)].mean(axis=0), [2.5, 97.5])
     return (float(low), float(high))
+
+
+# Student's t 0.975 quantile by degrees of freedom from 1 (scipy.stats.t.ppf, rounded): the core does not depend on
+# scipy for a table.
+_T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281, 2.2010, 2.1788, 2.1604,
+         2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860, 2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555,
+         2.0518, 2.0484, 2.0452, 2.0423)
+_Z975 = 1.959963984540054
+
+
+def t_quantile(df: int) -> float:
+    """Student's t 0.975 quantile: the table, then the Cornish-Fisher expansion around the normal quantile (the
+    normal alone would make a few dozen seeds' interval too narrow; tests check both against scipy)."""
+    if df < 1:
+        raise ValueError(f"t_quantile needs at least 1 degree of freedom, got {df}")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = _Z975
+    return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
+
+
+def t_interval(values: Sequence[float]) -> tuple[float, float]:
+    """The 95% t interval of the mean of a few numbers (one per seed): mean ± t(0.975, n-1)·sd/√n, the interval
+    that treats the seeds as a sample of training runs; NaN for fewer than two."""
+    data = np.asarray(values, dtype=float)
+    if len(data) < 2:
+        return (float("nan"), float("nan"))
+    half = t_quantile(len(data) - 1) * float(np.std(data, ddof=1)) / len(data) ** 0.5
+    centre = float(data.mean())
+    return (centre - half, centre + half)
 
 
 def mean(values: Sequence[float]) -> float:

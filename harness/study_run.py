@@ -11,7 +11,7 @@ import dataclasses
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -33,6 +33,10 @@ from harness.study import (
     to_json,
     write_study,
 )
+
+if TYPE_CHECKING:
+    from harness.compare import Comparison as PairResult
+    from harness.compare import PooledComparison
 
 
 def run_study(path: Path, output: Path, dry_run: bool = False, executor: str = "local", address: str | None = None,
@@ -153,14 +157,18 @@ def show_plan(study: Study, out: Console) -> None:
 
 
 def compare(study: Study) -> Compared:
-    """Each declared comparison through ``harness.compare``: every seed's pair of runs, and each claim pooled over its
-    seeds (``compare_pooled``: the interval resamples seeds and examples) where it has several."""
+    """Each declared comparison through ``harness.compare``, claim by claim: every seed's pair of runs and, where the
+    claim has several seeds, the claim pooled over them (``compare_pooled``). A pooled claim's seeds are its pairs,
+    on the examples every run of the claim answered, so a seed shows one difference wherever it is shown; a claim
+    that could not be pooled compares each pair on the examples both of its runs answered."""
     compared = Compared()
     for comparison in study.compare:
         for group in claims(study, comparison):
-            compared.seeds.extend(_seed_entry(study, comparison, a, b) for a, b in group)
-            if len(group) > 1:
-                compared.pooled.append(_pooled_entry(study, comparison, group))
+            pooled, result = _pooled_entry(study, comparison, group) if len(group) > 1 else (None, None)
+            compared.seeds.extend(_seed_entry(study, comparison, a, b, result.pairs[i] if result else None)
+                                  for i, (a, b) in enumerate(group))
+            if pooled is not None:
+                compared.pooled.append(pooled)
     return compared
 
 
@@ -168,7 +176,10 @@ def _facts(comparison: Comparison, a: RunCell) -> dict[str, Any]:
     return {"compare": comparison.index, "task": a.config.task, "sampler": a.config.sampler, "n": a.config.n}
 
 
-def _seed_entry(study: Study, comparison: Comparison, a: RunCell, b: RunCell) -> dict[str, Any]:
+def _seed_entry(study: Study, comparison: Comparison, a: RunCell, b: RunCell,
+                pooled: PairResult | None) -> dict[str, Any]:
+    """One seed's pair: its pair in the claim pooled over seeds where there is one, else ``compare_runs`` of its two
+    runs; ``basis`` names the examples it is computed on."""
     from harness.compare import compare_runs
 
     entry: dict[str, Any] = {"a": a.config.policy, "b": b.config.policy, **_facts(comparison, a),
@@ -178,13 +189,16 @@ def _seed_entry(study: Study, comparison: Comparison, a: RunCell, b: RunCell) ->
     try:
         entry["a"] = read_summary(study.output / a.record).policy_name
         entry["b"] = read_summary(study.output / b.record).policy_name
-        result = compare_runs(study.output / a.record, study.output / b.record)
+        result = pooled or compare_runs(study.output / a.record, study.output / b.record)
     except HarnessError as exc:
         return {**entry, "note": str(exc)}
-    return {**entry, **dataclasses.asdict(result), "line": result.line()}
+    basis = "the examples every run of the claim answered" if pooled else "the examples both runs answered"
+    return {**entry, **dataclasses.asdict(result), "basis": basis, "line": result.line()}
 
 
-def _pooled_entry(study: Study, comparison: Comparison, group: list[tuple[RunCell, RunCell]]) -> dict[str, Any]:
+def _pooled_entry(study: Study, comparison: Comparison,
+                  group: list[tuple[RunCell, RunCell]]) -> tuple[dict[str, Any], PooledComparison | None]:
+    """The claim pooled over its seeds as ``study.json`` keeps it, and the comparison itself where every seed ran."""
     from harness.compare import compare_pooled
 
     entry: dict[str, Any] = {"a": comparison.a, "b": comparison.b, **_facts(comparison, group[0][0]),
@@ -192,7 +206,7 @@ def _pooled_entry(study: Study, comparison: Comparison, group: list[tuple[RunCel
                              "runs": [[a.record, b.record] for a, b in group]}
     missing = sum(not (a.status == b.status == "done" and a.record and b.record) for a, b in group)
     if missing:
-        return {**entry, "note": f"not pooled: {missing} of {len(group)} seeds not run"}
+        return {**entry, "note": f"not pooled: {missing} of {len(group)} seeds not run"}, None
 
     def side(records: list[str]) -> list[Path]:  # an untrained policy's one run stands against every seed
         return [study.output / r for r in (records[:1] if len(set(records)) == 1 else records)]
@@ -201,8 +215,8 @@ def _pooled_entry(study: Study, comparison: Comparison, group: list[tuple[RunCel
         result = compare_pooled(side([str(a.record) for a, _ in group]), side([str(b.record) for _, b in group]),
                                 names=(comparison.a, comparison.b))
     except HarnessError as exc:
-        return {**entry, "note": str(exc)}
-    return {**entry, **dataclasses.asdict(result), "line": result.line()}
+        return {**entry, "note": str(exc)}, None
+    return {**entry, **result.to_json(), "line": result.line()}, result
 
 
 def write_view(study: Study, executor: str, compared: Compared) -> Path:

@@ -6,11 +6,11 @@ is known without a model or an engine; the last tests compare records the pipeli
 
 from __future__ import annotations
 
-import itertools
 import json
+import math
+import re
 import shutil
 import statistics
-from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -24,11 +24,12 @@ import harness
 from harness.cli import app
 from harness.compare import compare_pooled, compare_runs
 from harness.errors import HarnessError
-from harness.metrics import bootstrap_ci
+from harness.metrics import bootstrap_ci, t_interval, t_quantile
 from harness.pipeline import RunConfig, examples_of, execute, plan
 from harness.record import RunSummary, read_record
 from harness.study import load
 from harness.study_run import compare, show_table, write_study
+from tasks.countdown import solve
 
 SOURCE = ROOT / "tests" / "fixtures" / "records-v2" / "canned-countdown-greedy-n1-9851e53b"
 
@@ -72,8 +73,11 @@ def test_the_pooled_difference_is_the_mean_of_the_seeds_and_holds_when_every_see
     assert result.seeds_better == (3, 0) and result.better == (4 + 5 + 6, 0)
     low, high = result.ci95
     assert 0 < low < 0.25 < high
+    half = 4.3027 * 0.05 / math.sqrt(3)  # t(0.975, 2 df) x sd / sqrt(seeds)
+    assert result.t95 == pytest.approx((0.25 - half, 0.25 + half))
+    assert "[+0.126, +0.374] (95% t over the 3 seeds' differences, 2 df)" in result.line()
     assert result.holds and "holds: rloo-s0,rloo-s1,rloo-s2/greedy > sft-s0,sft-s1,sft-s2/greedy holds on 3 of 3 " \
-                              "seeds and the pooled interval excludes 0" in result.line()
+                              "seeds and the pooled interval and the t interval over seeds exclude 0" in result.line()
     assert result.names == ("rloo-s0,rloo-s1,rloo-s2/greedy", "sft-s0,sft-s1,sft-s2/greedy")
     assert [p.names for p in result.pairs] == [(f"rloo-s{i}/greedy", f"sft-s{i}/greedy") for i in range(3)]
     assert result.pairing == "the i-th run of each side together"
@@ -83,7 +87,7 @@ def test_one_run_a_side_is_the_paired_comparison_draw_for_draw(tmp_path):
     (a,), (b,) = runs(tmp_path, "rloo", [set(range(12))]), runs(tmp_path, "sft", [B])
     one = compare_pooled([a], [b])
     diffs = [float(i < 12) - float(i < 8) for i in range(20)]
-    assert one.pairs == (compare_runs(a, b),) and one.spread is None
+    assert one.pairs == (compare_runs(a, b),) and one.spread is None and one.t95 is None
     assert one.ci95 == compare_runs(a, b).ci95 == bootstrap_ci(diffs)
 
 
@@ -118,6 +122,30 @@ def test_seeds_that_agree_on_a_small_difference_do_not_hold_when_the_pooled_inte
     assert low < 0 < high and not result.holds
     assert result.verdict() == "does not hold across seeds: rloo > sft holds on 3 of 3 seeds; the pooled interval " \
                                "includes 0"
+
+
+def test_seeds_that_agree_but_spread_widely_do_not_hold_when_the_t_interval_over_seeds_includes_zero(tmp_path):
+    """Seeds +0.30, +0.30, +0.80 (the other right on 4 of 20 problems, each seed right on those and more): no problem
+    favours the other, so the bootstrap's lower bound is above 0, but three seeds this far apart cannot tell."""
+    a = runs(tmp_path, "rloo", [set(range(10)), set(range(10)), set(range(20))])
+    result = compare_pooled(a, runs(tmp_path, "sft", [set(range(4))] * 3), names=("rloo", "sft"))
+    assert [p.difference for p in result.pairs] == pytest.approx([0.30, 0.30, 0.80])
+    assert result.ci95[0] > 0 and result.seeds_better == (3, 0)
+    half = 4.3027 * statistics.stdev([0.30, 0.30, 0.80]) / math.sqrt(3)
+    assert result.t95 == pytest.approx((0.8 / 3 + 0.2 - half, 0.8 / 3 + 0.2 + half)) and result.t95[0] < 0
+    assert not result.holds
+    assert result.verdict() == "does not hold across seeds: rloo > sft holds on 3 of 3 seeds; the t interval over " \
+                               "seeds includes 0"
+
+
+def test_the_t_quantiles_are_student_s():
+    """The table and the expansion beyond it, against scipy's exact quantile (where scipy is installed)."""
+    stats = pytest.importorskip("scipy.stats")
+    for df in [*range(1, 61), 100, 1000]:
+        assert t_quantile(df) == pytest.approx(stats.t.ppf(0.975, df), abs=1e-4), df
+    assert t_interval([1.0]) != t_interval([1.0])  # NaN: one seed has no spread to measure
+    assert t_interval([0.1, 0.3]) == pytest.approx((0.2 - 12.7062 * math.sqrt(0.02) / math.sqrt(2),
+                                                   0.2 + 12.7062 * math.sqrt(0.02) / math.sqrt(2)))
 
 
 def _width(result) -> float:
@@ -183,6 +211,34 @@ def test_runs_of_other_task_data_or_shapes_that_do_not_pair_are_refused_in_one_l
         assert "\n" not in str(info.value)
 
 
+def _sampler(name: str):
+    def change(summary: dict) -> None:
+        summary["sampler"] = summary["config"]["sampler"] = summary["components"]["sampler"]["spec"] = name
+    return change
+
+
+def test_runs_pooled_into_one_claim_must_share_sampler_n_and_grader(tmp_path):
+    """Within a side or across a pair: a claim pooled over seeds is about the policy; two runs alone may differ."""
+    a = runs(tmp_path, "a", [B, B, B])
+    b = runs(tmp_path, "b", [B, B, B])
+    bon = _edit(record(tmp_path, "bon", B), _sampler("bon"))
+    n4 = _edit(record(tmp_path, "n4", B), lambda s: s["config"].update(n=4))
+    subset = _edit(record(tmp_path, "subset", B), lambda s: s["components"]["grader"].update(spec="countdown:subset"))
+    args = _edit(record(tmp_path, "args", B), lambda s: s["config"]["grader_args"].update(strict="1"))
+    cases = [
+        (([*a[:2], bon], b), "differ in sampler ('greedy' against 'bon')"),  # within the first side
+        ((a, [*b[:2], n4]), "differ in n (1 against 4)"),  # across the third pair
+        (([bon], b), "differ in sampler ('bon' against 'greedy')"),  # one run against each of the other side
+        ((a, [*b[:2], subset]), "differ in grader ('countdown' against 'countdown:subset')"),
+        ((a, [args, *b[1:]]), "differ in grader ('countdown' against \"countdown {'strict': '1'}\")"),
+    ]
+    for (first, second), says in cases:
+        with pytest.raises(HarnessError, match=re.escape(says)) as info:
+            compare_pooled(first, second)
+        assert "\n" not in str(info.value) and "may differ only in policy and seed" in str(info.value)
+    assert compare_runs(bon, a[0]).difference == 0  # one pair: best-of-N against greedy is a question of its own
+
+
 def invoke(*args: str | Path):
     return CliRunner().invoke(app, ["compare", *map(str, args)])
 
@@ -200,6 +256,9 @@ def test_the_cli_takes_each_sides_runs_and_prints_each_seed_and_the_pooled_verdi
     data = json.loads(invoke(*a, "--vs", *b, "--format", "json").stdout)
     assert data["difference"] == pytest.approx(0.25 / 3) and data["holds"] is False and len(data["pairs"]) == 3
     assert data["pairs"][2]["difference"] == pytest.approx(-0.2)
+    pooled = compare_pooled(a, b)
+    assert data["verdict"] == pooled.verdict() and lines[3].endswith(data["verdict"])
+    assert data["t95"] == pytest.approx(list(t_interval([0.2, 0.25, -0.2])))
 
     two = invoke(a[0], b[0])  # A B: the one paired line, as before
     assert two.exit_code == 0 and two.stdout.splitlines() == [compare_runs(a[0], b[0]).line()]
@@ -250,6 +309,31 @@ def test_the_study_reports_each_seed_and_the_claim_pooled_over_seeds(tmp_path):
     assert len(saved["comparisons"]) == 6
 
 
+def test_a_study_s_seed_shows_the_difference_its_pooled_claim_pools(tmp_path):
+    """rloo's seed 1 answered 16 of the 20 problems: the claim is pooled on those 16, and seed 0's entry is its pair
+    there (right on 12 against 8 of 16: +0.25), not its two runs' own 20 problems (+0.20)."""
+    text = ("seeds: [0, 1]\npolicies:\n  sft: {train: sft}\n  rloo: {train: rloo, base: sft}\n"
+            "runs:\n  - {policy: [sft, rloo], sampler: greedy, limit: 20}\ncompare:\n  - {a: rloo, b: sft}\n")
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    study = load(path)
+    study.output = tmp_path / "runs"
+    for cell in study.runs:
+        problems = 16 if cell.label == "rloo" and cell.seed == 1 else 20
+        right = set(range(12)) if cell.label == "rloo" else B
+        cell.status, cell.record = "done", record(study.output, cell.config.policy, right, problems).name
+    compared = compare(study)
+    (pooled,) = compared.pooled
+    assert pooled["shared"] == 16 and pooled["unpaired"] == 4
+    for seed, pair in zip(compared.seeds, pooled["pairs"], strict=True):
+        assert seed["basis"] == "the examples every run of the claim answered" and seed["shared"] == 16
+        assert {k: seed[k] for k in pair} == pair and seed["difference"] == pytest.approx(0.25)
+    own = compare_runs(study.output / compared.seeds[0]["runs"][0], study.output / compared.seeds[0]["runs"][1])
+    assert own.difference == pytest.approx(0.20)  # what the seed would have shown on its own pair's examples
+    assert pooled["verdict"] == compare_pooled(*([study.output / r for r in side] for side in zip(
+        *pooled["runs"], strict=True)), names=("rloo", "sft")).verdict()
+
+
 def test_a_study_pools_only_when_every_seed_ran(tmp_path):
     text = ("seeds: [0, 1]\npolicies:\n  sft: {train: sft}\n  rloo: {train: rloo, base: sft}\n"
             "runs:\n  - {policy: [sft, rloo], sampler: greedy, limit: 20}\ncompare:\n  - {a: rloo, b: sft}\n")
@@ -262,6 +346,7 @@ def test_a_study_pools_only_when_every_seed_ran(tmp_path):
             cell.status, cell.record = "done", record(study.output, cell.config.policy, B).name
     compared = compare(study)
     assert [c.get("note") for c in compared.seeds] == [None, "not run"]
+    assert compared.seeds[0]["basis"] == "the examples both runs answered"
     assert compared.pooled[0]["note"] == "not pooled: 1 of 2 seeds not run"
 
 
@@ -278,22 +363,6 @@ def run(out: Path, policy: Path, tokenizer, answer, **fields) -> tuple[list, Run
     engine = FakeEngine(tokenizer, answer, [e.prompt for e in examples_of(plan(config).task, config)])
     records, summary = read_record(execute(config, out, engine=engine))
     return records, summary, engine
-
-
-def solve(numbers: list[int], target: int) -> str:
-    """A Countdown solution with every number once, by brute force over left-nested expressions (exact arithmetic,
-    no eval)."""
-    ops = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
-           "/": lambda a, b: a / b if b else None}
-    for perm in itertools.permutations(numbers):
-        for chosen in itertools.product(ops, repeat=len(numbers) - 1):
-            value, text = Fraction(perm[0]), str(perm[0])
-            for op, n in zip(chosen, perm[1:], strict=True):
-                value = ops[op](value, Fraction(n)) if value is not None else None
-                text = f"({text} {op} {n})"
-            if value == target:
-                return text
-    raise AssertionError(f"no solution for {numbers} -> {target}")
 
 
 def test_compare_pairs_the_examples_two_runs_share(tmp_path, tiny_llama, tokenizer):
