@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from harness.compare import Comparison, PooledComparison, compare_runs
+from harness.compare import compare_runs
 from harness.console import warn
 from harness.errors import HarnessError, describe
 from harness.policy import list_policies, policies_dir
@@ -202,17 +202,16 @@ def _comparisons(found: list[tuple[Path, RunSummary]], study: dict[str, Any]) ->
 
 def _pooled(study: dict[str, Any]) -> list[dict[str, Any]]:
     """The study's claims pooled over its training seeds (``study.json``'s ``pooled``, as ``harness study`` wrote
-    them: the page shows them, it does not recompute them), each with its verdict in ``harness.compare``'s words;
-    an entry that was not pooled, or is not a pooled comparison, keeps only what names it and a note."""
+    them with ``PooledComparison.to_json``, verdict included: the page shows them, it recomputes nothing); an entry
+    that was not pooled, or is not a pooled comparison, keeps only what names it and a note."""
     pooled = study.get("pooled")
     out = []
     for entry in pooled if isinstance(pooled, list) else []:
         if not isinstance(entry, dict):
             out.append({"note": "not a pooled comparison: an entry of study.json's pooled must be a mapping"})
             continue
-        verdict = None if "note" in entry else _verdict(entry)
-        if verdict is not None:
-            out.append({**_finite(entry), "verdict": verdict})
+        if "note" not in entry and _pooled_shape(entry):
+            out.append(_finite(entry))
             continue
         named = {k: entry[k] for k in ("compare", "a", "b", "task", "sampler", "n")
                  if isinstance(entry.get(k), str | int)}
@@ -220,21 +219,28 @@ def _pooled(study: dict[str, Any]) -> list[dict[str, Any]]:
         if isinstance(seeds, list):
             named["seeds"] = [s for s in seeds if isinstance(s, int)]
         note = entry.get("note")
-        out.append({**named, "note": note if isinstance(note, str) else
-                    "not a pooled comparison: its numbers are missing or malformed"})
+        if not isinstance(note, str):
+            note = ("not a pooled comparison: its numbers are missing or malformed" if "verdict" in entry else
+                    "no verdict: study.json is from an earlier harness study; rerun it to pool the claim again")
+        out.append({**named, "note": note})
     return out
 
 
-def _verdict(entry: dict[str, Any]) -> str | None:
-    """``PooledComparison.verdict`` of a pooled entry, so the page words it as ``harness compare`` does (None for an
-    entry that is not one)."""
-    try:
-        pairs = tuple(Comparison(**{f.name: p[f.name] for f in dataclasses.fields(Comparison)})
-                      for p in entry["pairs"])
-        facts = {f.name: entry[f.name] for f in dataclasses.fields(PooledComparison) if f.name != "pairs"}
-        return PooledComparison(pairs=pairs, **facts).verdict()
-    except (KeyError, TypeError, ValueError, IndexError):
-        return None
+def _pooled_shape(entry: dict[str, Any]) -> bool:
+    """Whether a pooled entry holds what the page reads of it, each of its kind."""
+
+    def number(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    def two(v: Any, kind: Any = number) -> bool:
+        return isinstance(v, list) and len(v) == 2 and all(kind(x) for x in v)
+
+    pairs = entry.get("pairs")
+    return (isinstance(entry.get("verdict"), str) and isinstance(entry.get("holds"), bool)
+            and number(entry.get("difference")) and two(entry.get("ci95"))
+            and (entry.get("t95") is None or two(entry.get("t95"))) and two(entry.get("seeds_better"))
+            and two(entry.get("names"), lambda x: isinstance(x, str)) and isinstance(pairs, list) and bool(pairs)
+            and all(isinstance(p, dict) and number(p.get("difference")) and two(p.get("ci95")) for p in pairs))
 
 
 def _value(summary: RunSummary) -> float:
@@ -737,9 +743,10 @@ function comparisonsTab(root) {
 function pooledTable(root) {
   root.append(el("h3", {}, "Pooled over training seeds"),
     el("p", {class: "muted"}, "Each declared comparison of the study over all its training seeds, as harness study " +
-      "computed it: the mean of the seeds' differences, its 95% interval from a hierarchical bootstrap that " +
-      "resamples seeds and examples, and each seed's difference. A claim holds only when every seed's difference " +
-      "has the pooled sign and the pooled interval excludes 0; one that does not hold is marked ✗."));
+      "computed it, on the examples every run of the claim answered: the mean of the seeds' differences, its 95% " +
+      "interval from a hierarchical bootstrap that resamples seeds and examples, its 95% t interval over the seeds' " +
+      "differences, and each seed's difference. A claim holds only when every seed's difference has the pooled " +
+      "sign and both intervals exclude 0; one that does not hold is marked ✗."));
   const pooled = (c) => isNum(c.difference);
   const state = (c) => !pooled(c) ? "not pooled" : c.holds ? "holds" : "does not hold";
   const winner = (c) => c.difference > 0 ? 0 : c.difference < 0 ? 1 : null;
@@ -770,6 +777,8 @@ function pooledTable(root) {
     {key: "ci95", label: "95% CI (seeds and examples)", num: true, get: (c) => c.ci95 ? c.ci95[0] : null,
      show: (c) => ci(c.ci95, fsign)},
     {key: "bar", label: "", get: () => 0, show: (c) => pooled(c) ? ciBar(c) : ""},
+    {key: "t95", label: "95% t over seeds", num: true, get: (c) => c.t95 ? c.t95[0] : null,
+     show: (c) => ci(c.t95, fsign), title: "mean ± t(0.975, seeds − 1) · sd / √seeds of the seeds' differences"},
     {key: "in_favour", label: "seeds in favour", get: inFavour},
     {key: "per_seed", label: "each seed: A − B [95% CI]", get: (c) => list(c.pairs).length || null, show: perSeed},
     {key: "means", label: "A · B", num: true, get: (c) => c.means ? c.means[0] : null,

@@ -203,21 +203,24 @@ def test_the_page_holds_study_json_s_pooled_entries_each_with_its_verdict(seeded
     data = json.loads(re.search(r'id="report-data">(.*?)</script>', page, re.S).group(1))
     holds, unpooled, fails = seeded["pooled"]
     assert holds["holds"] and not fails["holds"] and unpooled["note"] == "not pooled: 3 of 3 seeds not run"
-    assert [{k: v for k, v in p.items() if k != "verdict"} for p in data["pooled"]] == [
-        holds, {k: v for k, v in unpooled.items() if k != "runs"}, fails]  # a claim not pooled: what names it
+    assert data["pooled"] == [holds, {k: v for k, v in unpooled.items() if k != "runs"}, fails]  # as written
     verdicts = [p.get("verdict") for p in data["pooled"]]
     assert verdicts[0].startswith("holds: rloo > sft holds on 3 of 3 seeds") and holds["line"].endswith(verdicts[0])
     assert verdicts[2].startswith("does not hold across seeds: sft > base holds on 2 of 3 seeds; the seeds disagree "
                                   "(1 not in favour)") and fails["line"].endswith(verdicts[2])
-    assert verdicts[1] is None
+    assert verdicts[1] is None and all(len(p["t95"]) == 2 for p in (holds, fails))
     study = json.loads((seeded["runs"] / "study.json").read_text())  # its output: the runs' absolute path
-    study["pooled"] = [7, {**holds, "pairs": "none", "seeds": "0"}]  # not entries: notes naming what they can
+    said = {**holds, "verdict": "holds: as harness study worded it"}  # the page words nothing itself
+    old = {k: v for k, v in holds.items() if k not in ("verdict", "t95")}  # study.json from before the verdict
+    study["pooled"] = [7, {**holds, "pairs": "none", "seeds": "0"}, said, old]
     (tmp_path / "study.json").write_text(json.dumps(study))
     out = write_report(tmp_path, tmp_path / "bad.html")
     bad = json.loads(re.search(r'id="report-data">(.*?)</script>', out.read_text(), re.S).group(1))["pooled"]
+    named = {"compare": 1, "a": "rloo", "b": "sft", "task": "countdown", "sampler": "greedy", "n": 1}
     assert bad == [{"note": "not a pooled comparison: an entry of study.json's pooled must be a mapping"},
-                   {"compare": 1, "a": "rloo", "b": "sft", "task": "countdown", "sampler": "greedy", "n": 1,
-                    "note": "not a pooled comparison: its numbers are missing or malformed"}]
+                   {**named, "note": "not a pooled comparison: its numbers are missing or malformed"}, said,
+                   {**named, "seeds": [0, 1, 2], "note": "no verdict: study.json is from an earlier harness study; "
+                                                         "rerun it to pool the claim again"}]
 
 
 def test_max_chars_cuts_and_says_so(study, tmp_path):
