@@ -482,6 +482,7 @@ def test_pooled_comparisons_show_study_json_s_numbers_apart_from_each_pair(brows
             assert abs(float(text["difference"]) - entry["difference"]) <= 5e-4 + 1e-12
             low, high = interval(text["ci95"])
             assert abs(low - entry["ci95"][0]) <= 5e-4 + 1e-12 and abs(high - entry["ci95"][1]) <= 5e-4 + 1e-12
+            assert interval(text["t95"]) == pytest.approx(entry["t95"], abs=5e-4 + 1e-12)
             n = len(entry["pairs"])
             assert text["in_favour"] == f"{entry['seeds_better'][0]} of {n} ({entry['a']} > {entry['b']})"
             seeds = row.find_elements(By.CSS_SELECTOR, "td[data-col=per_seed] li")
