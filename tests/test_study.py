@@ -456,6 +456,7 @@ def test_study_json_holds_the_declared_comparisons_and_a_view_of_the_study(tmp_p
     (entry,) = study_json(tmp_path / "runs")["comparisons"]
     assert entry["a"] == entry["b"] == Path(tiny_llama).name and entry["task"] == "countdown"
     assert entry["difference"] == 0.0 and entry["shared"] == 2 and "line" in entry
+    assert entry["basis"] == "the examples both runs answered" and study_json(tmp_path / "runs")["pooled"] == []
     view = tmp_path / "runs" / "studies" / "study"
     assert (view / "study.json").exists() and len(list(view.glob("*/summary.json"))) == 1
 
