@@ -21,17 +21,20 @@ from types import ModuleType
 import harness
 from harness.errors import describe
 from harness.metrics import accuracy, micro, side
+from harness.rows import shared_data
 
 PUNKT = "tokenizers/punkt_tab/english/"
-HELP = ("set NLTK_DATA to a folder containing tokenizers/punkt_tab (e.g. ../shared/data/nltk_data), "
+HELP = ("set NLTK_DATA to a folder containing tokenizers/punkt_tab (the shared data's nltk_data holds one), "
         "or run `python -m nltk.downloader punkt_tab` where online")
 
 
 def _punkt_or_error() -> None:
-    """Make sure ``punkt_tab`` is on NLTK's path, honouring NLTK_DATA even when set after nltk was imported."""
+    """Make sure ``punkt_tab`` is on NLTK's path, honouring NLTK_DATA even when set after nltk was imported, then the
+    shared data's ``nltk_data`` (where the offline copies of public data live)."""
     import nltk
 
-    for folder in os.environ.get("NLTK_DATA", "").split(os.pathsep):
+    folders = [*os.environ.get("NLTK_DATA", "").split(os.pathsep), str(shared_data() / "nltk_data")]
+    for folder in reversed(folders):  # each goes to the front: NLTK_DATA ends first
         if folder and os.path.expanduser(folder) not in nltk.data.path:
             nltk.data.path.insert(0, os.path.expanduser(folder))
     try:

@@ -251,12 +251,20 @@ sys.exit("no error")
 def test_missing_punkt_is_a_one_line_error_without_download(tmp_path):
     empty = tmp_path / "nltk_data"
     empty.mkdir()
-    env = {**os.environ, "NLTK_DATA": str(empty), "HOME": str(tmp_path)}
+    env = {**os.environ, "NLTK_DATA": str(empty), "HARNESS_DATA": str(tmp_path), "HOME": str(tmp_path)}
     result = subprocess.run([sys.executable, "-c", MISSING_PUNKT], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     (line,) = result.stdout.splitlines()
     assert "punkt_tab" in line and "NLTK_DATA" in line and "nltk.downloader" in line
+
+
+def test_punkt_is_found_in_the_shared_data_without_nltk_data(tmp_path, shared_data):
+    env = {k: v for k, v in os.environ.items() if k != "NLTK_DATA"} | {"HARNESS_DATA": str(shared_data),
+                                                                          "HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", MISSING_PUNKT], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1 and result.stderr.strip().endswith("no error"), result.stderr[-2000:]
 
 
 # -- end to end -------------------------------------------------------------------------------------
@@ -285,7 +293,8 @@ def test_missing_punkt_stops_the_run_before_generation(tmp_path, data):
     empty = tmp_path / "nltk_data"
     empty.mkdir()
     result = harness_cli("run", "--task", "ifeval", "--task-arg", f"data={data}", "--limit", "1",
-                         "-o", str(tmp_path / "runs"), env={"NLTK_DATA": str(empty), "HOME": str(tmp_path)})
+                         "-o", str(tmp_path / "runs"),
+                         env={"NLTK_DATA": str(empty), "HARNESS_DATA": str(tmp_path), "HOME": str(tmp_path)})
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = [x for x in result.stderr.splitlines() if not x.startswith("warning:")]  # warnings: other plugins
     assert "punkt_tab" in line and "NLTK_DATA" in line
