@@ -7,7 +7,7 @@ PIP     = $(PY) -m pip
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMP   = $(VENV)/.harness-installed
 
-.PHONY: install demo test lint bench clean policies evaluate evaluate-countdown
+.PHONY: install demo test lint bench clean policies evaluate
 
 install: $(STAMP)
 
@@ -45,33 +45,18 @@ demo: $(STAMP)
 	@echo "its dry run says what each cell costs on this machine:"
 	$(HARNESS) study studies/quick.yaml --dry-run
 
-# The quick study (studies/quick.yaml) on this CPU: the training chain (SFT on Countdown solutions -> RLOO with the
-# Countdown verifier as reward; DPO and a reward model on the instruction preferences, train half of the
-# instruction split), then the held-out evaluation, one leaderboard. Each cell runs once: a finished one is read
-# back, an interrupted one resumes (`harness study studies/quick.yaml --dry-run` shows which is which).
+# The quick study (studies/quick.yaml) on this CPU: the Countdown chain (SFT on Countdown solutions -> RLOO with the
+# Countdown rule verifier as reward) and the instruction chain (policies/recipes/quick-instruct.yaml: SFT, DPO and
+# RLOO against a reward model on half A of the preference pairs, an independent judge on half B), then held-out
+# Countdown, IFEval and AlpacaEval win-rates and the declared comparisons. Each cell runs once: a finished one is
+# read back, an interrupted one resumes (`harness study studies/quick.yaml --dry-run` shows which is which).
+# `make evaluate` is the same study: it trains what is missing first.
 policies: $(STAMP)
 	$(HARNESS) study studies/quick.yaml
 	$(HARNESS) policies
 
-# `make evaluate` is the quick study too (it trains what is missing first): Countdown test problems as trained
-# (3 numbers, zero-shot), greedy on all 1,024 and best-of-16 on the first 100 under the rule verifier; AlpacaEval
-# instructions (evaluation half) against the base model's own answers, judged by the trained reward model `rm`,
-# which no policy was trained against. The variables below serve `make evaluate-countdown`.
-DATA           ?= ../shared/data
-EVAL_COUNTDOWN ?= --task countdown --task-arg numbers=3 --task-arg shots=0
-EVAL_ALPACA    ?= --task alpaca --task-arg data=$(DATA)/alpaca_eval/eval.jsonl --limit 100 --grader winrate:rm:rm
-EVAL_POLICIES  ?= sft rloo dpo
-GREEDY_LIMIT   ?= 1024
-POLICIES_DIR   ?= $(or $(HARNESS_HOME),$(HOME)/.cache/harness)/policies
-
 evaluate: $(STAMP)
 	$(HARNESS) study studies/quick.yaml
-
-# The Countdown half alone, by hand (the quick study runs it with the rest).
-evaluate-countdown: $(STAMP)
-	for p in smollm2 $(EVAL_POLICIES); do \
-	  $(HARNESS) run --policy $$p $(EVAL_COUNTDOWN) --limit $(GREEDY_LIMIT) --sampler greedy && \
-	  $(HARNESS) run --policy $$p $(EVAL_COUNTDOWN) --limit 100 --sampler bon --n 16 || exit 1; done
 
 test: $(STAMP)
 	$(PY) -m pytest -q
