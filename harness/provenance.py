@@ -57,18 +57,26 @@ MANIFEST = "policy.json"
 DIGEST_CHARS = 16  # 64 bits of SHA-256: a collision among a few million prompts is out of reach
 
 
-def prompt_digest(user_turns: Iterable[str]) -> str:
+def normalise_prompt(user_turns: Iterable[str]) -> str:
     """One row's prompt by content: its user turns, each NFKC-normalised, case-folded and whitespace-collapsed.
 
-    Training rows and evaluation examples are digested by this one rule, so the same question matches
-    whichever dataset spelled it with other spacing or capitals."""
-    text = "\n".join(" ".join(unicodedata.normalize("NFKC", turn).casefold().split()) for turn in user_turns)
-    return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_CHARS]
+    Training rows and evaluation examples are digested, and training halves hashed, from this one text, so the
+    same question matches whichever dataset spelled it with other spacing or capitals."""
+    return "\n".join(" ".join(unicodedata.normalize("NFKC", turn).casefold().split()) for turn in user_turns)
+
+
+def prompt_digest(user_turns: Iterable[str]) -> str:
+    """A short content digest of the normalised prompt."""
+    return hashlib.sha256(normalise_prompt(user_turns).encode()).hexdigest()[:DIGEST_CHARS]
+
+
+def example_turns(example: Example) -> list[str]:
+    """An example's user turns as the chat the renderer builds it: the worked examples' questions, then the prompt."""
+    return [*(question for question, _ in example.shots), example.prompt]
 
 
 def example_digest(example: Example) -> str:
-    """An example's prompt as the chat the renderer builds it: the worked examples' questions, then the prompt."""
-    return prompt_digest([*(question for question, _ in example.shots), example.prompt])
+    return prompt_digest(example_turns(example))
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ TRAIN half of the instruction split (``tasks.alpaca.instruction_split``), so an 
 instruction is never trained on, and what that excluded is counted too.
 
 ``half: A`` or ``half: B`` keeps one of two disjoint halves of a source's rows, by a content hash of the
-prompt's first user turn: a judge trained on half B never saw a prompt of a policy trained on half A
-(``overlap`` says when two data lists may share prompts). A hub dataset is read from a local mirror,
+prompt's user turns normalised as lineage digests them (``harness.provenance.normalise_prompt``): a judge trained on
+half B never saw a prompt of a policy trained on half A, however a dataset spelled it (``overlap`` says when two
+data lists may share prompts). A hub dataset is read from a local mirror,
 ``$HARNESS_DATA/OWNER/NAME/SPLIT.jsonl``, where there is one; offline (``HF_HUB_OFFLINE``) a hub id with no
 mirror is a one-line error before any network access.
 """
@@ -31,6 +32,7 @@ from harness import splits
 from harness.errors import HarnessError, choices
 from harness.plugins import Spec, registry
 from harness.policy import HUB_ID
+from harness.provenance import example_turns, normalise_prompt
 from harness.rows import shared_data
 from policies.config import show
 
@@ -82,6 +84,16 @@ class Malformed(Exception):
     """A row that does not fit the schema; its message is the reason counted in the manifest."""
 
 
+@dataclass(frozen=True)
+class Take:
+    """Which of a source's good rows are kept: those of ``half`` (all without one), then a sample of ``limit``
+    of them seeded by ``seed`` (all without a limit)."""
+
+    seed: int = 0
+    limit: int | None = None
+    half: str | None = None
+
+
 def check(specs: list[dict[str, Any]], kind: str) -> None:
     """Source names, the kind of rows they give, and ``rows``: checked before anything slow happens."""
     for spec in specs:
@@ -123,13 +135,11 @@ def load(specs: list[dict[str, Any]], kind: str, seed: int = 0) -> tuple[list[An
         spec = dict(spec)
         name = str(spec.pop("source"))
         source = SOURCES[name]
-        limit = spec.pop("rows", None)
-        half = spec.pop("half", None)
+        take = Take(seed, spec.pop("rows", None), spec.pop("half", None))
         if source.default and "path" not in spec:
             spec["path"] = source.default
         count = Counts(name)
-        got = source.read(spec, kind, count, seed, limit) if half is None else _half_of(
-            source, spec, kind, count, seed, limit, half)
+        got = source.read(spec, kind, count, take)
         if not got:
             raise HarnessError(f"data source {name} ({count.path or 'generated'}) gave no usable rows "
                                f"({count.read} read, {count.skipped} skipped: {count.reasons or 'none'})")
@@ -144,47 +154,41 @@ _KIND_NAMES = {"sft": "SFT conversations", "pref": "preference pairs", "prompt":
 @dataclass(frozen=True)
 class Source:
     kinds: tuple[str, ...]
-    read: Callable[[dict[str, Any], str, Counts, int, int | None], list[Any]]
+    read: Callable[[dict[str, Any], str, Counts, Take], list[Any]]
     default: str | None = None  # the file or hub id read when the spec names no path
 
 
 # ---------------------------------------------------------------- halves
 
-def half_of(text: str) -> str:
-    """``A`` or ``B`` for a prompt text, by a content hash salted apart from the train/eval instruction split and
-    from a reward model's held-out share (both hash the same texts)."""
-    return HALVES[splits.fraction(f"half\n{text.strip()}") >= 0.5]
+def prompt_turns(row: Any) -> list[str]:
+    """A row's prompt as lineage digests it and halves hash it: the user turns of an SFT conversation's or a
+    preference pair's prompt, and an RL example's as the renderer builds it (worked examples' questions first)."""
+    if isinstance(row, harness.Example):
+        return example_turns(row)
+    messages = row.prompt if isinstance(row, Pair) else row["prompt"]
+    return [m["content"] for m in messages if m.get("role") == "user"]
 
 
-def prompt_text(row: Any) -> str:
-    """What a row's half is decided by: the first user turn of a chat, or an RL prompt's text."""
-    if isinstance(row, Pair):
-        messages = row.prompt
-    elif isinstance(row, dict):
-        messages = row["prompt"]
-    else:
-        return row.prompt
-    return next((m["content"] for m in messages if m["role"] == "user"), messages[0]["content"])
-
-
-def _half_of(source: Source, spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None,
-             half: str) -> list[Any]:
-    """The source's rows of one half; ``limit`` samples from that half, the other half counted."""
-    rows = source.read(spec, kind, count, seed, None)
-    kept = [r for r in rows if half_of(prompt_text(r)) == half]
-    count.other_half = len(rows) - len(kept)
-    if limit is not None and limit < len(kept):
-        kept = random.Random(seed).sample(kept, limit)
-    count.kept = len(kept)
-    return kept
+def half_of(row: Any) -> str:
+    """``A`` or ``B`` for a row, by a content hash of its normalised prompt salted apart from the train/eval
+    instruction split and from a reward model's held-out share (both hash the same texts)."""
+    return HALVES[splits.fraction(f"half\n{normalise_prompt(prompt_turns(row))}") >= 0.5]
 
 
 def pool(spec: dict[str, Any]) -> str:
-    """Which prompts a data source draws from: AlpacaEval's instructions for every file of that set, else its
-    path (or hub id, or task)."""
+    """Which prompts a data source draws from: AlpacaEval's instructions for every file of that set, else its file
+    (or hub id) by its resolved place under the data root or absolute path, however the recipe spelled it; else
+    its task."""
     source = SOURCES.get(str(spec.get("source")))
-    where = str(spec.get("path") or (source.default if source else None) or spec.get("task") or spec.get("source"))
-    return "alpaca_eval" if where.startswith("alpaca_eval/") else where
+    where = spec.get("path") or (source.default if source else None)
+    if not where:
+        return str(spec.get("task") or spec.get("source"))
+    root = shared_data().resolve()
+    place = (resolve_path(str(where)) or root / str(where)).resolve()
+    if not place.is_relative_to(root):
+        return str(place)
+    parts = place.relative_to(root).parts
+    return "alpaca_eval" if parts[:1] == ("alpaca_eval",) else "/".join(parts)
 
 
 def overlap(first: list[dict[str, Any]], second: list[dict[str, Any]]) -> tuple[str, str] | None:
@@ -232,9 +236,10 @@ def read_rows(path: str, count: Counts, split: str = "train", config: str | None
 _BAD_JSON = object()
 
 
-def _limited(rows: Iterable[Any], convert: Callable[[Any], Any], count: Counts, seed: int,
-             limit: int | None) -> list[Any]:
-    """Convert every row (counting the ones that do not fit), then a seeded sample of ``limit`` of the good ones."""
+def _limited(rows: Iterable[Any], convert: Callable[[Any], Any], count: Counts, take: Take,
+             solvable: Callable[[Any], bool] | None = None) -> list[Any]:
+    """Convert every row (counting the ones that do not fit), keep those of the half, then a seeded sample of
+    ``limit`` of them; ``solvable``, too slow for every row, is asked of the sample's rows only."""
     kept = []
     for row in rows:
         count.read += 1
@@ -251,19 +256,36 @@ def _limited(rows: Iterable[Any], convert: Callable[[Any], Any], count: Counts, 
             count.eval_split += 1
         elif out is _TIE:
             count.ties += 1
-        elif out is _UNSOLVABLE:
-            count.unsolvable += 1
+        elif take.half is not None and half_of(out) != take.half:
+            count.other_half += 1
         else:
             kept.append(out)
-    if limit is not None and limit < len(kept):
-        kept = random.Random(seed).sample(kept, limit)
+    if solvable is not None:
+        kept = _solvable(kept, solvable, count, take)
+    elif take.limit is not None and take.limit < len(kept):
+        kept = random.Random(take.seed).sample(kept, take.limit)
     count.kept = len(kept)
+    return kept
+
+
+def _solvable(rows: list[Any], solvable: Callable[[Any], bool], count: Counts, take: Take) -> list[Any]:
+    """The first ``limit`` rows in a seeded shuffle (all rows in order without a limit) that ``solvable`` accepts,
+    the ones it refuses on the way counted."""
+    if take.limit is not None:
+        rows = random.Random(take.seed).sample(rows, len(rows))
+    kept = []
+    for row in rows:
+        if take.limit is not None and len(kept) == take.limit:
+            break
+        if solvable(row):
+            kept.append(row)
+        else:
+            count.unsolvable += 1
     return kept
 
 
 _EVAL_SPLIT = object()
 _TIE = object()
-_UNSOLVABLE = object()
 
 
 def _text(row: dict, key: str) -> str:
@@ -337,8 +359,8 @@ def task_examples(spec: dict[str, Any], seed: int, limit: int | None) -> tuple[S
     return task_spec, list(task.examples(split=split, limit=limit, seed=seed))
 
 
-def _read_task(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None) -> list[Any]:
-    task_spec, examples = task_examples(spec, seed, limit)
+def _read_task(spec: dict[str, Any], kind: str, count: Counts, take: Take) -> list[Any]:
+    task_spec, examples = task_examples(spec, take.seed, take.limit)
     name = task_spec.name
     count.path = f"task:{name}"
     count.component = registry().describe(task_spec)
@@ -358,7 +380,7 @@ def _read_task(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit:
     return rows
 
 
-def _read_gsm8k(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None) -> list[Any]:
+def _read_gsm8k(spec: dict[str, Any], kind: str, count: Counts, take: Take) -> list[Any]:
     """GSM8K-layout rows (``question``, ``answer`` ending ``#### N``): worked solutions, or prompts for ``sympy``."""
     _options(spec, "gsm8k", ("path",))
     from tasks.gsm8k import chat_prompt, reference_of
@@ -371,10 +393,10 @@ def _read_gsm8k(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit
         return harness.Example(chat_prompt(question), reference_of(solution), {"solution": solution},
                                id=f"gsm8k-train-{count.read}")
 
-    return _limited(read_rows(spec["path"], count), convert, count, seed, limit)
+    return _limited(read_rows(spec["path"], count), convert, count, take)
 
 
-def _read_conversations(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None) -> list[Any]:
+def _read_conversations(spec: dict[str, Any], kind: str, count: Counts, take: Take) -> list[Any]:
     """LIMA's ``conversations`` (alternating user/assistant strings) or chat ``messages`` (SmolTalk): the last
     assistant turn is the completion, every turn before it the prompt."""
     _options(spec, "conversations", ("path", "split"))
@@ -394,8 +416,7 @@ def _read_conversations(spec: dict[str, Any], kind: str, count: Counts, seed: in
             raise Malformed("conversation does not end with an assistant turn after a user turn")
         return {"prompt": messages[:-1], "completion": messages[-1:]}
 
-    return _limited(read_rows(spec["path"], count, spec.get("split", "train")), convert, count, seed,
-                    limit)
+    return _limited(read_rows(spec["path"], count, spec.get("split", "train")), convert, count, take)
 
 
 def _message(m: Any) -> dict[str, str]:
@@ -408,7 +429,7 @@ def _message(m: Any) -> dict[str, str]:
     return {"role": m["role"], "content": m["content"]}
 
 
-def _read_jsonl(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None) -> list[Any]:
+def _read_jsonl(spec: dict[str, Any], kind: str, count: Counts, take: Take) -> list[Any]:
     """Rows this package writes (``harness augment``) or any file of the same shape: ``prompt``/``completion``
     messages for SFT, ``prompt``/``chosen``/``rejected`` for preferences."""
     _options(spec, "jsonl", ("path",))
@@ -426,7 +447,7 @@ def _read_jsonl(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit
             return {"prompt": prompt, "completion": [{"role": "assistant", "content": _reply(row, "completion")}]}
         return Pair(prompt, _reply(row, "chosen"), _reply(row, "rejected"))
 
-    return _limited(read_rows(str(spec["path"]), count), convert, count, seed, limit)
+    return _limited(read_rows(str(spec["path"]), count), convert, count, take)
 
 
 def _reply(row: dict, key: str) -> str:
@@ -440,7 +461,7 @@ def _reply(row: dict, key: str) -> str:
 
 # ---------------------------------------------------------------- preference pairs
 
-def _read_alpaca_judge(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None) -> list[Any]:
+def _read_alpaca_judge(spec: dict[str, Any], kind: str, count: Counts, take: Take) -> list[Any]:
     """AlpacaEval's GPT-4 Turbo verdicts: ``preference`` 1 prefers ``output_1``, 2 ``output_2``; 1.5 is a tie."""
     _options(spec, "alpaca-judge", ("path", "min_margin"))
     margin = float(spec.get("min_margin", 0.0))
@@ -458,8 +479,7 @@ def _read_alpaca_judge(spec: dict[str, Any], kind: str, count: Counts, seed: int
         chosen, rejected = (first, second) if preference < 1.5 else (second, first)
         return Pair([{"role": "user", "content": instruction}], chosen, rejected)
 
-    return _limited(read_rows(spec["path"], count), convert, count, seed,
-                    limit)
+    return _limited(read_rows(spec["path"], count), convert, count, take)
 
 
 def hh_messages(transcript: str) -> Messages:
@@ -478,7 +498,7 @@ def hh_messages(transcript: str) -> Messages:
     return messages
 
 
-def _read_hh(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None) -> list[Any]:
+def _read_hh(spec: dict[str, Any], kind: str, count: Counts, take: Take) -> list[Any]:
     """Anthropic HH-RLHF pairs: ``prompt`` (a transcript up to its last Assistant marker), ``chosen``, ``rejected``."""
     _options(spec, "hh-harmless", ("path",))
 
@@ -491,11 +511,10 @@ def _read_hh(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: i
             return _EVAL_SPLIT
         return Pair(prompt, chosen, rejected)
 
-    return _limited(read_rows(spec["path"], count), convert,
-                    count, seed, limit)
+    return _limited(read_rows(spec["path"], count), convert, count, take)
 
 
-def _read_ultrafeedback(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None) -> list[Any]:
+def _read_ultrafeedback(spec: dict[str, Any], kind: str, count: Counts, take: Take) -> list[Any]:
     """``HuggingFaceH4/ultrafeedback_binarized`` (split ``train_prefs``): ``chosen``/``rejected`` are whole chats
     that share every turn but the last."""
     _options(spec, "ultrafeedback", ("path", "split"))
@@ -513,15 +532,17 @@ def _read_ultrafeedback(spec: dict[str, Any], kind: str, count: Counts, seed: in
             return _EVAL_SPLIT
         return Pair(chosen[:-1], chosen[-1]["content"], rejected[-1]["content"])
 
-    return _limited(read_rows(spec["path"], count, spec.get("split", "train_prefs")), convert, count, seed, limit)
+    return _limited(read_rows(spec["path"], count, spec.get("split", "train_prefs")), convert, count, take)
 
 
 # ---------------------------------------------------------------- RL prompts
 
-def _read_countdown_data(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None) -> list[Any]:
+def _read_countdown_data(spec: dict[str, Any], kind: str, count: Counts, take: Take) -> list[Any]:
     """Countdown rows (``nums``, ``target``: ``Jiayi-Pan/Countdown-Tasks-3to4`` or a local JSONL) as prompts; the
-    harness's held-out test problems (by the task's own hash split) are left out, and so are problems no expression
-    using every number exactly once solves (the verifier's rule: no reward could be earned), counted."""
+    harness's held-out test and validation problems (by the task's own hash split) are left out, and so are
+    problems no expression using every number exactly once solves (the verifier's rule: no reward could be
+    earned), counted: only as many as are met before ``rows`` solvable ones are kept, since solving every hub row
+    would take minutes."""
     _options(spec, "countdown-data", ("path", "shots"))
     from tasks.countdown import SHOT, canonical, instruction, solve, split_of
 
@@ -535,16 +556,16 @@ def _read_countdown_data(spec: dict[str, Any], kind: str, count: Counts, seed: i
             raise Malformed("target is not an integer")
         if split_of(canonical(numbers, target)) != "train":
             return _EVAL_SPLIT
-        if solve(numbers, target) is None:
-            return _UNSOLVABLE
         return harness.Example(instruction(numbers, target), None, {"numbers": numbers, "target": target},
                                id=f"cd-{'-'.join(map(str, numbers))}-{target}", shots=shots)
 
-    return _limited(read_rows(spec["path"], count), convert, count, seed,
-                    limit)
+    def solvable(example: harness.Example) -> bool:
+        return solve(example.meta["numbers"], example.meta["target"]) is not None
+
+    return _limited(read_rows(spec["path"], count), convert, count, take, solvable)
 
 
-def _read_instructions(spec: dict[str, Any], kind: str, count: Counts, seed: int, limit: int | None) -> list[Any]:
+def _read_instructions(spec: dict[str, Any], kind: str, count: Counts, take: Take) -> list[Any]:
     """Instruction prompts (``instruction`` as in AlpacaEval, or ``prompt`` as in UltraFeedback), TRAIN half only:
     for reference-free rewards such as ``rm:PATH``, or with their reference ``output`` (AlpacaEval's GPT-4 Turbo
     answers) as SFT conversations."""
@@ -554,14 +575,13 @@ def _read_instructions(spec: dict[str, Any], kind: str, count: Counts, seed: int
         text = row.get("instruction") if "instruction" in row else row.get("prompt")
         if not isinstance(text, str) or not text.strip():
             raise Malformed("no instruction or prompt text")
-        answer = _text(row, "output") if kind == "sft" else None
         if not _in_train_split(text):
             return _EVAL_SPLIT
-        if answer is not None:
-            return sft_row([{"role": "user", "content": text}], answer)
+        if kind == "sft":
+            return sft_row([{"role": "user", "content": text}], _text(row, "output"))
         return harness.Example(text, None, {}, id=f"instruction-{count.read}")
 
-    return _limited(read_rows(spec["path"], count, spec.get("split", "train")), convert, count, seed, limit)
+    return _limited(read_rows(spec["path"], count, spec.get("split", "train")), convert, count, take)
 
 
 SOURCES: dict[str, Source] = {

@@ -1,40 +1,33 @@
-"""What a training run saw, for ``lineage.json``: one canonical prompt per row kind, and the chain of bases.
+"""What a training run saw, for ``lineage.json``: one canonical prompt per row, and the chain of bases.
 
 The file's format and the digest rule live in ``harness.provenance``, which the core reads to decide
-whether a judge is independent of a policy; this module only says which text of each row is its
-prompt and where a base's own lineage is.
+whether a judge is independent of a policy; which text of a row is its prompt is ``policies.data.prompt_turns``
+(the rule halves hash too), and a base's own lineage is found from its resolved weights as the core finds a
+policy's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import harness
-from harness.errors import HarnessError
-from harness.policy import NAME, policies_dir
+from harness.policy import Policy
 from harness.provenance import (
     MANIFEST,
     Ancestor,
     Lineage,
     SourcePrompts,
-    example_digest,
     prompt_digest,
     read_lineage,
     trained_directory,
 )
 from harness.record import read_json_object
-from policies.data import Counts, Pair
+from policies.data import Counts, prompt_turns
 
 
 def row_digest(row: Any) -> str:
-    """A row's prompt digest: the user turns of an SFT conversation's prompt or a preference pair's prompt, and an
-    RL example's prompt as the renderer builds it (worked examples' questions, then the prompt)."""
-    if isinstance(row, harness.Example):
-        return example_digest(row)
-    messages = row.prompt if isinstance(row, Pair) else row["prompt"]
-    return prompt_digest(m["content"] for m in messages if m.get("role") == "user")
+    """A row's prompt digest, by the rule evaluation examples are digested by."""
+    return prompt_digest(prompt_turns(row))
 
 
 def sources(rows: Sequence[Any], counts: Sequence[Counts]) -> list[SourcePrompts]:
@@ -47,10 +40,10 @@ def sources(rows: Sequence[Any], counts: Sequence[Counts]) -> list[SourcePrompts
     return out
 
 
-def chain(base: str) -> list[Ancestor]:
-    """The bases under a run that starts from ``base``: a trained one's own chain from its lineage; a hub id, the
-    bundled model or a directory trained elsewhere ends it."""
-    folder = _trained_folder(base)
+def chain(base: str, weights: Policy) -> list[Ancestor]:
+    """The bases under a run that starts from ``base`` (resolved to ``weights``): a trained one's own chain from its
+    lineage; a hub id, the bundled model or a directory trained elsewhere ends it."""
+    folder = trained_directory(weights.adapter, weights.model)
     if folder is None:
         return [Ancestor(base, trained=False)]
     lineage = read_lineage(folder)
@@ -60,21 +53,7 @@ def chain(base: str) -> list[Ancestor]:
     return lineage.as_ancestor(base)
 
 
-def lineage(name: str, method: str, base: str, rows: Sequence[Any], counts: Sequence[Counts]) -> Lineage:
+def lineage(name: str, method: str, base: str, weights: Policy, rows: Sequence[Any],
+            counts: Sequence[Counts]) -> Lineage:
     """A finished run's lineage."""
-    return Lineage(name, method, sources(rows, counts), chain(base))
-
-
-def _trained_folder(base: str) -> Path | None:
-    """Where a base trained here keeps its manifest and lineage: a policy's name (a pointer manifest names its
-    real output), its directory, or a folder inside it (``model/``, ``adapter/``)."""
-    named = policies_dir() / base
-    if NAME.match(base) and (named / MANIFEST).is_file():
-        output = read_json_object(named / MANIFEST, f"manifest of the base {base!r}").get("output")
-        if output is not None and not isinstance(output, str):
-            raise HarnessError(f"manifest of the base {base!r}: output={output!r} is not a path")
-        return Path(output) if output else named
-    try:
-        return trained_directory(base) if Path(base).expanduser().is_dir() else None
-    except OSError:
-        return None
+    return Lineage(name, method, sources(rows, counts), chain(base, weights))

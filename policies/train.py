@@ -21,13 +21,13 @@ from typing import Any
 from harness.console import console, quiet
 from harness.errors import HarnessError
 from harness.policy import NAME, policies_dir
-from harness.provenance import LINEAGE, git_revision, write_lineage
+from harness.provenance import LINEAGE, MANIFEST, git_revision, write_lineage
 from harness.record import check_output
 from policies import data
 from policies.common import CHECKPOINTS, WALL, Run, detect_hardware
 from policies.config import TrainConfig
 from policies.lineage import lineage
-from policies.manifest import MANIFEST, STATE, default_output, read_json, versions, write_json
+from policies.manifest import STATE, default_output, read_json, versions, write_json
 from policies.recipe import METHODS
 
 TRAINER_LOGGERS = ("trl", "accelerate")  # captured in train.log beside the libraries the core captures
@@ -102,7 +102,7 @@ def train(config: TrainConfig, name: str | None = None, output: Path | None = No
 
     ``callbacks`` are more ``TrainerCallback``s for the trainer (benches measure with them)."""
     method = METHODS[config.method]
-    name = config.method if name is None else name
+    name = default_name(config) if name is None else name
     if not NAME.match(name):
         raise HarnessError(f"--name {name!r} must be letters, digits, '.', '_' or '-', starting with a letter or digit")
     out = (_expand(Path(output)) if output else default_output(config.method, name)).resolve()
@@ -124,7 +124,7 @@ def train(config: TrainConfig, name: str | None = None, output: Path | None = No
                                f"training would replace what it starts from: choose another --output or --name")
     hw = detect_hardware(config.dtype)
     rows, counts = data.load(config.data, data.KIND_OF_METHOD[config.method], seed=config.seed)
-    seen = lineage(name, config.method, config.base, rows, counts)  # before training: the base may be retrained
+    seen = lineage(name, config.method, config.base, base, rows, counts)  # before training: the base may be retrained
     from accelerate import PartialState
 
     ranks = PartialState()  # one process, or one of several under `accelerate launch`: the main one writes
@@ -167,6 +167,12 @@ def train(config: TrainConfig, name: str | None = None, output: Path | None = No
     console.print(f"{config.method} {name}: {result.steps} steps in {result.wall:.0f} s; wrote {out / MANIFEST}",
                   highlight=False)
     return out
+
+
+def default_name(config: TrainConfig) -> str:
+    """The name a run is trained under when ``--name`` gives none: the recipe section it came from (``judge`` of
+    ``quick-instruct:judge``), which is the method's own name for a plain ``--recipe NAME``."""
+    return config.recipe.partition(":")[2] or config.method
 
 
 def _describe_reward(spec: str | None) -> dict[str, Any] | None:

@@ -154,11 +154,37 @@ def test_halves_split_a_sources_prompts_into_two_disjoint_parts(mirror):
     assert kept["A"] and kept["B"] and not kept["A"] & kept["B"] and kept["A"] | kept["B"] == train
     # the halves are apart from a reward model's held-out share (the unsalted hash below eval_fraction)
     assert any(fraction(q) < 0.5 for q in kept["B"]) and any(fraction(q) >= 0.5 for q in kept["A"])
-    # preference pairs of the same instructions fall in the same halves (one hash of the first user turn)
+    # preference pairs of the same instructions fall in the same halves (one hash of the normalised user turns)
     pairs, _ = data.load([{"source": "alpaca-judge", "half": "A"}], "pref")
     assert {p.prompt[0]["content"] for p in pairs} == kept["A"]
     hh, _ = data.load([{"source": "hh-harmless", "half": "B"}], "pref")
     assert {p.prompt[0]["content"] for p in hh} == kept["B"]
+
+
+def test_a_question_spelled_with_other_case_or_spacing_lands_in_the_same_half_with_the_same_digest():
+    from policies.lineage import row_digest
+
+    halves = set()
+    for question in INSTRUCTIONS[:20]:
+        spellings = [question, f"  {question.upper()}\n", question.replace(" ", "   \t").casefold()]
+        rows = [data.sft_row([{"role": "user", "content": q}], "An answer.") for q in spellings]
+        rows += [Pair([{"role": "system", "content": "Be brief."}, {"role": "user", "content": q}], "Yes.", "No.")
+                 for q in spellings] + [harness.Example(q) for q in spellings]
+        assert len({data.half_of(r) for r in rows}) == 1 and len({row_digest(r) for r in rows}) == 1, question
+        halves.add(data.half_of(rows[0]))
+    assert halves == {"A", "B"}
+    one, two = (data.sft_row([{"role": "user", "content": q}], "An answer.") for q in ("Name a river.", "Name a sea."))
+    assert row_digest(one) != row_digest(two)
+
+
+def test_an_evaluation_half_instruction_without_an_output_is_excluded_not_malformed(tmp_path):
+    path = tmp_path / "instructions.jsonl"
+    _jsonl(path, [{"instruction": q} for q in INSTRUCTIONS] + [{"instruction": q, "output": "An answer."}
+                                                                for q in INSTRUCTIONS])
+    evaluation = sum(instruction_split(q) != "train" for q in INSTRUCTIONS)
+    rows, (count,) = data.load([{"source": "instructions", "path": str(path)}], "sft")
+    assert count.eval_split == 2 * evaluation and count.kept == len(INSTRUCTIONS) - evaluation
+    assert count.reasons == {"not valid JSON": 1, "missing or empty 'output'": len(INSTRUCTIONS) - evaluation}
 
 
 def test_instructions_as_sft_are_the_reference_answers_of_the_train_half(mirror):
@@ -186,6 +212,23 @@ def test_countdown_rows_no_expression_with_every_number_solves_are_skipped_and_c
     rows, (count,) = data.load([{"source": "countdown-data", "path": str(path)}], "prompt")
     assert [r.meta["numbers"] for r in rows] == [[1, 2, 3], [4, 9, 2]]
     assert count.unsolvable == 2 and count.kept == 2 and count.skipped == 1 and count.eval_split == 0
+
+
+def test_countdown_data_solves_only_the_rows_it_meets_before_it_has_kept_enough(tmp_path, monkeypatch):
+    """Every other row is unsolvable: a sample of 5 solves the 5 it keeps and the unsolvable ones met on the way."""
+    import tasks.countdown
+
+    path = tmp_path / "countdown.jsonl"
+    _jsonl(path, [{"nums": [n, n + 1, n + 2], "target": 3 * n + 3 if n % 2 else 10_000 + n} for n in range(1, 201)])
+    calls = []
+    monkeypatch.setattr(tasks.countdown, "solve", lambda numbers, target: calls.append(target) or
+                        (None if target > 9_999 else "expression"))
+    rows, (count,) = data.load([{"source": "countdown-data", "path": str(path), "rows": 5}], "prompt")
+    assert count.kept == len(rows) == 5 and all(r.meta["target"] < 10_000 for r in rows)
+    assert len(calls) == count.kept + count.unsolvable and count.unsolvable > 0
+    assert count.read - count.skipped - count.eval_split > 2 * len(calls)  # most train-split rows never solved
+    again, _ = data.load([{"source": "countdown-data", "path": str(path), "rows": 5}], "prompt")
+    assert [r.id for r in again] == [r.id for r in rows]  # the same sample for the same seed
 
 
 @pytest.fixture(scope="module")

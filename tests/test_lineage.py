@@ -18,7 +18,7 @@ from tiny import tiny_bert
 import harness
 from harness import leaderboard
 from harness.pipeline import rescore
-from harness.policy import policies_dir, reward_models_dir
+from harness.policy import Policy, policies_dir, resolve_policy, reward_models_dir
 from harness.provenance import LINEAGE, Ancestor, example_digest, judge_facts, read_lineage, write_lineage
 from harness.record import Counts as RunCounts
 from harness.record import Headline, JudgeFacts, PolicyFacts, RunSummary, read_record, read_summary, write_record
@@ -42,11 +42,19 @@ def pairs(prompts: list[str]) -> list[Pair]:
     return [Pair(user(p), "A careful answer.", "No.") for p in prompts]
 
 
+def weights(base: str) -> Policy:
+    """A base as ``resolve_policy`` hands it over without loading anything: a named policy's adapter in its folder
+    on a hub model, else a model from elsewhere."""
+    folder = policies_dir() / base
+    adapter = str(folder / "adapter") if (folder / "policy.json").is_file() else None
+    return Policy(base, "/hub/smollm2", adapter)
+
+
 def trained(folder: Path, name: str, method: str, base: str, sources: dict[str, list]) -> Path:
     """A trained model's directory as ``harness train`` leaves it: its files, lineage and manifest."""
     rows = [r for part in sources.values() for r in part]
     counts = [Counts(source, kept=len(part)) for source, part in sources.items()]
-    seen = lineage(name, method, base, rows, counts)
+    seen = lineage(name, method, base, weights(base), rows, counts)
     folder.mkdir(parents=True, exist_ok=True)
     if method != "rm":
         (folder / "adapter").mkdir(exist_ok=True)
@@ -140,6 +148,21 @@ def test_a_judge_or_policy_without_lineage_is_unknown_and_the_policys_reward_is_
     assert facts.independent == "unknown" and "the policy directory" in facts.why
     untrained = judge_facts("rm:x", str(judge), False, PolicyFacts("smollm2", model="/models/smollm2"), [])
     assert untrained.independent is True and "not trained here" in untrained.why
+
+
+def test_a_base_trained_elsewhere_is_found_through_its_pointer_manifest(tmp_path):
+    """``--output`` elsewhere: the name's manifest points at the real folder, whose lineage the child's chain reads."""
+    away = trained(tmp_path / "away", "l-away", "sft", HUB, {"lima": [sft_row(user(p), "Sure.") for p in SFT_PROMPTS]})
+    (away / "model").mkdir()
+    (away / "model" / "config.json").write_text("{}")
+    pointer = json.loads((away / "policy.json").read_text()) | {"model": str(away / "model"), "adapter": None,
+                                                                 "output": str(away)}
+    write_json(policies_dir() / "l-away" / "policy.json", pointer)
+    rows = pairs(DPO_PROMPTS)
+    seen = lineage("l-child", "dpo", "l-away", resolve_policy("l-away"), rows, [Counts("jsonl", kept=len(rows))])
+    sft, hub = seen.bases
+    assert (sft.name, sft.trained, sft.method, [s.rows for s in sft.sources]) == ("l-away", True, "sft", [5])
+    assert hub == Ancestor(HUB, trained=False)
 
 
 def test_a_base_trained_before_lineage_makes_the_childs_lineage_unknown(tmp_path):

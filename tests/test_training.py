@@ -388,7 +388,8 @@ def test_malformed_rows_are_skipped_and_counted(tmp_path):
 
 
 def test_paper_recipe_data_loads_offline_from_files_of_the_hub_schema(tmp_path):
-    """smol-smoltalk (messages), ultrafeedback_binarized (chosen/rejected chats), Countdown-Tasks-3to4 (nums/target)."""
+    """smol-smoltalk (messages) and ultrafeedback_binarized (chosen/rejected chats) of paper-instruct, and
+    Countdown-Tasks-3to4 (nums/target) of paper: a row off each schema is skipped, held-out problems excluded."""
     smoltalk = tmp_path / "smoltalk.jsonl"
     chat = [{"role": "user", "content": "Write a haiku."}, {"role": "assistant", "content": "Autumn moon..."}]
     smoltalk.write_text(json.dumps({"messages": chat, "source": "x"}) + "\n" + json.dumps({"messages": "x"}) + "\n")
@@ -404,21 +405,23 @@ def test_paper_recipe_data_loads_offline_from_files_of_the_hub_schema(tmp_path):
     problems = [([n, n + 1, n + 2], 3 * n + 3) for n in range(1, 40)]
     countdown.write_text("".join(json.dumps({"nums": p, "target": t}) + "\n" for p, t in problems)
                          + json.dumps({"nums": "12", "target": 3}) + "\n")
-    for method, source, path in (("sft", "smoltalk", smoltalk), ("dpo", "ultrafeedback", feedback),
-                                 ("rloo", "countdown-data", countdown)):
-        config = recipe.load("paper", method, overrides=[f"data=[{{source: {source}, path: {path}}}]"])
-        assert config.base == ("Qwen/Qwen2.5-0.5B" if method == "sft" else "sft") and config.learning_rate == 1e-5
+    bases = {"sft": "Qwen/Qwen2.5-0.5B", "dpo": "paper-instruct-sft", "rloo": "paper-sft"}
+    for name, method, source, path in (("paper-instruct", "sft", "smoltalk", smoltalk),
+                                       ("paper-instruct", "dpo", "ultrafeedback", feedback),
+                                       ("paper", "rloo", "countdown-data", countdown)):
+        config = recipe.load(name, method, overrides=[f"data=[{{source: {source}, path: {path}}}]"])
+        assert config.base == bases[method] and config.learning_rate == 1e-5
         rows, (counts,) = data.load(config.data, data.KIND_OF_METHOD[method])
         assert counts.skipped == 1, (source, counts)
         if method == "rloo":
             assert config.k == 8 and config.beta == 0.001
-            held_out = sum(split_of(canonical(p, t)) == "test" for p, t in problems)
+            held_out = sum(split_of(canonical(p, t)) != "train" for p, t in problems)  # test and validation
             assert counts.eval_split == held_out and len(rows) == len(problems) - held_out
             assert harness.verify(harness.get_verifier("countdown"), [(rows[0], "<answer> 1 + 2 + 3 </answer>")])
         else:
             assert len(rows) == 1
     with pytest.raises(harness.HarnessError, match="cannot load data 'HuggingFaceTB/smol-smoltalk'"):
-        data.load(recipe.load("paper", "sft").data, "sft")  # offline: the hub id fails in one line
+        data.load(recipe.load("paper-instruct", "sft").data, "sft")  # offline: the hub id fails in one line
 
 
 @pytest.mark.slow

@@ -245,3 +245,36 @@ def test_a_judge_that_may_share_prompts_with_a_policy_is_one_line_naming_both(sp
         recipe.load(spec, method, overrides=[f"data={data}"])
     message = str(error.value)
     assert "\n" not in message and f"the judge's data {judge}" in message and f"with {other}" in message
+
+
+@pytest.mark.parametrize("spelled", ["absolute", "dotted", "linked"])
+def test_a_judge_file_spelled_as_another_path_to_the_same_pool_is_still_caught(tmp_path, monkeypatch, spelled):
+    """The AlpacaEval pool and any other file are matched by where they are, not by how the recipe wrote them."""
+    root = tmp_path / "data"
+    for name in ("alpaca_eval/judge_annotations.jsonl", "lima/train.jsonl"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("")
+    (tmp_path / "link").symlink_to(root)
+    monkeypatch.setenv("HARNESS_DATA", str(root))
+    place = {"absolute": root, "dotted": root / "lima" / "..", "linked": tmp_path / "link"}[spelled]
+    for path, other in (("alpaca_eval/judge_annotations.jsonl", "sft's instructions (alpaca_eval, half A)"),
+                        ("lima/train.jsonl", "sft's lima (lima/train.jsonl, no half)")):
+        data = f"[{{source: jsonl, path: '{place / path}', half: A}}]"
+        with pytest.raises(HarnessError) as error:
+            recipe.load("quick-instruct:judge", "rm", overrides=[f"data={data}"])
+        assert f"may share prompts with {other}" in str(error.value)
+
+
+@pytest.mark.parametrize("method", [["rm"], {"rm": 1}, 3, None])
+def test_a_section_method_that_is_no_name_is_one_line(monkeypatch, method):
+    monkeypatch.setattr(recipe, "read", lambda name: {"steps": 5, "judge": {"method": method, "steps": 2}})
+    with pytest.raises(HarnessError, match=r"recipe section judge: method=.* must be one of: sft, dpo, rm, rloo$"):
+        recipe.load("quick:judge", "rm")
+
+
+def test_a_run_is_named_after_its_recipe_section_unless_named():
+    from policies.train import default_name
+
+    assert default_name(recipe.load("quick-instruct:judge", "rm")) == "judge"
+    assert default_name(recipe.load("quick-instruct", "rm")) == "rm"
+    assert default_name(recipe.load("quick", "sft")) == "sft"
