@@ -10,7 +10,9 @@ re-tokenized here. The input is the judge tokenizer's chat template (user = prom
 response) when it has one, else the text pair ``tokenizer(prompt, response)``, the way DeBERTa
 reward models were trained. What does not fit the model's maximum length is cut from the *left*
 of the prompt, so the response is always seen whole; only a response longer than the model's
-window on its own is cut, at its end, after the whole prompt has gone. Pairs are scored in
+window on its own is cut, at its end, after the whole prompt has gone (``encode_pair``, the rule
+``harness train rm`` trains on too); a judge whose template alone exceeds its window gives each pair
+a ``Score`` error. Pairs are scored in
 batches across examples, sorted by length (little padding), on the GPU in bf16 where there is
 one, in float32 on CPU. Each verdict is ``Score.from_logit(reward)``: the logistic function of
 the raw reward as its value, the raw reward itself in ``Score.raw``.
@@ -88,6 +90,81 @@ def _reward_index(path: Path, config: Any, index: Any) -> int:
     return number
 
 
+def _tokenize(tokenizer: Any, pairs: Sequence[tuple[str, str]]) -> list[dict[str, list[int]]]:
+    """Untruncated ids (and token types, where the tokenizer makes them) of many pairs, in one tokenizer call."""
+    if getattr(tokenizer, "chat_template", None):
+        texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
+                                               tokenize=False) for p, r in pairs]
+        encoded = tokenizer(texts, add_special_tokens=False, verbose=False)
+    else:
+        encoded = tokenizer([p for p, _ in pairs], [r for _, r in pairs], verbose=False)
+    keys = [k for k in ("input_ids", "token_type_ids") if k in encoded]
+    return [{k: list(encoded[k][i]) for k in keys} for i in range(len(pairs))]
+
+
+def _cut(tokenizer: Any, text: str, drop: int, left: bool) -> str:
+    """``text`` without its first (``left``) or last ``drop`` tokens, cut at a token boundary and always shorter
+    (tokens that share a character, as byte-level pieces of one emoji do, go together)."""
+    spans = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
+    if drop >= len(spans):
+        return ""
+    if left:
+        return text[max(spans[drop][0], spans[0][1]):]
+    return text[: min(spans[len(spans) - drop - 1][1], spans[-1][0])]
+
+
+def _fit(tokenizer: Any, max_length: int, prompt: str, response: str,
+         encoded: dict[str, list[int]]) -> dict[str, list[int]] | None:
+    """Cut one pair until it fits: prompt tokens from the left, then the response's end; None if nothing is left
+    to cut."""
+    while (excess := len(encoded["input_ids"]) - max_length) > 0:
+        if prompt:
+            prompt = _cut(tokenizer, prompt, excess, left=True)
+        elif response:
+            response = _cut(tokenizer, response, excess, left=False)
+        else:
+            return None
+        (encoded,) = _tokenize(tokenizer, [(prompt, response)])
+    return encoded
+
+
+def encode_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]],
+                 max_length: int) -> list[dict[str, list[int]] | None]:
+    """``encode_pair`` of many pairs, in a few batched tokenizer calls: a pair too long is cut where the token
+    counts say, re-tokenized, and cut further one pair at a time in the rare case that tokens merged across a cut."""
+    encoded: list[dict[str, list[int]] | None] = list(_tokenize(tokenizer, pairs)) if pairs else []
+    long = [i for i, e in enumerate(encoded) if len(e["input_ids"]) > max_length]
+    if not long:
+        return encoded
+    spans = [tokenizer([pairs[i][side] for i in long], add_special_tokens=False, return_offsets_mapping=True,
+                       verbose=False)["offset_mapping"] for side in (0, 1)]
+    cut = []
+    for i, prompt_spans, response_spans in zip(long, *spans, strict=True):
+        prompt, response = pairs[i]
+        room = max_length - (len(encoded[i]["input_ids"]) - len(prompt_spans) - len(response_spans))
+        keep = room - len(response_spans)  # prompt tokens that still fit
+        if keep > 0:
+            cut.append((prompt[prompt_spans[len(prompt_spans) - keep][0]:], response))
+        else:
+            cut.append(("", response[: response_spans[room - 1][1]] if room > 0 else ""))
+    for i, (prompt, response), e in zip(long, cut, _tokenize(tokenizer, cut), strict=True):
+        encoded[i] = _fit(tokenizer, max_length, prompt, response, e)
+    return encoded
+
+
+def encode_pair(tokenizer: Any, prompt: str, response: str, max_length: int) -> dict[str, list[int]] | None:
+    """A reward model's input for (prompt, response), the one rule for training and scoring, so that a reward
+    model is trained on exactly the input it is scored on: the tokenizer's chat template (user = prompt,
+    assistant = response) where it has one, else its text pair, with ``token_type_ids`` where it makes them.
+
+    Over ``max_length``, prompt tokens go from the left, and the response's end only once no prompt is left:
+    the response is what is judged, and its start says what it answers and how; the prompt's end is the
+    request itself, nearest the response, while its start is the context most often dispensable. None when
+    even an empty prompt and response do not fit (the template alone is longer than ``max_length``).
+    """
+    return encode_pairs(tokenizer, [(prompt, response)], max_length)[0]
+
+
 class RewardModel:
     """A configured reward model: ``score_texts`` for raw rewards of text pairs, ``score_batch`` for the harness."""
 
@@ -143,71 +220,9 @@ class RewardModel:
 
     # -- input ------------------------------------------------------------------------
 
-    def _tokenize(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, list[int]]]:
-        """Untruncated judge ids (and token types, where the judge uses them) of many pairs, in one tokenizer call."""
-        tok = self.tokenizer
-        if self.chat:
-            texts = [tok.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
-                                             tokenize=False) for p, r in pairs]
-            encoded = tok(texts, add_special_tokens=False, verbose=False)
-        else:
-            encoded = tok([p for p, _ in pairs], [r for _, r in pairs], verbose=False)
-        keys = [k for k in ("input_ids", "token_type_ids") if k in encoded]
-        return [{k: encoded[k][i] for k in keys} for i in range(len(pairs))]
-
-    def _cut(self, text: str, drop: int, left: bool) -> str:
-        """``text`` without its first (``left``) or last ``drop`` judge tokens, cut at a token boundary."""
-        spans = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-        spans = spans["offset_mapping"]
-        if drop >= len(spans):
-            return ""
-        return text[spans[drop][0]:] if left else text[: spans[len(spans) - drop - 1][1]]
-
-    def _fit(self, prompt: str, response: str, encoded: dict[str, list[int]]) -> dict[str, list[int]]:
-        """Cut one pair until it fits: prompt tokens from the left, then the response's end."""
-        while (excess := len(encoded["input_ids"]) - self.max_length) > 0:
-            if prompt:
-                prompt = self._cut(prompt, excess, left=True)
-            elif response:
-                response = self._cut(response, excess, left=False)
-            else:  # the template alone is too long: nothing sensible to score
-                raise ValueError(f"the judge's input template alone exceeds its maximum length {self.max_length}")
-            (encoded,) = self._tokenize([(prompt, response)])
-        return encoded
-
-    def _encode_all(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, list[int]]]:
-        """Judge inputs of many pairs, cut to the maximum length, in a few batched tokenizer calls.
-
-        A pair that is too long is cut where the token counts say (keep the response and the prompt's
-        last tokens, or only the response's first tokens when it fills the window alone), re-tokenized,
-        and cut further one pair at a time in the rare case that tokens merged across a cut.
-        """
-        encoded = self._tokenize(pairs)
-        long = [i for i, e in enumerate(encoded) if len(e["input_ids"]) > self.max_length]
-        if not long:
-            return encoded
-        spans = [self.tokenizer([pairs[i][side] for i in long], add_special_tokens=False, return_offsets_mapping=True,
-                                verbose=False)["offset_mapping"] for side in (0, 1)]
-        cut = []
-        for i, prompt_spans, response_spans in zip(long, *spans, strict=True):
-            prompt, response = pairs[i]
-            room = self.max_length - (len(encoded[i]["input_ids"]) - len(prompt_spans) - len(response_spans))
-            keep = room - len(response_spans)  # prompt tokens that still fit
-            if keep > 0:
-                cut.append((prompt[prompt_spans[len(prompt_spans) - keep][0]:], response))
-            else:
-                cut.append(("", response[: response_spans[room - 1][1]] if room > 0 else ""))
-        for i, (prompt, response), e in zip(long, cut, self._tokenize(cut), strict=True):
-            encoded[i] = self._fit(prompt, response, e)
-        return encoded
-
-    def encode(self, prompt: str, response: str) -> dict[str, list[int]]:
-        """The judge's input ids for one pair (and ``token_type_ids`` where the judge uses them).
-
-        Over the maximum length, prompt tokens are dropped from the left until it fits; the response
-        is cut (at its end) only once no prompt is left.
-        """
-        return self._encode_all([(prompt, response)])[0]
+    def encode(self, prompt: str, response: str) -> dict[str, list[int]] | None:
+        """The judge's input for one pair, exactly as ``encode_pair`` builds it (and training reads it)."""
+        return encode_pair(self.tokenizer, prompt, response, self.max_length)
 
     def _collate(self, rows: list[dict[str, list[int]]]) -> dict[str, Any]:
         """Padded tensors with an attention mask, on the tokenizer's padding side."""
@@ -264,31 +279,45 @@ class RewardModel:
                 batches.append([i])
         return batches
 
+    def unfit(self) -> str:
+        """Why a pair has no input: the same reason for every pair, since the template alone is too long."""
+        return f"the judge's input template alone is longer than its maximum length {self.max_length}"
+
+    def rewards(self, pairs: Sequence[tuple[str, str]]) -> list[float | None]:
+        """Raw rewards (the model's reward logit) of (prompt, response) text pairs, in order; None for a pair
+        that cannot fit the judge's window (``encode_pair``)."""
+        import torch
+
+        encoded = encode_pairs(self.tokenizer, pairs, self.max_length)
+        fitted = [i for i, e in enumerate(encoded) if e is not None]
+        rewards: list[float | None] = [None] * len(pairs)
+        if not fitted:
+            return rewards
+        model = self.load()
+        with torch.inference_mode():
+            for batch in self._batches([len(encoded[i]["input_ids"]) for i in fitted]):
+                inputs = self._collate([encoded[fitted[j]] for j in batch])
+                logits = model(**{k: v.to(model.device) for k, v in inputs.items()}).logits
+                for j, value in zip(batch, logits[:, self.index].float().tolist(), strict=True):
+                    rewards[fitted[j]] = value
+        return rewards
+
     def score_texts(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        """Raw rewards (the model's reward logit) of (prompt, response) text pairs, in order.
+        """Raw rewards of (prompt, response) text pairs, in order; a pair that cannot fit is a one-line error.
 
         The win-rate grader and the training package call this directly; the harness calls
         ``score_batch`` through ``harness.verify``.
         """
-        import torch
-
-        if not pairs:
-            return []
-        encoded = self._encode_all(pairs)
-        model = self.load()
-        rewards = [0.0] * len(pairs)
-        with torch.inference_mode():
-            for batch in self._batches([len(e["input_ids"]) for e in encoded]):
-                inputs = self._collate([encoded[i] for i in batch])
-                logits = model(**{k: v.to(model.device) for k, v in inputs.items()}).logits
-                for i, value in zip(batch, logits[:, self.index].float().tolist(), strict=True):
-                    rewards[i] = value
+        rewards = self.rewards(pairs)
+        if any(r is None for r in rewards):
+            raise harness.HarnessError(f"reward model {self.source}: {self.unfit()}")
         return rewards
 
     def score_batch(self, pairs: Sequence[tuple[harness.Example, str]]) -> list[harness.Score]:
         """Verdicts on completions to their examples' prompts: the squashed reward as the value, the raw one in
-        ``raw``."""
-        return [harness.Score.from_logit(r) for r in self.score_texts([(e.prompt, text) for e, text in pairs])]
+        ``raw``; a pair that cannot fit is that pair's error."""
+        return [harness.Score(0.0, error=self.unfit()) if r is None else harness.Score.from_logit(r)
+                for r in self.rewards([(e.prompt, text) for e, text in pairs])]
 
     def score(self, example: harness.Example, completion: str) -> harness.Score:
         return self.score_batch([(example, completion)])[0]

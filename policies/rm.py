@@ -1,8 +1,9 @@
 """Reward models: TRL's ``RewardTrainer`` on preference pairs, a sequence classifier scoring (prompt, response).
 
-The model reads a pair as the tokenizer's text pair, exactly as the ``rm`` verifier scores it, and is saved
-as full weights at the top of its output directory so that ``rm:DIR`` (and ``rm:NAME``) loads it. A held-out
-share of the pairs, split by a stable hash of the prompt, gives the pair accuracy in the manifest.
+The model reads a pair through ``plugins.reward_model.encode_pair``, exactly as the ``rm`` verifier scores it (a
+pair that cannot fit is skipped and counted), and is saved as full weights at the top of its output directory so
+that ``rm:DIR`` (and ``rm:NAME``) loads it. A held-out share of the pairs, split by a stable hash of the prompt,
+gives the pair accuracy in the manifest.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness import splits
+from harness.console import console
 from harness.errors import HarnessError
 from harness.policy import Policy
+from plugins.reward_model import encode_pairs
 from policies import common
 from policies.common import Method, Result, Run
 from policies.config import TrainConfig, at_least_one, setting
@@ -91,51 +94,21 @@ def rm_prompt_text(messages: list[dict[str, str]]) -> str:
     return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
 
 
-def pair_ids(tokenizer, prompt: str, response: str, max_length: int) -> dict[str, list[int]]:
-    """(prompt, response) as the ``rm`` verifier scores it: the tokenizer's chat template (user, assistant) where it
-    has one, else its text pair. The response is kept and the prompt is cut from the left when the two do not fit
-    (a response longer than the budget is cut at its end)."""
-    budget = max_length - 8
-    response_ids = tokenizer(response, add_special_tokens=False).input_ids
-    if len(response_ids) > budget:
-        response = tokenizer.decode(response_ids[:budget])
-    if getattr(tokenizer, "chat_template", None):
-        return {"input_ids": _chat_ids(tokenizer, prompt, response, max_length)}
-    tokenizer.truncation_side = "left"
-    encoded = tokenizer(prompt, response, truncation="only_first", max_length=max_length)
-    keys = ("input_ids", "token_type_ids")
-    return {k: list(encoded[k]) for k in keys if k in encoded}
-
-
-def _chat_ids(tokenizer, prompt: str, response: str, max_length: int) -> list[int]:
-    """The chat-templated pair, prompt tokens dropped from the left until it fits (then the response's end)."""
-    while True:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt},
-                                              {"role": "assistant", "content": response}], tokenize=False)
-        ids = tokenizer(text, add_special_tokens=False).input_ids
-        excess = len(ids) - max_length
-        if excess <= 0:
-            return ids
-        side = prompt or response
-        cut = tokenizer(side, add_special_tokens=False).input_ids
-        kept = tokenizer.decode(cut[excess:] if prompt else cut[:max(len(cut) - excess, 0)])
-        if kept == side or not side:
-            return ids[:max_length]  # no progress (the template alone does not fit): the window's worth of it
-        prompt, response = (kept, response) if prompt else ("", kept)
-
-
-def _rows(pairs: list[Pair], tokenizer, max_length: int) -> list[dict[str, Any]]:
+def _rows(pairs: list[Pair], tokenizer, max_length: int) -> tuple[list[dict[str, Any]], int]:
+    """Chosen and rejected inputs, each exactly as the ``rm`` verifier will score it (``encode_pair``), and how
+    many pairs were skipped because one side cannot fit ``max_length`` at all."""
+    texts = [(rm_prompt_text(p.prompt), side) for p in pairs for side in (p.chosen, p.rejected)]
+    encoded = encode_pairs(tokenizer, texts, max_length)
     rows = []
-    for pair in pairs:
-        prompt = rm_prompt_text(pair.prompt)
-        chosen, rejected = pair_ids(tokenizer, prompt, pair.chosen, max_length), pair_ids(
-            tokenizer, prompt, pair.rejected, max_length)
+    for chosen, rejected in zip(encoded[::2], encoded[1::2], strict=True):
+        if chosen is None or rejected is None:
+            continue
         row = {"chosen_ids": chosen["input_ids"], "rejected_ids": rejected["input_ids"]}
         if "token_type_ids" in chosen:
             row |= {"chosen_token_type_ids": chosen["token_type_ids"],
                     "rejected_token_type_ids": rejected["token_type_ids"]}
         rows.append(row)
-    return rows
+    return rows, len(pairs) - len(rows)
 
 
 def _pair_collator(pad_token_id: int):
@@ -164,32 +137,46 @@ def build_trainer(config: RMTrainConfig, run: Run):
     from trl import RewardConfig, RewardTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(run.base.model)
+    train_rows, eval_rows, counts = _datasets(run.rows, tokenizer, config)
     model = AutoModelForSequenceClassification.from_pretrained(run.base.model, num_labels=1, dtype=torch.float32)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
-    train_pairs, eval_pairs = split_pairs(run.rows, config.eval_fraction)
     args = RewardConfig(**common.trainer_args(config, run.out, run.hardware),
                         per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
                         max_length=config.max_length, remove_unused_columns=False)
     callbacks, wall = common.callbacks(config, run)
     trainer = RewardTrainer(
         model=model, args=args, data_collator=_pair_collator(tokenizer.pad_token_id),
-        train_dataset=Dataset.from_list(_rows(train_pairs, tokenizer, config.max_length)),
-        eval_dataset=Dataset.from_list(_rows(eval_pairs, tokenizer, config.max_length)),
+        train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(eval_rows),
         processing_class=tokenizer, callbacks=callbacks,
         peft_config=common.lora_config(config, "SEQ_CLS") if config.finetune == "lora" else None)
-    return trainer, tokenizer, wall
+    return trainer, tokenizer, wall, counts
+
+
+def _datasets(pairs: list[Pair], tokenizer, config: RMTrainConfig) -> tuple[list, list, dict[str, float]]:
+    """Training and held-out rows, and their counts for the manifest: pairs that cannot fit are skipped, said
+    once, and counted; none left on either side is a one-line error."""
+    train_pairs, eval_pairs = split_pairs(pairs, config.eval_fraction)
+    (train_rows, train_skipped), (eval_rows, eval_skipped) = (
+        _rows(train_pairs, tokenizer, config.max_length), _rows(eval_pairs, tokenizer, config.max_length))
+    skipped = train_skipped + eval_skipped
+    reason = f"the tokenizer's input template alone is longer than max_length={config.max_length}"
+    if not train_rows or not eval_rows:
+        raise HarnessError(f"{skipped} of {len(pairs)} pairs cannot fit ({reason}), leaving {len(train_rows)} to "
+                           f"train on and {len(eval_rows)} held out; raise max_length")
+    if skipped:
+        console.print(f"rm: skipped {skipped} of {len(pairs)} pairs: {reason}", highlight=False)
+    return train_rows, eval_rows, {"heldout_pairs": float(len(eval_rows)), "train_pairs": float(len(train_rows)),
+                                   "skipped_pairs": float(skipped)}
 
 
 def train(config: RMTrainConfig, run: Run) -> Result:
-    trainer, tokenizer, wall = build_trainer(config, run)
+    trainer, tokenizer, wall, counts = build_trainer(config, run)
     common.fit(trainer, config, run)
     evaluation = trainer.evaluate()
-    train_pairs, eval_pairs = split_pairs(run.rows, config.eval_fraction)
-    held = {"heldout_pair_accuracy": evaluation["eval_accuracy"], "heldout_pairs": float(len(eval_pairs)),
-            "train_pairs": float(len(train_pairs))}
     save_reward_model(trainer, tokenizer, run.out)
+    held = {"heldout_pair_accuracy": evaluation["eval_accuracy"], **counts}
     return common.result(trainer, {"model": "."}, wall, held)
 
 

@@ -222,3 +222,107 @@ def test_a_hub_id_loads_from_the_hub_cache(pair_rm, tmp_path, monkeypatch):
     rm = harness.get_verifier("rm:acme/tiny-rm")
     assert rm.hub_id == "acme/tiny-rm" and rm.path == snapshot
     assert rm.score_texts([(PROMPT, RESPONSES[0])]) == pytest.approx(_direct(pair_rm, [PROMPT], RESPONSES[:1]))
+
+
+# -- one input rule for training and scoring --------------------------------------------------------------------
+
+WINDOW = 64
+LONG_PROMPT = " ".join(f"word{i}" for i in range(60)) + " Which colour do you like?"
+LONG_RESPONSE = " ".join(f"step{i}" for i in range(80))
+EMOJI_RESPONSE = "🌈 " * 80 + "blue"  # byte-level pieces of one character: a cut must not split them
+
+
+@pytest.fixture(scope="module")
+def smollm2_rm(smollm2_tokenizer, tmp_path_factory) -> Path:
+    """A tiny Llama reward model with SmolLM2's tokenizer, whose chat template adds a system turn of its own."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    out = tmp_path_factory.mktemp("smollm2-rm")
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, num_labels=1,
+                         pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(2)
+    LlamaForSequenceClassification(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def _scored_ids(rm, prompt: str, response: str) -> dict[str, list[int]]:
+    """What the judge's forward pass reads for one pair, caught on its way into the model."""
+    seen = []
+    collate = rm._collate
+
+    def record(rows):
+        seen.extend(rows)
+        return collate(rows)
+
+    rm._collate = record
+    try:
+        rm.score_texts([(prompt, response)])
+    finally:
+        rm._collate = collate
+    [row] = seen
+    return row
+
+
+def _trained_ids(path: Path, pairs, max_length: int) -> list[dict]:
+    """The rows ``harness train rm`` builds from the same base directory."""
+    from transformers import AutoTokenizer
+
+    from policies.rm import _rows
+
+    rows, skipped = _rows(pairs, AutoTokenizer.from_pretrained(path), max_length)
+    assert skipped == 0
+    return rows
+
+
+@pytest.mark.parametrize("judge", ["pair_rm", "smollm2_rm"])
+def test_a_reward_model_trains_on_exactly_the_ids_it_is_scored_on(judge, request):
+    """A text-pair encoder (MiniLM's tokenizer) and a chat template (SmolLM2's): for a pair that fits, one whose
+    prompt must be cut and responses that alone overflow the window, training and scoring read the same ids."""
+    from plugins.reward_model import RewardModel, encode_pairs
+    from policies.data import Pair
+
+    path = request.getfixturevalue(judge)
+    rm = RewardModel(str(path), max_length=WINDOW)
+    pairs = [Pair([{"role": "user", "content": PROMPT}], RESPONSES[0], RESPONSES[1]),
+             Pair([{"role": "user", "content": LONG_PROMPT}], RESPONSES[2], "Blue."),
+             Pair([{"role": "user", "content": PROMPT}], LONG_RESPONSE, EMOJI_RESPONSE)]
+    uncut = encode_pairs(rm.tokenizer, [(LONG_PROMPT, "Blue."), (PROMPT, LONG_RESPONSE), (PROMPT, EMOJI_RESPONSE)],
+                         10**6)
+    assert all(len(e["input_ids"]) > WINDOW for e in uncut)  # the long pairs really are cut
+    for pair, row in zip(pairs, _trained_ids(path, pairs, WINDOW), strict=True):
+        prompt = pair.prompt[0]["content"]
+        for side, text in (("chosen", pair.chosen), ("rejected", pair.rejected)):
+            scored = _scored_ids(rm, prompt, text)
+            assert row[f"{side}_ids"] == scored["input_ids"] and len(scored["input_ids"]) <= WINDOW
+            assert row.get(f"{side}_token_type_ids") == scored.get("token_type_ids")
+    if judge == "pair_rm":
+        assert "chosen_token_type_ids" in row  # BERT reads the segments of the text pair
+
+
+def test_a_pair_that_cannot_fit_is_skipped_in_training_and_an_error_in_scoring(smollm2_rm):
+    """SmolLM2's template alone (its system turn) is longer than a tiny window: no ids, the same on both sides."""
+    from transformers import AutoTokenizer
+
+    from plugins.reward_model import RewardModel, encode_pair
+    from policies.data import Pair
+    from policies.rm import RMTrainConfig, _datasets, _rows
+
+    tiny_window = 16
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_rm)
+    assert encode_pair(tokenizer, "", "", tiny_window) is None and encode_pair(tokenizer, "", "", WINDOW)
+    pairs = [Pair([{"role": "user", "content": f"Question {i}?"}], "Yes.", "No.") for i in range(6)]
+    assert _rows(pairs, tokenizer, tiny_window) == ([], 6)
+    with pytest.raises(harness.HarnessError, match="6 of 6 pairs cannot fit.*max_length=16") as err:
+        _datasets(pairs, tokenizer, RMTrainConfig(recipe="test", max_length=tiny_window, eval_fraction=0.5))
+    assert "\n" not in str(err.value)
+    rm = RewardModel(str(smollm2_rm), max_length=tiny_window)
+    example = harness.Example(PROMPT)
+    scores = harness.verify(rm, [(example, r) for r in RESPONSES])
+    assert [s.value for s in scores] == [0.0] * 3
+    assert all("template alone is longer than its maximum length 16" in s.error for s in scores)
+    assert rm._model is None  # nothing to score: the weights never loaded
+    with pytest.raises(harness.HarnessError, match="template alone"):
+        rm.score_texts([(PROMPT, RESPONSES[0])])
