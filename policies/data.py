@@ -17,6 +17,7 @@ mirror is a one-line error before any network access.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -115,8 +116,8 @@ def check(specs: list[dict[str, Any]], kind: str) -> None:
 
 
 OPTION_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "path": ("a non-empty string (quote a name YAML reads as a number)",
-             lambda v: isinstance(v, str) and bool(v.strip())),
+    "path": ("a non-empty string without NUL bytes (quote a name YAML reads as a number)",
+             lambda v: isinstance(v, str) and bool(v.strip()) and "\0" not in v),
     "split": ("a non-empty string", lambda v: isinstance(v, str) and bool(v.strip())),
     "task": ("a non-empty string", lambda v: isinstance(v, str) and bool(v.strip())),
     "args": ("a mapping of task options", lambda v: v is None or isinstance(v, dict)),
@@ -184,7 +185,9 @@ def pool(spec: dict[str, Any]) -> str:
     if not where:
         return str(spec.get("task") or spec.get("source"))
     root = shared_data().resolve()
-    place = (resolve_path(str(where)) or root / str(where)).resolve()
+    place = resolve_path(str(where)) or root / str(where)
+    with contextlib.suppress(OSError, ValueError):  # a name no file system holds (a NUL byte): as written
+        place = place.resolve()
     if not place.is_relative_to(root):
         return str(place)
     parts = place.relative_to(root).parts
@@ -210,7 +213,11 @@ def describe_source(spec: dict[str, Any]) -> str:
 
 def resolve_path(path: str) -> Path | None:
     """A local file or folder: as given, else under the data root; None when it names neither (a hub id)."""
-    for candidate in (Path(path).expanduser(), shared_data() / path):
+    try:
+        given = Path(path).expanduser()
+    except RuntimeError:  # ~user of no known user: a name as written
+        given = Path(path)
+    for candidate in (given, shared_data() / path):
         if candidate.exists():
             return candidate
     return None

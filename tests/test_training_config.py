@@ -182,6 +182,7 @@ def test_a_float_written_as_yaml_reads_it_is_a_float():
 @pytest.mark.parametrize("method, source, says", [
     ("sft", "{source: jsonl, path: 5}", "data source jsonl: path=5 must be a non-empty string"),
     ("sft", "{source: lima, path: ' '}", "data source lima: path=' ' must be a non-empty string"),
+    ("sft", '{source: jsonl, path: "a\\0b"}', "data source jsonl: path='a\\x00b' must be a non-empty string"),
     ("sft", "{source: lima, split: ''}", "data source lima: split='' must be a non-empty string"),
     ("sft", "{source: task, task: countdown, args: [1]}", "data source task: args=[1] must be a mapping"),
     ("dpo", "{source: alpaca-judge, min_margin: .nan}", "data source alpaca-judge: min_margin=nan must be a finite"),
@@ -278,3 +279,10 @@ def test_a_run_is_named_after_its_recipe_section_unless_named():
     assert default_name(recipe.load("quick-instruct:judge", "rm")) == "judge"
     assert default_name(recipe.load("quick-instruct", "rm")) == "rm"
     assert default_name(recipe.load("quick", "sft")) == "sft"
+
+
+@pytest.mark.parametrize("path", ["~nobody-h11/a.jsonl", "a\\0b.jsonl"])
+def test_a_judge_path_no_file_system_resolves_is_compared_as_written(path):
+    """An unknown user's ``~`` or a NUL byte: the judge check compares the name; the data check then says why."""
+    config = recipe.load("quick-instruct:judge", "rm", overrides=[f'data=[{{source: jsonl, path: "{path}", half: B}}]'])
+    assert config.data[0]["path"] == path.replace("\\0", "\0")
