@@ -231,37 +231,6 @@ def test_countdown_data_solves_only_the_rows_it_meets_before_it_has_kept_enough(
     assert [r.id for r in again] == [r.id for r in rows]  # the same sample for the same seed
 
 
-@pytest.fixture(scope="module")
-def chat_judge(tiny_llama, tmp_path_factory) -> Path:
-    """A decoder reward model with SmolLM2's tokenizer and chat template (a tiny random Llama read as a classifier)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    out = tmp_path_factory.mktemp("chat-judge")
-    AutoModelForSequenceClassification.from_pretrained(tiny_llama, num_labels=1).save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_llama).save_pretrained(out)
-    return out
-
-
-def test_a_reward_model_trains_on_the_input_the_rm_verifier_scores(chat_judge):
-    """A tokenizer with a chat template: training reads (prompt, response) through the template, as the verifier does;
-    too long, the prompt is cut from the left and the response is kept whole."""
-    from transformers import AutoTokenizer
-
-    from plugins.reward_model import RewardModel
-    from policies.rm import pair_ids
-
-    tokenizer = AutoTokenizer.from_pretrained(chat_judge)
-    assert tokenizer.chat_template
-    prompt, response = "Name a colour of the sky.", "Blue, on a clear day."
-    judge = RewardModel(str(chat_judge))
-    assert pair_ids(tokenizer, prompt, response, 512)["input_ids"] == judge.encode(prompt, response)["input_ids"]
-    long_prompt = " ".join(f"word{i}" for i in range(200)) + " Name a colour of the sky."
-    ids = pair_ids(tokenizer, long_prompt, response, 96)["input_ids"]
-    text = tokenizer.decode(ids)
-    assert len(ids) <= 96 and response in text and "word0 " not in text and "sky." in text
-    assert len(RewardModel(str(chat_judge), max_length=96).encode(long_prompt, response)["input_ids"]) <= 96
-
-
 def test_a_missing_local_file_is_no_hub_dataset_even_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_DATA", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
