@@ -19,16 +19,20 @@ from harness.record import RunSummary, iter_summaries
 
 # Defaults, measured on a 2-core Intel Xeon with AMX (docs/results.md, 2026-11-26): SmolLM2-135M through vLLM in
 # bf16, greedy 243.9 tok/s and best-of-16 811.7 tok/s (make demo); the quick recipe's training runs (wall, steps,
-# tokens): sft 738 s, 100, 128k; rloo 4,589 s, 80, 816k; dpo 679 s, 40, 84k; the reward model 10 of its steps on
-# 2026-12-06 (docs/study.md): 128 s, 81k tokens, of which 49 s were its held-out evaluation, so 7.9 s per step.
+# tokens): sft 738 s, 100, 128k; rloo 4,589 s, 80, 816k; dpo 679 s, 40, 84k; the MiniLM reward model (batch 16,
+# max_length 384) 10 of its steps on 2026-12-06 (docs/study.md): 128 s, 81k tokens, of which 49 s were its
+# held-out evaluation, so 7.9 s per step.
 DEFAULT_TOK_S = {False: 243.9, True: 811.7}  # generation, keyed by "several samples per problem"
 DEFAULT_LOAD_S = 18.0  # starting vLLM on that CPU (docs/performance.md)
 DEFAULT_STEP = {("quick", "sft"): (7.38, 1280.0), ("quick", "rloo"): (57.4, 10200.0),
-                ("quick", "dpo"): (17.0, 2100.0), ("quick", "rm"): (7.9, 8140.0)}  # (seconds, tokens) per step
+                ("quick", "dpo"): (17.0, 2100.0)}  # (seconds, tokens) per step
+RM_BASE = "minilm"  # the encoder whose reward-model step was measured: the default for any recipe that trains it
+RM_STEP = (7.9, 8140.0, {"batch_size": 16, "grad_accum": 1, "max_length": 384})  # seconds, tokens, at this shape
 DEFAULT_TRAIN_TOK_S = 170.0  # the quick recipe's training tokens per second on that CPU (a 135M model)
 DEFAULTS = ("defaults: generation 243.9 tok/s greedy, 811.7 tok/s with n > 1, engine start 18 s (SmolLM2-135M, vLLM "
-            "bf16); training per step as the quick recipe ran (sft 7.4 s, rloo 57.4 s, dpo 17.0 s, rm 7.9 s), else "
-            "~170 training tok/s over tokens bounded from the configuration (a 135M model); all measured on a 2-core "
+            "bf16); training per step as the quick recipe ran (sft 7.4 s, rloo 57.4 s, dpo 17.0 s), a MiniLM reward "
+            "model 7.9 s per step at batch 16 and max_length 384, scaled by batch size and max_length, else ~170 "
+            "training tok/s over tokens bounded from the configuration (a 135M model); all measured on a 2-core "
             "Xeon with AMX (docs/results.md, docs/study.md)")
 
 
@@ -90,6 +94,8 @@ class Rates:
 
     def train(self, config: dict[str, Any]) -> Estimate:
         method, recipe, steps = config.get("method"), config.get("recipe"), int(config.get("steps") or 0)
+        if method == "rm" and (scaled := self._reward_model(config, steps)):
+            return scaled
         same = [m for m in self.manifests if m.get("method") == method and m.get("recipe") == recipe
                 and _number(m.get("steps")) and _number(m.get("wall_seconds"))]
         if same:
@@ -102,8 +108,45 @@ class Rates:
         if (recipe, method) in DEFAULT_STEP:
             per_s, per_tok = DEFAULT_STEP[recipe, method]
             return Estimate(per_tok * steps, per_s * steps, "default")
+        if method == "rm" and config.get("base") == RM_BASE:
+            per_s, per_tok, shape = RM_STEP
+            per_s, per_tok = _rescaled(per_s, per_tok, shape, config)
+            return Estimate(per_tok * steps, per_s * steps, "default")
         tokens = _bounded_tokens(config) * steps
         return Estimate(tokens, tokens / DEFAULT_TRAIN_TOK_S, "default")
+
+    def _reward_model(self, config: dict[str, Any], steps: int) -> Estimate | None:
+        """A reward model priced from the manifests of reward models with the same backbone, trained the same way,
+        of any recipe, each rescaled to this configuration's shape (``_rescaled``)."""
+        backbone = (config.get("base"), config.get("finetune"))
+        like = [m for m in self.manifests if m.get("method") == "rm" and isinstance(m.get("config"), dict)
+                and (m["config"].get("base"), m["config"].get("finetune")) == backbone
+                and _number(m.get("steps")) and _number(m.get("wall_seconds"))]
+        if not like:
+            return None
+        rescaled = [(m["steps"], *_rescaled(m["wall_seconds"] / m["steps"], m["tokens"] / m["steps"] if _number(
+            m.get("tokens")) else None, m["config"], config)) for m in like]
+        seconds = sum(n * t for n, t, _ in rescaled) / sum(n for n, _, _ in rescaled)
+        counted = [(n, tok) for n, _, tok in rescaled if tok is not None]
+        tokens = sum(n * tok for n, tok in counted) / sum(n for n, _ in counted) * steps if counted else None
+        return Estimate(tokens, seconds * steps, "measured")
+
+
+def _shape(config: dict[str, Any]) -> tuple[float, float]:
+    """Pairs per optimizer step and tokens per input at most: what a reward model's step time follows."""
+    return float((config.get("batch_size") or 8) * (config.get("grad_accum") or 1)), float(
+        config.get("max_length") or 512)
+
+
+def _rescaled(seconds: float, tokens: float | None, measured: dict[str, Any],
+              config: dict[str, Any]) -> tuple[float, float | None]:
+    """A reward model's seconds and tokens per step measured at one shape, at another: time in proportion to pairs
+    times window (an upper bound where a longer window outgrows the pairs), tokens in proportion to pairs, at most
+    two full windows each (chosen and rejected)."""
+    (pairs, window), (was_pairs, was_window) = _shape(config), _shape(measured)
+    time = seconds * pairs * window / (was_pairs * was_window)
+    per_pair = None if tokens is None else min(tokens / was_pairs, 2 * window)
+    return time, None if per_pair is None else per_pair * pairs
 
 
 def _bounded_tokens(config: dict[str, Any]) -> float:
