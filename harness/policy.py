@@ -19,6 +19,7 @@ from pathlib import Path
 
 from harness.console import console, quiet, warn
 from harness.errors import HarnessError, describe
+from harness.provenance import MANIFEST
 from harness.record import read_json_object
 
 EMBEDDED = "smollm2"
@@ -187,8 +188,8 @@ def resolve_policy(spec: str) -> Policy:
     spec = ALIASES.get(spec, spec)
     if spec == EMBEDDED:
         return Policy(EMBEDDED, str(embedded_model()))
-    if NAME.match(spec) and (policies_dir() / spec / "policy.json").is_file():
-        return _from_manifest(policies_dir() / spec / "policy.json")
+    if NAME.match(spec) and (policies_dir() / spec / MANIFEST).is_file():
+        return _from_manifest(policies_dir() / spec / MANIFEST)
     path = _expand(spec)
     try:
         exists = path.exists()
@@ -277,8 +278,8 @@ def _from_directory(path: Path, name: str | None = None) -> Policy:
     if not path.is_dir():
         raise HarnessError(f"policy path {path} is not a directory")
     label = name or path.resolve().name
-    if (path / "policy.json").exists():
-        return _from_manifest(path / "policy.json")
+    if (path / MANIFEST).exists():
+        return _from_manifest(path / MANIFEST)
     if (path / "adapter_config.json").exists():
         try:
             base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]

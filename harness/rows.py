@@ -72,7 +72,10 @@ def read_rows(data: str, what: str, remedy: str, split: str = "train", config: s
     """``data`` as a local JSON file (one that exists, or any ``.jsonl``/``.json`` name), a local Parquet, Arrow or
     CSV file, else split ``split`` (subset ``config``) of a hub dataset or local dataset folder; ``remedy`` ends
     the error when that cannot be loaded."""
-    path = Path(data).expanduser()
+    try:
+        path = Path(data).expanduser()
+    except RuntimeError:  # ~user of no such user
+        raise HarnessError(f"cannot load {_data(what)} {data!r} (its home directory is unknown); {remedy}") from None
     if (path.is_file() and path.suffix not in DATASET_FILES) or path.suffix in (".jsonl", ".json"):
         return read_file(path, what, bad_line)
     try:

@@ -35,6 +35,7 @@ from typing import Any
 from harness.engines import EngineOptions
 from harness.errors import HarnessError, choices, describe
 from harness.policy import HUB_ID, NAME, harness_home, resolve_policy
+from harness.provenance import MANIFEST
 from harness.record import SUMMARY, write_atomic
 from harness.types import RunConfig
 
@@ -718,13 +719,13 @@ def settle_train(cell: TrainCell) -> None:
     resuming a partial run of the same cell, or retraining (``--overwrite``) what another configuration left."""
     known = read_ledger(cell)
     ours = known is None or known.get("key") == cell.key
-    manifest, state = _stored_config(cell.output / "policy.json"), _stored_config(cell.output / "train.json")
+    manifest, state = _stored_config(cell.output / MANIFEST), _stored_config(cell.output / "train.json")
     cell.overwrite = False
-    stale = manifest is not None and _mtime(cell.base_output, "policy.json") > _mtime(cell.output, "policy.json")
+    stale = manifest is not None and _mtime(cell.base_output, MANIFEST) > _mtime(cell.output, MANIFEST)
     if manifest is not None and manifest == cell.config and ours and not stale:
         cell.status, cell.note = "done", ""
         if cell.wall_s is None:
-            cell.wall_s = _read_json(cell.output / "policy.json").get("wall_seconds")
+            cell.wall_s = _read_json(cell.output / MANIFEST).get("wall_seconds")
         return
     cell.status = "pending"
     if state is None and manifest is None:

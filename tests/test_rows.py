@@ -84,3 +84,9 @@ def test_a_task_names_the_first_bad_row_of_its_data(tmp_path: Path, task: str) -
     with pytest.raises(HarnessError) as err:
         list(configured.examples(split="test" if task != "alpaca" else "all"))
     assert str(err.value) == f"{'GSM8K' if task == 'gsm8k' else task} data {data} row 2: needs {needs}"
+
+
+def test_a_path_in_the_home_of_no_such_user_is_one_line() -> None:
+    with pytest.raises(HarnessError, match=r"^cannot load countdown data '~no-such-user-x/p.jsonl' \(its home "
+                                           r"directory is unknown\); fix it$"):
+        read_rows("~no-such-user-x/p.jsonl", "countdown", "fix it")
