@@ -309,15 +309,20 @@ def test_the_study_reports_each_seed_and_the_claim_pooled_over_seeds(tmp_path):
     assert len(saved["comparisons"]) == 6
 
 
+def two_seed_study(tmp_path):
+    """sft and rloo on two training seeds, greedy on 20 problems, rloo compared with sft; records under runs/."""
+    path = tmp_path / "study.yaml"
+    path.write_text("seeds: [0, 1]\npolicies:\n  sft: {train: sft}\n  rloo: {train: rloo, base: sft}\n"
+                    "runs:\n  - {policy: [sft, rloo], sampler: greedy, limit: 20}\ncompare:\n  - {a: rloo, b: sft}\n")
+    study = load(path)
+    study.output = tmp_path / "runs"
+    return study
+
+
 def test_a_study_s_seed_shows_the_difference_its_pooled_claim_pools(tmp_path):
     """rloo's seed 1 answered 16 of the 20 problems: the claim is pooled on those 16, and seed 0's entry is its pair
     there (right on 12 against 8 of 16: +0.25), not its two runs' own 20 problems (+0.20)."""
-    text = ("seeds: [0, 1]\npolicies:\n  sft: {train: sft}\n  rloo: {train: rloo, base: sft}\n"
-            "runs:\n  - {policy: [sft, rloo], sampler: greedy, limit: 20}\ncompare:\n  - {a: rloo, b: sft}\n")
-    path = tmp_path / "study.yaml"
-    path.write_text(text)
-    study = load(path)
-    study.output = tmp_path / "runs"
+    study = two_seed_study(tmp_path)
     for cell in study.runs:
         problems = 16 if cell.label == "rloo" and cell.seed == 1 else 20
         right = set(range(12)) if cell.label == "rloo" else B
@@ -335,12 +340,7 @@ def test_a_study_s_seed_shows_the_difference_its_pooled_claim_pools(tmp_path):
 
 
 def test_a_study_pools_only_when_every_seed_ran(tmp_path):
-    text = ("seeds: [0, 1]\npolicies:\n  sft: {train: sft}\n  rloo: {train: rloo, base: sft}\n"
-            "runs:\n  - {policy: [sft, rloo], sampler: greedy, limit: 20}\ncompare:\n  - {a: rloo, b: sft}\n")
-    path = tmp_path / "study.yaml"
-    path.write_text(text)
-    study = load(path)
-    study.output = tmp_path / "runs"
+    study = two_seed_study(tmp_path)
     for cell in study.runs:
         if cell.seed == 0:
             cell.status, cell.record = "done", record(study.output, cell.config.policy, B).name
