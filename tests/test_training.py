@@ -139,9 +139,7 @@ def test_dpo_from_the_sft_adapter(sft_policy, tmp_path):
 
 @pytest.mark.training
 def test_reward_model_trains_and_scores_as_rm_verifier(tiny_encoder, tmp_path, shared_data):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from policies.rm import pair_ids
+    from transformers import AutoModelForSequenceClassification
 
     code, out = cli("train", "rm", "--base", str(tiny_encoder), "--name", "t-rm", "steps=3", "batch_size=8",
                     "max_length=128", "eval_fraction=0.3", "data=[{source: hh-harmless, rows: 60}]", "logging_steps=1")
@@ -156,9 +154,7 @@ def test_reward_model_trains_and_scores_as_rm_verifier(tiny_encoder, tmp_path, s
     verifier = harness.get_verifier("rm:t-rm")  # a trained reward model by name, as `make evaluate` judges
     assert verifier.path == folder.resolve()
     prompt, response = "How do I bake bread?", "Mix flour, water, yeast and salt, let it rise, then bake it."
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    ours = pair_ids(tokenizer, prompt, response, 128)
-    assert verifier.encode(prompt, response) == ours  # trained on exactly what the verifier scores
+    ours = verifier.encode(prompt, response)  # what training encodes too (tests/test_reward_model.py)
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     with torch.no_grad():
         raw = model(**{k: torch.tensor([v]) for k, v in ours.items()}).logits[0, 0].item()
