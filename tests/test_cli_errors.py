@@ -43,7 +43,8 @@ def fails(args: list[str], *must_mention: str) -> str:
         (["--top-p", "0"], ("--top-p",)),
         (["--task-arg", "shots"], ("KEY=VALUE",)),
         (["--task-arg", "bogus=1"], ("bogus",)),
-        (["--split", "validation", "--limit", "2"], ("validation", "test", "train")),
+        (["--split", "dev", "--limit", "2"], ("dev", "test", "validation", "train")),
+        (["--task", "gsm8k", "--split", "validation", "--limit", "2"], ("validation", "test", "train")),
         # every number's range, NaN and infinities included, before anything loads
         (["--temperature", "nan"], ("--temperature", "nan")),
         (["--sampler", "bon", "--n", "2", "--temperature", "inf"], ("--temperature", "inf")),
