@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 
 from rich.console import Console
@@ -77,11 +78,16 @@ def _training_cost(manifest: dict | None) -> dict:
 
 
 def _curve_columns(summary: RunSummary) -> dict:
-    """The run's own sampler at N' = 1, 2, 4, ... (from the same samples), as columns ``@1``, ``@2``, ..."""
+    """The run's own sampler at N' = 1, 2, 4, ... (from the same samples), as columns ``@1``, ``@2``, ..., and
+    ``=pass@N``: whether the sampler at full N did as well as pass@N (any right sample), which best-of-N with an
+    exact reference-free verifier does, so that such a number is read as the oracle bound it is."""
     if summary.curves is None:
         return {}
     values = summary.curves.accuracy.get(summary.sampler) or []
-    return {f"@{n}": v for n, v in zip(summary.curves.n, values, strict=False)}
+    columns = {f"@{n}": v for n, v in zip(summary.curves.n, values, strict=False)}
+    if values and summary.curves.pass_at_k and len(values) == len(summary.curves.pass_at_k):
+        columns["=pass@N"] = "yes" if math.isclose(values[-1], summary.curves.pass_at_k[-1]) else "no"
+    return columns
 
 
 def _cell(key: str, value) -> str:

@@ -518,3 +518,12 @@ def test_leaderboard_puts_a_trained_policys_cost_beside_its_numbers(tmp_path, ti
         assert "56,789" in leaderboard.render(tmp_path, "md")
     finally:
         manifest.unlink()
+
+
+def test_the_leaderboard_says_where_a_sampler_did_as_well_as_pass_at_n(tmp_path):
+    """Best-of-4 with the exact Countdown verifier chose a right answer wherever one was sampled (= pass@4); majority
+    voting over 5 GSM8K samples did not."""
+    for name in ("canned-countdown-bon-n4-19e76204", "canned-gsm8k-majority-n5-ac39c5c1"):
+        shutil.copytree(ROOT / "tests" / "fixtures" / "records-v2" / name, tmp_path / name)
+    marks = {row["sampler"]: row["=pass@N"] for row in leaderboard.rows(tmp_path)}
+    assert marks == {"bon": "yes", "majority": "no"}
