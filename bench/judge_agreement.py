@@ -16,7 +16,7 @@ reference. Prints a Markdown table:
 - the Spearman rank correlation between the 8 models' win-rates under the local judge and under
   GPT-4 Turbo, with the same bootstrap interval: whether the judge orders policies as GPT-4 Turbo does;
 - each model's win-rate against the reference under the local judge (ties half) and its
-  length-controlled win-rate (``plugins.winrate.length_controlled``), beside GPT-4 Turbo's win-rate
+  length-adjusted win-rate (``plugins.winrate.length_adjusted``), beside GPT-4 Turbo's win-rate
   on the same instructions and the leaderboard's numbers on all 805.
 
 For scale (not a bound on these numbers, which are measured on other pairs): in AlpacaEval's
@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 import harness  # noqa: E402
 from harness.rows import shared_data  # noqa: E402
 from harness.types import Verifier  # noqa: E402
-from plugins.winrate import TOLERANCE, length_controlled, outcome  # noqa: E402
+from plugins.winrate import TOLERANCE, length_adjusted, outcome  # noqa: E402
 from tasks.alpaca import instruction_split  # noqa: E402
 
 CHUNK = 256
@@ -172,11 +172,11 @@ def main() -> None:
           + "; ".join(f"{k} {v}%" for k, v in HUMAN_CEILING.items()) + ".")
 
     print("\n| model | leaderboard win-rate (805) | leaderboard LC (805) | GPT-4 Turbo win-rate (this half) "
-          "| local win-rate | local LC win-rate |")
+          "| local win-rate | local length-adjusted win-rate |")
     print("| --- | --- | --- | --- | --- | --- |")
     local_wr, gpt_wr = win_rates(local, ones), win_rates(gpt, ones)
     for k, m in enumerate(models):
-        lc = length_controlled(local[model == k], diffs[model == k])
+        lc = length_adjusted(local[model == k], diffs[model == k])
         print(f"| {m} | {float(board[m]['win_rate']):.1f} | {float(board[m]['length_controlled_winrate']):.1f} "
               f"| {100 * gpt_wr[k]:.1f} | {100 * local_wr[k]:.1f} | {100 * lc:.1f} |")
     print(f"\njudged {len(texts)} outputs in {seconds:.0f} s ({len(texts) / seconds:.1f}/s)")

@@ -59,7 +59,7 @@ def outcome(margin: float, tolerance: float = TOLERANCE) -> float:
     return 1.0 if margin > 0 else 0.0
 
 
-def length_controlled(preferences: Sequence[float], length_diffs: Sequence[float], ridge: float = RIDGE) -> float:
+def length_adjusted(preferences: Sequence[float], length_diffs: Sequence[float], ridge: float = RIDGE) -> float:
     """The length-adjusted win-rate: ``sigmoid(a)`` of the penalised logistic fit in the module docstring.
 
     Not AlpacaEval 2's length-controlled win-rate, which also needs its per-instruction difficulty table.
@@ -97,7 +97,7 @@ def length_controlled(preferences: Sequence[float], length_diffs: Sequence[float
 
 
 def _length_adjusted(grades: Sequence[harness.Score]) -> float:
-    return length_controlled([g.value for g in grades], [g.metrics.get("length_diff", 0.0) for g in grades])
+    return length_adjusted([g.value for g in grades], [g.metrics.get("length_diff", 0.0) for g in grades])
 
 
 METRICS = [

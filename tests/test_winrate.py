@@ -16,7 +16,7 @@ from test_reward_model import _bert_rm
 import harness
 from harness.record import Counts, Headline, RunSummary, write_record
 from harness.types import Completion, ExampleRecord, RunConfig, SampleRecord
-from plugins.winrate import LENGTH_ADJUSTED, METRICS, TOLERANCE, length_controlled, outcome
+from plugins.winrate import LENGTH_ADJUSTED, METRICS, TOLERANCE, length_adjusted, outcome
 from tasks.alpaca import instruction_split
 
 CORRECT, WRONG, NONE = "<answer>3 * 7 + 25</answer>", "<answer>3 + 7 + 25</answer>", "no answer at all"
@@ -133,7 +133,7 @@ def test_length_adjusted_win_rate_matches_a_hand_computed_fit():
     hand = _sigmoid((_logit(0.8) + _logit(0.4)) / 2)
     ys, diffs = _two_groups(10, 0.8, 0.4)
     assert sum(ys) / len(ys) == pytest.approx(0.6)
-    assert length_controlled(ys, diffs, ridge=0.0) == pytest.approx(hand, abs=1e-9)
+    assert length_adjusted(ys, diffs, ridge=0.0) == pytest.approx(hand, abs=1e-9)
     big_ys, big_diffs = _two_groups(1000, 0.8, 0.4)  # the default weak penalty on the slope vanishes with data
     grades = [harness.Score(y, metrics={"length_diff": d}) for y, d in zip(big_ys, big_diffs, strict=True)]
     assert _metric(LENGTH_ADJUSTED).compute(grades) == pytest.approx(hand, abs=1e-3)
@@ -142,16 +142,16 @@ def test_length_adjusted_win_rate_matches_a_hand_computed_fit():
 
 def test_length_adjustment_leaves_a_length_independent_rate_alone():
     ys, diffs = _two_groups(10, 0.7, 0.7)
-    assert length_controlled(ys, diffs) == pytest.approx(0.7, abs=1e-9)
+    assert length_adjusted(ys, diffs) == pytest.approx(0.7, abs=1e-9)
     ties = [0.5] * 6 + [1.0, 0.0]
-    assert length_controlled(ties, [40, -40, 10, -10, 0, 0, 5, -5]) == pytest.approx(0.5, abs=1e-9)
-    assert length_controlled([1.0, 0.5, 0.0], [0, 0, 0]) == pytest.approx(0.5)  # no length variation: plain rate
+    assert length_adjusted(ties, [40, -40, 10, -10, 0, 0, 5, -5]) == pytest.approx(0.5, abs=1e-9)
+    assert length_adjusted([1.0, 0.5, 0.0], [0, 0, 0]) == pytest.approx(0.5)  # no length variation: plain rate
 
 
 def test_length_adjustment_stays_finite_on_small_separable_samples():
-    lc = length_controlled([1.0, 1.0, 0.0], [300, 120, -50])  # every longer answer wins: the MLE slope is infinite
+    lc = length_adjusted([1.0, 1.0, 0.0], [300, 120, -50])  # every longer answer wins: the MLE slope is infinite
     assert 0.0 < lc < 1.0 and math.isfinite(lc)
-    assert length_controlled([1.0, 1.0], [10, -10]) == 1.0 and math.isnan(length_controlled([], []))
+    assert length_adjusted([1.0, 1.0], [10, -10]) == 1.0 and math.isnan(length_adjusted([], []))
     grades = [harness.Score(y, metrics={"length_diff": d}) for y, d in [(1.0, 300), (1.0, 120), (0.0, -50)]]
     low, high = _metric(LENGTH_ADJUSTED).interval(grades)
     assert 0.0 <= low <= high <= 1.0
@@ -217,7 +217,7 @@ def test_a_win_rate_run_reports_the_length_adjusted_win_rate(tmp_path, tiny_llam
     assert [r.credit for r in records] == values
     assert summary.metric.name == "win_rate" and summary.metric.value == pytest.approx(sum(values) / len(values))
     assert "lc_win_rate" not in summary.metrics
-    assert summary.metrics[LENGTH_ADJUSTED].value == pytest.approx(length_controlled(values, diffs))
+    assert summary.metrics[LENGTH_ADJUSTED].value == pytest.approx(length_adjusted(values, diffs))
     assert summary.metrics[LENGTH_ADJUSTED].value > summary.metric.value  # the long answers won
 
 
