@@ -224,7 +224,8 @@ class Scheduler:
 
 
 class LocalExecutor:
-    """One cell at a time: training first, a policy's runs one after another on one engine."""
+    """One cell at a time: every run that can start goes before the next training cell (a stopped study holds whole
+    rows, not only trained weights), a policy's runs one after another on one engine."""
 
     name = "local"
 
@@ -237,8 +238,8 @@ class LocalExecutor:
                 cells = ready(study, set())
                 if not cells:
                     break
-                cell = next((c for c in cells if isinstance(c, TrainCell)), None) or next(
-                    (c for c in cells if isinstance(c, RunCell) and c.config.policy == last), cells[0])
+                runs = [c for c in cells if isinstance(c, RunCell)]
+                cell = next((c for c in runs if c.config.policy == last), runs[0] if runs else cells[0])
                 if not scheduler.prepare(cell):
                     continue
                 started = time.perf_counter()

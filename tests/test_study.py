@@ -1,5 +1,5 @@
-"""harness study: the file's checks (one line each), expansion, cells keyed by content, training before runs, the dry
-run, kill -9 and resume, and the same records under the local and Ray executors."""
+"""harness study: the file's checks (one line each), expansion, cells keyed by content, runs as soon as their policy is
+trained, the dry run, kill -9 and resume, and the same records under the local and Ray executors."""
 
 from __future__ import annotations
 
@@ -171,7 +171,7 @@ def test_a_reference_names_that_policys_run_and_becomes_its_record(tmp_path):
     assert resolved_config(study, study.runs[2]).task_args["reference"] == str(tmp_path / "runs" / "base-run")
 
 
-# -- running: each cell once, training before the runs that need it --------------------------------------------
+# -- running: each cell once, a run as soon as its policy is trained ----------------------------------------
 
 
 class Count:
@@ -236,7 +236,8 @@ def fake_train(policy_dir: Path, model: Path):
 
 
 @pytest.mark.slow
-def test_training_cells_run_before_the_runs_that_need_them(tmp_path, tiny_llama, watched, monkeypatch):
+def test_runs_start_as_soon_as_their_policy_is_trained_and_bases_train_first(tmp_path, tiny_llama, watched,
+                                                                              monkeypatch):
     from harness.policy import policies_dir
 
     text = (f"policies:\n  tiny: {tiny_llama}\n  st-a: {{train: sft, base: tiny}}\n"
@@ -256,9 +257,10 @@ def test_training_cells_run_before_the_runs_that_need_them(tmp_path, tiny_llama,
     study_run.run_study(path, tmp_path / "runs")
     order = [(kind, args[0][args[0].index("--name") + 1] if kind == "train" else args[0].policy)
              for kind, args in watched]
-    assert order[:2] == [("train", "st-a"), ("train", "st-b")]  # the base first
-    assert sorted(order[2:]) == sorted([("run", "st-a"), ("run", "st-b"), ("run", str(tiny_llama))])
-    argv = watched[1][1][0]
+    # a run that can start goes first, each trained policy's run right after its training, the base before
+    assert order == [("run", str(tiny_llama)), ("train", "st-a"), ("run", "st-a"), ("train", "st-b"),
+                     ("run", "st-b")]
+    argv = watched[3][1][0]
     assert argv[argv.index("--base") + 1] == "st-a" and argv[argv.index("--recipe") + 1] == "quick"
     cells = study_json(tmp_path / "runs")["cells"]
     assert [c["status"] for c in cells] == ["done"] * 5
