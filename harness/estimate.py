@@ -19,21 +19,21 @@ from harness.record import RunSummary, iter_summaries
 
 # Defaults, measured on a 2-core Intel Xeon with AMX (docs/results.md, 2026-11-26): SmolLM2-135M through vLLM in
 # bf16, greedy 243.9 tok/s and best-of-16 811.7 tok/s (make demo); the quick recipe's training runs (wall, steps,
-# tokens): sft 738 s, 100, 128k; rloo 4,589 s, 80, 816k; dpo 679 s, 40, 84k; the MiniLM reward model (batch 16,
-# max_length 384) 10 of its steps on 2026-12-06 (docs/study.md): 128 s, 81k tokens, of which 49 s were its
-# held-out evaluation, so 7.9 s per step.
+# tokens): sft 738 s, 100, 128k; rloo 4,589 s, 80, 816k; dpo 679 s, 40, 84k; rft 713 s (283 s of it sampling
+# 3,200 completions), 40, 51k; the MiniLM reward model (batch 16, max_length 384) 10 of its steps on 2026-12-06
+# (docs/study.md): 128 s, 81k tokens, of which 49 s were its held-out evaluation, so 7.9 s per step.
 DEFAULT_TOK_S = {False: 243.9, True: 811.7}  # generation, keyed by "several samples per problem"
 DEFAULT_LOAD_S = 18.0  # starting vLLM on that CPU (docs/performance.md)
 DEFAULT_STEP = {("quick", "sft"): (7.38, 1280.0), ("quick", "rloo"): (57.4, 10200.0),
-                ("quick", "dpo"): (17.0, 2100.0)}  # (seconds, tokens) per step
+                ("quick", "dpo"): (17.0, 2100.0), ("quick", "rft"): (17.8, 1280.0)}  # (seconds, tokens) per step
 RM_BASE = "minilm"  # the encoder whose reward-model step was measured: the default for any recipe that trains it
 RM_STEP = (7.9, 8140.0, {"batch_size": 16, "grad_accum": 1, "max_length": 384})  # seconds, tokens, at this shape
 DEFAULT_TRAIN_TOK_S = 170.0  # the quick recipe's training tokens per second on that CPU (a 135M model)
 DEFAULTS = ("defaults: generation 243.9 tok/s greedy, 811.7 tok/s with n > 1, engine start 18 s (SmolLM2-135M, vLLM "
-            "bf16); training per step as the quick recipe ran (sft 7.4 s, rloo 57.4 s, dpo 17.0 s), a MiniLM reward "
-            "model 7.9 s per step at batch 16 and max_length 384, scaled by batch size and max_length, else ~170 "
-            "training tok/s over tokens bounded from the configuration (a 135M model); all measured on a 2-core "
-            "Xeon with AMX (docs/results.md, docs/study.md)")
+            "bf16); training per step as the quick recipe ran (sft 7.4 s, rloo 57.4 s, dpo 17.0 s, rft 17.8 s with "
+            "its sampling), a MiniLM reward model 7.9 s per step at batch 16 and max_length 384, scaled by batch "
+            "size and max_length, else ~170 training tok/s over tokens bounded from the configuration (a 135M "
+            "model); all measured on a 2-core Xeon with AMX (docs/results.md, docs/study.md)")
 
 
 @dataclass(frozen=True)

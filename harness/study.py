@@ -318,7 +318,7 @@ def _policies(where: str, value: Any, seeds: list[int] | None) -> dict[str, str 
             if key not in TRAIN_KEYS:
                 raise HarnessError(f"{at}: {_unknown('training block key', key, TRAIN_KEYS)}")
         if "train" not in spec:
-            raise HarnessError(f"{at}: a training block names its method: train: sft|dpo|rloo|rm")
+            raise HarnessError(f"{at}: a training block names its method: train: sft|dpo|rloo|rft|rm")
         for key in ("train", "recipe", "base", "reward", "name"):
             if key in spec and (not isinstance(spec[key], str) or not spec[key].strip()):
                 raise HarnessError(f"{at}: {key} {spec[key]!r} must be a non-empty string")

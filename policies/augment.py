@@ -22,7 +22,7 @@ from harness.engines import BACKENDS, EngineOptions, Renderer, Request, Sampling
 from harness.errors import HarnessError
 from harness.pipeline import examples_of
 from harness.plugins import Spec, registry
-from harness.policy import resolve_policy
+from harness.policy import Policy, resolve_policy
 from harness.record import check_output, write_atomic
 from harness.types import DEFAULT_TEMPERATURE, RunConfig
 from policies.data import example_messages
@@ -133,6 +133,45 @@ def context_limit(policy, max_model_len: int) -> int:
     return min(max_model_len, positions) if isinstance(positions, int) and positions > 0 else max_model_len
 
 
+def draw(policy: Policy, examples: list[harness.Example], n: int, sampling: Sampling, options: EngineOptions,
+         backend: str, log: Path) -> list[list[str]]:
+    """``n`` sampled completions of every example's prompt from the policy's engine (the libraries' chatter in
+    ``log``); a prompt too long for the context is a one-line error before the engine starts."""
+    renderer = Renderer(policy)
+    rendered = check_prompts(renderer, examples, sampling.max_tokens, context_limit(policy, options.max_model_len))
+    with quiet(log):
+        engine = load_engine(backend, policy, renderer, options, seed=sampling.seed)
+        try:
+            samples = dict(engine.generate([Request(ids, n) for ids in rendered], sampling))
+        finally:
+            engine.close()
+    return [[c.text for c in samples[i]] for i in range(len(examples))]
+
+
+def select(examples: list[harness.Example], texts: list[list[str]], verifier: Any, keep: int,
+           threshold: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
+    """What the verifier accepts: up to ``keep`` distinct accepted completions per problem as SFT rows, a pair
+    (the first accepted against the first rejected) per problem with both, and the counts."""
+    sft, pairs = [], []
+    counts = {"problems": len(examples), "samples": 0, "accepted": 0, "verifier_errors": 0, "problems_solved": 0}
+    for example, drawn in zip(examples, texts, strict=True):
+        scores = harness.verify(verifier, [(example, t) for t in drawn])
+        counts["samples"] += len(drawn)
+        counts["verifier_errors"] += sum(s.error is not None for s in scores)
+        accepted = [t for t, s in zip(drawn, scores, strict=True) if s.error is None and s.value >= threshold]
+        rejected = [t for t, s in zip(drawn, scores, strict=True) if s.error is None and s.value < threshold]
+        counts["accepted"] += len(accepted)
+        distinct = list(dict.fromkeys(accepted))[:keep]
+        counts["problems_solved"] += bool(distinct)
+        prompt = example_messages(example)
+        for text in distinct:
+            sft.append({"prompt": prompt, "completion": [{"role": "assistant", "content": text}], "id": example.id})
+        if distinct and rejected:
+            pairs.append({"prompt": prompt, "chosen": distinct[0], "rejected": rejected[0], "id": example.id})
+    counts["rows"], counts["pairs"] = len(sft), len(pairs)
+    return sft, pairs, counts
+
+
 def augment(config: AugmentConfig, output: Path, overwrite: bool = False) -> dict[str, Any]:
     """Write ``output`` (SFT rows), ``<output>.pairs.jsonl`` and ``<output>.counts.json``; return the counts.
 
@@ -161,37 +200,11 @@ def augment(config: AugmentConfig, output: Path, overwrite: bool = False) -> dic
                                            limit=config.rows, seed=config.seed))
     policy = resolve_policy(config.policy)
     started = time.perf_counter()
-    renderer = Renderer(policy)
-    rendered = check_prompts(renderer, examples, config.max_tokens, context_limit(policy, config.max_model_len))
-    requests = [Request(ids, config.n) for ids in rendered]
     sampling = Sampling(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
                         seed=config.seed, stop=tuple(getattr(task, "stop", ()) or ()))
-    log = paths[3]
-    with quiet(log):
-        options = EngineOptions(batch_size=config.batch_size, max_model_len=config.max_model_len)
-        engine = load_engine(config.backend, policy, renderer, options, seed=config.seed)
-        try:
-            samples = dict(engine.generate(requests, sampling))
-        finally:
-            engine.close()
-    sft, pairs, counts = [], [], {"problems": len(examples), "samples": 0, "accepted": 0, "verifier_errors": 0,
-                                  "problems_solved": 0, "rows": 0, "pairs": 0}
-    for index, example in enumerate(examples):
-        texts = [c.text for c in samples[index]]
-        scores = harness.verify(verifier, [(example, t) for t in texts])
-        counts["samples"] += len(texts)
-        counts["verifier_errors"] += sum(s.error is not None for s in scores)
-        accepted = [t for t, s in zip(texts, scores, strict=True) if s.error is None and s.value >= config.threshold]
-        rejected = [t for t, s in zip(texts, scores, strict=True) if s.error is None and s.value < config.threshold]
-        counts["accepted"] += len(accepted)
-        distinct = list(dict.fromkeys(accepted))[:config.keep]
-        counts["problems_solved"] += bool(distinct)
-        prompt = example_messages(example)
-        for text in distinct:
-            sft.append({"prompt": prompt, "completion": [{"role": "assistant", "content": text}], "id": example.id})
-        if distinct and rejected:
-            pairs.append({"prompt": prompt, "chosen": distinct[0], "rejected": rejected[0], "id": example.id})
-    counts["rows"], counts["pairs"] = len(sft), len(pairs)
+    options = EngineOptions(batch_size=config.batch_size, max_model_len=config.max_model_len)
+    texts = draw(policy, examples, config.n, sampling, options, config.backend, paths[3])
+    sft, pairs, counts = select(examples, texts, verifier, config.keep, config.threshold)
     pairs_path, counts_path = paths[1], paths[2]
     counts_path.unlink(missing_ok=True)  # written last: never beside rows of another configuration
     write_atomic(output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in sft))

@@ -14,13 +14,14 @@ from harness.types import DEFAULT_TEMPERATURE
 
 
 def train(
-    method: Annotated[str, typer.Argument(help="sft, dpo, rm or rloo.")],
+    method: Annotated[str, typer.Argument(help="sft, dpo, rm, rloo or rft.")],
     overrides: Annotated[list[str] | None, typer.Argument(help="Recipe settings KEY=VALUE (YAML values).")] = None,
     recipe: Annotated[str, typer.Option(help="Recipe shipped in policies/recipes: quick, paper, ...")] = "quick",
     base: Annotated[str | None, typer.Option(help="Policy to start from (default: the recipe's).")] = None,
     name: Annotated[str | None, typer.Option(help="What --policy NAME resolves to (default: the recipe's section: "
                                                   "the method, or judge of --recipe NAME:judge).")] = None,
-    reward: Annotated[str | None, typer.Option(help="RLOO reward: any installed verifier spec.")] = None,
+    reward: Annotated[str | None, typer.Option(help="RLOO's reward, or what RFT accepts: any installed "
+                                                                 "verifier spec.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output directory.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a different finished or partial run there.")] = False,
 ) -> None:

@@ -1,7 +1,7 @@
 """What every training method shares: the hardware, loading the policy and tokenizer, LoRA, the trainer
 arguments, the progress callback, fitting (resumable) and saving the result.
 
-A method module (``policies/sft.py``, ``dpo.py``, ``rm.py``, ``rloo.py``) builds its TRL trainer from these
+A method module (``policies/sft.py``, ``dpo.py``, ``rm.py``, ``rloo.py``, ``rft.py``) builds its TRL trainer from these
 and declares itself with a ``Method``; ``policies/train.py`` prepares a ``Run`` and calls it. TRL does the
 algorithms.
 """

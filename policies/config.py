@@ -1,6 +1,6 @@
 """The base of every method's configuration: what one training run computes, typed, with each field's help.
 
-Each method (``policies/sft.py``, ``dpo.py``, ``rm.py``, ``rloo.py``) extends ``TrainConfig`` with its own
+Each method (``policies/sft.py``, ``dpo.py``, ``rm.py``, ``rloo.py``, ``rft.py``) extends ``TrainConfig`` with its own
 fields, as TRL's ``SFTConfig`` extends ``TrainingArguments``. A recipe's values load straight into the
 method's dataclass through ``from_values``: a key the method does not have, or a value of the wrong type,
 is a one-line error naming the key, so a typo never trains silently with the default.

@@ -38,7 +38,7 @@ from harness.rows import shared_data
 from policies.config import show
 
 KINDS = ("sft", "pref", "prompt")
-KIND_OF_METHOD = {"sft": "sft", "dpo": "pref", "rm": "pref", "rloo": "prompt"}
+KIND_OF_METHOD = {"sft": "sft", "dpo": "pref", "rm": "pref", "rloo": "prompt", "rft": "prompt"}
 CALC = re.compile(r"<<[^<>]*>>")
 HH_TURN = re.compile(r"\n\n(Human|Assistant):")
 HALVES = ("A", "B")

@@ -1,7 +1,8 @@
 """Recipes: small YAML files in the package; top-level keys apply to every method, a method's section overrides them.
 
 The effective configuration of one training run is: the method's dataclass defaults
-(``SFTTrainConfig``, ``DPOTrainConfig``, ``RMTrainConfig``, ``RLOOTrainConfig``), then the recipe's
+(``SFTTrainConfig``, ``DPOTrainConfig``, ``RMTrainConfig``, ``RLOOTrainConfig``,
+``RFTTrainConfig``), then the recipe's
 top level (the keys the method has), then its section for the method, then the command line's
 ``--base``/``--reward``, then ``key=value`` overrides (values parsed as YAML: ``steps=20``,
 ``learning_rate=1e-4``, ``data=[{source: lima, rows: 100}]``). Every key is type-checked; a key the
@@ -22,11 +23,12 @@ from typing import Any
 import yaml
 
 from harness.errors import HarnessError, choices, describe
-from policies import dpo, rloo, rm, sft
+from policies import dpo, rft, rloo, rm, sft
 from policies.common import Method
 from policies.config import TrainConfig, show
 
-METHODS: dict[str, Method] = {"sft": sft.METHOD, "dpo": dpo.METHOD, "rm": rm.METHOD, "rloo": rloo.METHOD}
+METHODS: dict[str, Method] = {"sft": sft.METHOD, "dpo": dpo.METHOD, "rm": rm.METHOD, "rloo": rloo.METHOD,
+                              "rft": rft.METHOD}
 JUDGE = "judge"  # the section whose reward model grades the recipe's policies
 
 
@@ -60,7 +62,7 @@ def load(recipe: str, method: str, base: str | None = None, reward: str | None =
         values["base"] = base
     if reward is not None:
         if "reward" not in allowed:
-            raise HarnessError(f"--reward applies to rloo only, not to {method}")
+            raise HarnessError(f"--reward applies to rloo and rft only, not to {method}")
         values["reward"] = reward
     for text_pair in overrides:
         key, value = parse_override(text_pair)

@@ -1,4 +1,4 @@
-"""RLOO rewards are the harness's verifiers: one code path for "reward" and "verifier".
+"""RLOO rewards (and what RFT accepts) are the harness's verifiers: one code path for "reward" and "verifier".
 
 A TRL reward function receives the completions of a generation batch with the dataset's extra
 columns; the ``example`` column indexes the harness ``Example`` each prompt came from, and the
@@ -10,6 +10,7 @@ verifier reward training exactly as they grade evaluation.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import harness
@@ -34,3 +35,20 @@ class VerifierReward:
         if log_metric is not None:
             log_metric("reward_errors", float(errors))
         return [s.value for s in scores]
+
+
+def absolute_spec(spec: str) -> str:
+    """A verifier spec whose argument is written as a local path names it absolutely, so the manifest means one model;
+    a bare word (``countdown:subset``, a trained reward model's name) is an option, even where a file has that name."""
+    name, sep, arg = spec.partition(":")
+    looks_like_path = arg.startswith((".", "~")) or "/" in arg
+    if sep and looks_like_path and Path(arg).expanduser().exists():
+        return f"{name}:{Path(arg).expanduser().resolve()}"
+    return spec
+
+
+def resolve_reward(config: Any) -> tuple[str, Any]:
+    """A method's ``reward`` (rloo's reward, rft's acceptance test) as recorded (a local path made absolute, also in
+    ``config``) and its verifier, resolved before the data and the model load."""
+    config.reward = absolute_spec(config.reward or "")
+    return config.reward, harness.get_verifier(config.reward)

@@ -11,15 +11,14 @@ from __future__ import annotations
 import importlib.util
 import math
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from harness.errors import HarnessError, choices
 from policies import common
 from policies.common import Hardware, Method, Result, Run
 from policies.config import TrainConfig, at_least_one, not_blank, setting, show
 from policies.data import example_messages
-from policies.rewards import VerifierReward
+from policies.rewards import VerifierReward, resolve_reward
 
 ROLLOUTS = ("auto", "engine", "trl", "trl-cb", "trl-vllm", "trl-vllm-server")
 
@@ -70,33 +69,15 @@ class RLOOTrainConfig(TrainConfig):
 
 def sampling_problem(temperature: float, top_p: float, max_tokens: int, greedy: bool = False) -> str | None:
     """What is wrong with rollout sampling settings (``temperature=... must ...``), or None: one rule for the
-    recipe check and for the rollouts themselves (``policies/rollout.py``). RLOO samples (temperature > 0); a
+    recipe check and for the rollouts themselves (``policies/rollout.py``). RLOO and RFT sample (temperature > 0); a
     rollout engine asked directly may also decode greedily (``greedy``: temperature 0 allowed)."""
     if not (math.isfinite(temperature) and (temperature > 0 or greedy and temperature == 0)):
-        return f"temperature={temperature} must be a positive number for RLOO sampling"
+        return f"temperature={temperature} must be a positive number: training samples its completions"
     if not 0 < top_p <= 1:
         return f"top_p={top_p} must lie in (0, 1]"
     if max_tokens < 1:
         return f"max_completion_length={max_tokens} must be at least 1"
     return None
-
-
-def absolute_spec(spec: str) -> str:
-    """A verifier spec whose argument is written as a local path names it absolutely, so the manifest means one model;
-    a bare word (``countdown:subset``, a trained reward model's name) is an option, even where a file has that name."""
-    name, sep, arg = spec.partition(":")
-    looks_like_path = arg.startswith((".", "~")) or "/" in arg
-    if sep and looks_like_path and Path(arg).expanduser().exists():
-        return f"{name}:{Path(arg).expanduser().resolve()}"
-    return spec
-
-
-def resolve_reward(config: RLOOTrainConfig) -> tuple[str, Any]:
-    """The reward's spec as recorded (a local path made absolute, also in ``config``) and its verifier."""
-    import harness
-
-    config.reward = absolute_spec(config.reward or "")
-    return config.reward, harness.get_verifier(config.reward)
 
 
 def choose_rollout(config: RLOOTrainConfig, hw: Hardware) -> str:

@@ -5,7 +5,7 @@ One run writes into its output directory: ``train.json`` (its configuration, fir
 included), ``train.log`` (the libraries' chatter) and at the end the weights — ``adapter/`` (LoRA) or
 ``model/`` (full fine-tuning), each with the tokenizer, or the reward model's files at the top
 level so that ``rm:DIR`` loads it — and ``policy.json``, written last and atomically. The method
-itself (``policies/sft.py``, ``dpo.py``, ``rm.py``, ``rloo.py``) builds and runs the trainer. Just before
+itself (``policies/sft.py``, ``dpo.py``, ``rm.py``, ``rloo.py``, ``rft.py``) builds and runs the trainer. Just before
 the manifest, ``lineage.json``: a digest of every row's prompt per data source and the chain of bases
 (``policies/lineage.py``), what a judge's independence is checked against.
 """

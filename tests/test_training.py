@@ -26,7 +26,7 @@ from harness.policy import policies_dir, resolve_policy, reward_models_dir
 from harness.provenance import Ancestor, prompt_digest, read_lineage
 from policies import data, recipe
 from policies.cli import register_commands
-from policies.common import set_lora_dropout
+from policies.common import Hardware, Run, set_lora_dropout
 from policies.lineage import row_digest
 from policies.manifest import default_output
 from tasks.alpaca import instruction_split
@@ -446,6 +446,38 @@ def test_augment_writes_verifier_accepted_sft_rows_and_pairs(third_party, tiny_l
         assert c.kept == len(rows) and sft_rows[0]["prompt"][0]["role"] == "user"
 
 
+@pytest.mark.training
+def test_rft_fine_tunes_on_the_samples_its_verifier_accepted_and_resumes_without_sampling(third_party, sft_policy,
+                                                                                           monkeypatch):
+    from policies import rft, sft
+    from policies.train import train
+
+    trained_on: list[list[dict]] = []
+    build = sft.build_trainer
+    monkeypatch.setattr(sft, "build_trainer", lambda config, run: trained_on.append(run.rows) or build(config, run))
+    config = recipe.load("quick", "rft", base=sft_policy, reward="shortest", overrides=[
+        "steps=1", "threshold=0.0125", "n=4", "keep=2", "max_completion_length=12", COUNTDOWN.replace("24}", "6}"),
+        *FAST])
+    out = train(config, name="t-rft")
+    rows = [json.loads(line) for line in (out / rft.ROWS).read_text().splitlines()]
+    m = manifest("t-rft")
+    facts = m["rft"]
+    assert facts["problems"] == 6 and facts["samples"] == 24 and 0 < facts["accepted"] < 24
+    assert facts["rows"] == len(rows) > 0
+    for row in rows:  # accepted by the verifier, at most `keep` distinct ones a problem
+        assert 1 / (1 + len(row["completion"][0]["content"])) >= 0.0125
+    per_problem = {i: [r["completion"][0]["content"] for r in rows if r["id"] == i] for i in {r["id"] for r in rows}}
+    assert all(len(texts) == len(set(texts)) <= 2 for texts in per_problem.values())
+    assert trained_on == [[{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]]
+    assert m["method"] == "rft" and m["base"] == sft_policy and m["reward"] == "shortest" and m["steps"] == 1
+    assert m["wall_seconds"] >= facts["sampling_seconds"] > 0 and m["tokens"] > 0
+
+    monkeypatch.setattr(rft, "draw", _Refusing())  # an interrupted run reads its rows back: no second sampling
+    resumed = Run(base=resolve_policy(sft_policy), rows=[], hardware=Hardware("cpu", "float32"), out=out, resume=None,
+                  wall_before=0.0)
+    assert rft.accepted_rows(config, resumed) == (rows, facts)
+
+
 # ---------------------------------------------------------------- every bad input is one line
 
 class _Refusing:
@@ -471,8 +503,12 @@ class _Refusing:
     (["train", "rloo", "k=3", "prompts_per_step=3"], "must divide into grad_accum=4 equal micro-batches"),
     (["train", "sft", "data=[{source: nope}]"], "unknown data source 'nope'"),
     (["train", "dpo", "data=[{source: lima}]"], "data source 'lima' gives no preference pairs"),
-    (["train", "sft", "--reward", "countdown"], "--reward applies to rloo only"),
+    (["train", "sft", "--reward", "countdown"], "--reward applies to rloo and rft only"),
     (["train", "sft", "--name", "../x"], "--name '../x' must be"),
+    (["train", "rft", "--reward", ""], "setting reward='' is empty"),
+    (["train", "rft", "threshold=0"], "setting threshold=0.0 must lie in (0, 1]"),
+    (["train", "rft", "keep=0"], "setting keep=0 must be at least 1"),
+    (["train", "rft", "temperature=0"], "setting temperature=0.0 must be a positive number: training samples"),
     (["augment", "--task", "nope"], "unknown task 'nope'"),
     (["train", "sft", "--name", ""], "--name '' must be letters"),
     (["train", "sft", "--name", " "], "--name ' ' must be letters"),

@@ -18,11 +18,13 @@ from harness import HarnessError
 from policies import common, recipe
 from policies.config import TrainConfig, coerce
 from policies.dpo import DPOTrainConfig
+from policies.rft import RFTTrainConfig
 from policies.rloo import RLOOTrainConfig
 from policies.rm import RMTrainConfig
 from policies.sft import SFTTrainConfig
 
-CONFIGS = {"sft": SFTTrainConfig, "dpo": DPOTrainConfig, "rm": RMTrainConfig, "rloo": RLOOTrainConfig}
+CONFIGS = {"sft": SFTTrainConfig, "dpo": DPOTrainConfig, "rm": RMTrainConfig, "rloo": RLOOTrainConfig,
+           "rft": RFTTrainConfig}
 
 
 def test_each_method_has_its_own_config_extending_the_base_with_every_field_helped():
@@ -75,7 +77,7 @@ def test_a_key_the_method_does_not_have_is_a_one_line_error_naming_it():
     for values in ({"k": 4}, {"stepz": 10}):
         with pytest.raises(HarnessError, match=f"unknown sft setting '{next(iter(values))}'"):
             SFTTrainConfig.from_values("quick", {"data": [{"source": "lima"}], **values})
-    with pytest.raises(HarnessError, match="--reward applies to rloo only, not to rm"):
+    with pytest.raises(HarnessError, match="--reward applies to rloo and rft only, not to rm"):
         recipe.load("quick", "rm", reward="countdown")
 
 
@@ -154,8 +156,8 @@ def test_every_count_setting_must_be_positive(method):
     ("rloo", "beta=-0.1", "setting beta=-0.1 must be at least 0"),
     ("rloo", "top_p=0", "setting top_p=0.0 must lie in (0, 1]"),
     ("rloo", "top_p=1.01", "setting top_p=1.01 must lie in (0, 1]"),
-    ("rloo", "temperature=0", "setting temperature=0.0 must be a positive number for RLOO sampling"),
-    ("rloo", "temperature=-1", "setting temperature=-1.0 must be a positive number for RLOO sampling"),
+    ("rloo", "temperature=0", "setting temperature=0.0 must be a positive number: training samples its completions"),
+    ("rloo", "temperature=-1", "setting temperature=-1.0 must be a positive number: training samples its completions"),
     ("rloo", "k=0", "setting k=0: RLOO needs at least 2 samples"),
     ("rloo", "data=[{source: task, rows: 0}]", "rows=0 must be a positive integer"),
     ("sft", "steps=1" + "0" * 5000, "the value does not parse (ValueError: Exceeds the limit"),
@@ -269,7 +271,7 @@ def test_a_judge_file_spelled_as_another_path_to_the_same_pool_is_still_caught(t
 @pytest.mark.parametrize("method", [["rm"], {"rm": 1}, 3, None])
 def test_a_section_method_that_is_no_name_is_one_line(monkeypatch, method):
     monkeypatch.setattr(recipe, "read", lambda name: {"steps": 5, "judge": {"method": method, "steps": 2}})
-    with pytest.raises(HarnessError, match=r"recipe section judge: method=.* must be one of: sft, dpo, rm, rloo$"):
+    with pytest.raises(HarnessError, match=r"recipe section judge: method=.* must be one of: sft, dpo, rm, rloo, rft$"):
         recipe.load("quick:judge", "rm")
 
 
