@@ -41,7 +41,7 @@ from harness.types import RunConfig
 
 STUDY = "study.json"
 TOP_KEYS = ("name", "seeds", "policies", "defaults", "runs", "compare")
-TRAIN_KEYS = ("train", "recipe", "base", "reward", "name", "overrides", "launcher", "num_gpus", "num_cpus")
+TRAIN_KEYS = ("train", "recipe", "base", "reward", "name", "seeds", "overrides", "launcher", "num_gpus", "num_cpus")
 RESOURCES = ("num_gpus", "num_cpus")  # what a cell asks of a Ray cluster; no part of its content
 ARGS = {"task_arg": "task_args", "verifier_arg": "verifier_args", "grader_arg": "grader_args"}
 RUN_REF = "run:"  # an option value ``run:LABEL``: the record directory of that policy's run cell (alpaca reference)
@@ -97,7 +97,8 @@ def accepted_keys(options: dict[str, Option]) -> list[str]:
 
 @dataclass(frozen=True)
 class TrainBlock:
-    """A ``policies`` entry that trains: ``{train: METHOD, recipe, base, reward, name, overrides, launcher}``."""
+    """A ``policies`` entry that trains: ``{train: METHOD, recipe, base, reward, name, seeds, overrides, launcher}``;
+    its ``seeds`` replace the study's for this policy (None: the study's)."""
 
     label: str
     method: str
@@ -105,6 +106,7 @@ class TrainBlock:
     base: str | None = None
     reward: str | None = None
     name: str | None = None
+    seeds: tuple[int, ...] | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     launcher: tuple[str, ...] = ()
     num_gpus: float = 0
@@ -327,8 +329,14 @@ def _policies(where: str, value: Any, seeds: list[int] | None) -> dict[str, str 
         overrides = spec.get("overrides") or {}
         if not isinstance(overrides, dict) or not all(isinstance(k, str) and k.isidentifier() for k in overrides):
             raise HarnessError(f"{at}: overrides must map recipe settings to values; got {_kind(overrides)}")
-        if "seed" in overrides and seeds is not None:
-            raise HarnessError(f"{at}: overrides.seed and the study's seeds both set the seed; keep one")
+        own = tuple(_seeds(at, spec["seeds"]) or [None]) if "seeds" in spec else None  # [None]: refused below
+        if own == (None,):
+            raise HarnessError(f"{at}: seeds must be a list of distinct integers in [0, 2**32), or left out")
+        if own is not None and spec["train"] == "rm":
+            raise HarnessError(f"{at}: seeds do not apply to a reward model (train: rm), which trains once")
+        if "seed" in overrides and (seeds is not None or own is not None):
+            raise HarnessError(f"{at}: overrides.seed and the {'block' if own else 'study'}'s seeds both set the "
+                               f"seed; keep one")
         launcher = spec.get("launcher") or ()
         launcher = launcher.split() if isinstance(launcher, str) else launcher
         if not isinstance(launcher, list | tuple) or not all(isinstance(a, str) for a in launcher):
@@ -336,7 +344,8 @@ def _policies(where: str, value: Any, seeds: list[int] | None) -> dict[str, str 
                                f"{_kind(launcher)}")
         resources = {k: _resource(at, k, spec[k]) for k in RESOURCES if k in spec}
         out[label] = TrainBlock(label, spec["train"], spec.get("recipe", "quick"), spec.get("base"),
-                                spec.get("reward"), spec.get("name"), dict(overrides), tuple(launcher), **resources)
+                                spec.get("reward"), spec.get("name"), own, dict(overrides), tuple(launcher),
+                                **resources)
     return out
 
 
@@ -359,9 +368,10 @@ def _train_cells(where: str, policies: dict[str, str | TrainBlock], seeds: list[
     cells: list[TrainCell] = []
     names: dict[str, str] = {}
     for b in blocks:
-        for seed in [None] if b.judge or seeds is None else seeds:
+        own = list(b.seeds) if b.seeds is not None else seeds
+        for seed in [None] if b.judge or own is None else own:
             name = b.name or b.label
-            name = f"{name}-s{seed}" if seed is not None and len(seeds or []) > 1 else name
+            name = f"{name}-s{seed}" if seed is not None and len(own or []) > 1 else name
             if name in names or (name in policies and name != b.label):
                 raise HarnessError(f"{where}: policies.{b.label}: the trained name {name!r} is also "
                                    f"{'the name of ' + names[name] if name in names else 'a policy of the study'}")
@@ -374,6 +384,10 @@ def _train_cells(where: str, policies: dict[str, str | TrainBlock], seeds: list[
         if isinstance(target, TrainBlock):
             if target.judge:
                 raise HarnessError(f"{where}: policies.{c.label}: base {base!r} is a reward model (train: rm)")
+            if (base, c.seed) not in by:
+                trained = ", ".join(str(s) for s in sorted(s for label, s in by if label == base))
+                raise HarnessError(f"{where}: policies.{c.label}: its base {base!r} is not trained on seed {c.seed} "
+                                   f"(its seeds: {trained}); give the two the same seeds")
             c.needs = by[(base, c.seed)].name
             c.base = c.needs
         elif isinstance(target, str):
@@ -787,8 +801,9 @@ def _check_early(study: Study, cell: RunCell, config: RunConfig) -> None:
     from harness.pipeline import examples_of, plan
 
     unready = [n for n in cell.needs if study.trained(n).block.judge and study.trained(n).status != "done"]
-    config = dataclasses.replace(config, **{f: {k: v for k, v in getattr(config, f).items()
-                                                if not v.startswith(RUN_REF)} for f in ARGS.values()})
+    refs = {(f, k) for f, k, _ in cell.refs}  # as written, or already the directory a run not yet done will write
+    config = dataclasses.replace(config, **{f: {k: v for k, v in getattr(config, f).items() if (f, k) not in refs}
+                                            for f in ARGS.values()})
     if unready:
         config = dataclasses.replace(config, grader=None, grader_args={}, verifier=None, verifier_args={},
                                      oracle=False)

