@@ -10,8 +10,10 @@ one only if the cache lacks samples, and closes it before verification so a rewa
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -257,7 +259,7 @@ def generate(config: RunConfig, the_plan: Plan, examples: list[Example], policy:
     Every prompt is rendered and checked against the context before a sample is looked up or an engine starts."""
     renderer = Renderer(policy, config.chat_template, config.system_prompt)
     rendered = [renderer.render(ex) for ex in examples]
-    _check_lengths(examples, rendered, config.max_tokens, options.max_model_len)
+    check_lengths(examples, [ids for _, ids in rendered], config.max_tokens, policy, options.max_model_len)
     sampling = sampling_of(config, the_plan)
     identity = sample_identity(sampling, engine_numerics)
     keys = [[sample_key(policy.fingerprint, text, identity, i) for i in range(config.n)] for text, _ in rendered]
@@ -286,13 +288,21 @@ def generate(config: RunConfig, the_plan: Plan, examples: list[Example], policy:
     return Generation(records, description, cached, load_s, generation_s)
 
 
-def _check_lengths(examples: list[Example], rendered: list[tuple[str, list[int]]], max_tokens: int,
-                   max_model_len: int) -> None:
-    for ex, (_, ids) in zip(examples, rendered, strict=True):
-        if len(ids) + max_tokens > max_model_len:
-            raise HarnessError(f"example {ex.id}: its prompt is {len(ids)} tokens, which with --max-tokens {max_tokens}"
-                               f" exceeds --max-model-len {max_model_len}; raise --max-model-len or lower "
-                               f"--max-tokens")
+def check_lengths(examples: list[Example], prompts: list[list[int]], max_tokens: int, policy: Policy,
+                  max_model_len: int) -> None:
+    """Every prompt (token ids) with ``max_tokens`` fits the context, ``--max-model-len`` or the model's own
+    positions where they are fewer; else one line naming the longest prompt, before any engine starts."""
+    context = max_model_len
+    with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+        positions = json.loads((Path(policy.model) / "config.json").read_text()).get("max_position_embeddings")
+        context = min(context, positions) if isinstance(positions, int) and positions > 0 else context
+    longest = max(range(len(prompts)), key=lambda i: len(prompts[i]), default=None)
+    if longest is not None and len(prompts[longest]) + max_tokens > context:
+        bound, fix = ((f"--max-model-len {max_model_len}", "raise --max-model-len or lower --max-tokens")
+                      if context == max_model_len else ("all its positions", "lower --max-tokens or shorten it"))
+        raise HarnessError(f"example {examples[longest].id or longest}: its prompt is {len(prompts[longest])} tokens, "
+                           f"which with --max-tokens {max_tokens} exceeds the model's context of {context} tokens "
+                           f"({bound}); {fix}")
 
 
 def _check_engine(expected: dict[str, Any], described: dict[str, Any]) -> None:

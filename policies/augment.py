@@ -20,7 +20,7 @@ import harness
 from harness.console import console, quiet
 from harness.engines import BACKENDS, EngineOptions, Renderer, Request, Sampling, load_engine
 from harness.errors import HarnessError
-from harness.pipeline import examples_of
+from harness.pipeline import check_lengths, examples_of
 from harness.plugins import Spec, registry
 from harness.policy import Policy, resolve_policy
 from harness.record import check_output, write_atomic
@@ -112,33 +112,13 @@ def already_written(paths: list[Path], stored: dict[str, Any], overwrite: bool) 
                        f"replace it, or choose another --output")
 
 
-def check_prompts(renderer: Renderer, examples: list, max_tokens: int, context: int) -> list[list[int]]:
-    """Every prompt's token ids; one that with ``max_tokens`` does not fit ``context`` is a one-line error before
-    any engine starts (the rule ``harness run`` applies)."""
-    rendered = [renderer.render(ex)[1] for ex in examples]
-    longest = max(range(len(rendered)), key=lambda i: len(rendered[i]))
-    if len(rendered[longest]) + max_tokens > context:
-        raise HarnessError(f"problem {examples[longest].id or longest}: its prompt is {len(rendered[longest])} "
-                           f"tokens, which with --max-tokens {max_tokens} exceeds the model's context of {context} "
-                           f"tokens; raise --max-model-len, lower --max-tokens or choose shorter task arguments")
-    return rendered
-
-
-def context_limit(policy, max_model_len: int) -> int:
-    """``--max-model-len``, or the model's own position limit where that is smaller."""
-    try:
-        positions = json.loads((Path(policy.model) / "config.json").read_text()).get("max_position_embeddings")
-    except (OSError, ValueError, AttributeError):
-        positions = None
-    return min(max_model_len, positions) if isinstance(positions, int) and positions > 0 else max_model_len
-
-
 def draw(policy: Policy, examples: list[harness.Example], n: int, sampling: Sampling, options: EngineOptions,
          backend: str, log: Path) -> list[list[str]]:
     """``n`` sampled completions of every example's prompt from the policy's engine (the libraries' chatter in
     ``log``); a prompt too long for the context is a one-line error before the engine starts."""
     renderer = Renderer(policy)
-    rendered = check_prompts(renderer, examples, sampling.max_tokens, context_limit(policy, options.max_model_len))
+    rendered = [renderer.render(ex)[1] for ex in examples]
+    check_lengths(examples, rendered, sampling.max_tokens, policy, options.max_model_len)
     with quiet(log):
         engine = load_engine(backend, policy, renderer, options, seed=sampling.seed)
         try:

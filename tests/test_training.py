@@ -602,8 +602,9 @@ def test_augment_refuses_a_prompt_longer_than_the_context_before_the_engine(tiny
     out = tmp_path / "rft.jsonl"
     for budget in (["--max-model-len", "16", "--max-tokens", "8"], ["--max-model-len", "300", "--max-tokens", "290"]):
         code, text = cli("augment", "--policy", str(tiny_llama), "--rows", "2", *budget, "-o", str(out))
-        assert code == 2 and text.startswith("error: problem ") and f"tokens, which with --max-tokens {budget[3]} " \
-            f"exceeds the model's context of {budget[1]} tokens; raise --max-model-len" in text, text
+        assert code == 2 and text.startswith("error: example ") and f"tokens, which with --max-tokens {budget[3]} " \
+            f"exceeds the model's context of {budget[1]} tokens (--max-model-len {budget[1]}); raise " \
+            "--max-model-len" in text, text
         assert len(text.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
 
 
