@@ -195,10 +195,11 @@ def compare_pooled(first: Sequence[Path], second: Sequence[Path], seed: int = 0,
         raise HarnessError(f"{which} share no examples by content (prompt, reference, meta and shots): their task "
                            f"data differ")
     metric = ref_summary.metric.name
-    compared = [_pair(metric, (a, read[a][1]), (b, read[b][1]), credits, keys, seed) for a, b in pairs]
-    diffs = np.array([[credits[a][k] - credits[b][k] for k in keys] for a, b in pairs])
+    diffs = [[credits[a][k] - credits[b][k] for k in keys] for a, b in pairs]
+    compared = [_pair(metric, (read[a][1], credits[a]), (read[b][1], credits[b]), keys, d, seed)
+                for (a, b), d in zip(pairs, diffs, strict=True)]
     per_pair = [c.difference for c in compared]
-    ci95 = hierarchical_ci(diffs, seed)
+    ci95 = hierarchical_ci(np.array(diffs), seed)
     t95 = t_interval(per_pair) if len(pairs) > 1 else None
     sides = names or (_side_label([read[p][1] for p in first]), _side_label([read[p][1] for p in second]))
     return PooledComparison(
@@ -235,11 +236,12 @@ def _holds(per_pair: list[float], intervals: list[tuple[float, float]]) -> bool:
     return False
 
 
-def _pair(metric: str, first: tuple[Path, RunSummary], second: tuple[Path, RunSummary],
-          credits: dict[Path, dict[tuple[str, int], float]], keys: list[tuple[str, int]], seed: int) -> Comparison:
-    a, b = credits[first[0]], credits[second[0]]
-    diffs = [a[k] - b[k] for k in keys]
-    return Comparison(metric, (_label(first[1]), _label(second[1])), len(keys),
+def _pair(metric: str, first: tuple[RunSummary, dict[tuple[str, int], float]],
+          second: tuple[RunSummary, dict[tuple[str, int], float]], keys: list[tuple[str, int]], diffs: list[float],
+          seed: int) -> Comparison:
+    """One pair of runs on the shared ``keys``; ``diffs`` the per-example differences, first minus second."""
+    a, b = first[1], second[1]
+    return Comparison(metric, (_label(first[0]), _label(second[0])), len(keys),
                       (mean([a[k] for k in keys]), mean([b[k] for k in keys])), mean(diffs), bootstrap_ci(diffs, seed),
                       (sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)), (len(a) - len(keys), len(b) - len(keys)))
 
