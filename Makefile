@@ -40,14 +40,16 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(HARNESS) study studies/demo.yaml
 	@echo
-	@echo "Next: the headline number, \`harness run --policy rloo --sampler bon --n 16\`, needs the trained policies"
-	@echo "sft and rloo. The quick study (studies/quick.yaml, \`make policies\`) trains and evaluates them all;"
-	@echo "its dry run says what each cell costs on this machine:"
+	@echo "Next: the headline number, \`harness run --policy rloo --sampler bon --n 16\`, needs a trained rloo:"
+	@echo "\`harness train sft\` then \`harness train rloo\` train one. The quick study (studies/quick.yaml,"
+	@echo "\`make policies\`) trains and evaluates the whole table, its Countdown policies on three seeds (rloo-s0,"
+	@echo "rloo-s1, rloo-s2, each a --policy name); its dry run says what each cell costs on this machine:"
 	$(HARNESS) study studies/quick.yaml --dry-run
 
-# The quick study (studies/quick.yaml) on this CPU: the Countdown chain (SFT on Countdown solutions -> RLOO with the
-# Countdown rule verifier as reward) and the instruction chain (policies/recipes/quick-instruct.yaml: SFT, DPO and
-# RLOO against a reward model on half A of the preference pairs, an independent judge on half B), then held-out
+# The quick study (studies/quick.yaml) on this CPU: the Countdown chain on three training seeds (SFT on Countdown
+# solutions -> RFT on its verified samples, and RLOO with the Countdown rule verifier as reward) and the
+# instruction chain (policies/recipes/quick-instruct.yaml: SFT, DPO and RLOO against a reward model on half A of the
+# preference pairs, an independent judge on half B), then held-out
 # Countdown, IFEval and AlpacaEval win-rates and the declared comparisons. Each cell runs once: a finished one is
 # read back, an interrupted one resumes (`harness study studies/quick.yaml --dry-run` shows which is which).
 # `make evaluate` is the same study: it trains what is missing first.

@@ -19,9 +19,11 @@ from harness.record import RunSummary, iter_summaries
 
 # Defaults, measured on a 2-core Intel Xeon with AMX (docs/results.md, 2026-11-26): SmolLM2-135M through vLLM in
 # bf16, greedy 243.9 tok/s and best-of-16 811.7 tok/s (make demo); the quick recipe's training runs (wall, steps,
-# tokens): sft 738 s, 100, 128k; rloo 4,589 s, 80, 816k; dpo 679 s, 40, 84k; rft 713 s (283 s of it sampling
-# 3,200 completions), 40, 51k; the MiniLM reward model (batch 16, max_length 384) 10 of its steps on 2026-12-06
-# (docs/study.md): 128 s, 81k tokens, of which 49 s were its held-out evaluation, so 7.9 s per step.
+# tokens): sft 738 s, 100, 128k; rloo 4,589 s, 80, 816k; dpo 679 s, 40, 84k; rft by hand as `harness augment`
+# then 40 SFT steps, 713 s (283 s of it sampling 3,200 completions), 51k, its sampling folded into the per-step
+# rate (so it scales with steps, where the sampling scales with rows x n); the MiniLM reward model (batch 16,
+# max_length 384) 10 of its steps on 2026-12-06 (docs/study.md): 128 s, 81k tokens, of which 49 s were its held-out
+# evaluation, so 7.9 s per step.
 DEFAULT_TOK_S = {False: 243.9, True: 811.7}  # generation, keyed by "several samples per problem"
 DEFAULT_LOAD_S = 18.0  # starting vLLM on that CPU (docs/performance.md)
 DEFAULT_STEP = {("quick", "sft"): (7.38, 1280.0), ("quick", "rloo"): (57.4, 10200.0),

@@ -290,16 +290,18 @@ def generate(config: RunConfig, the_plan: Plan, examples: list[Example], policy:
 
 def check_lengths(examples: list[Example], prompts: list[list[int]], max_tokens: int, policy: Policy,
                   max_model_len: int) -> None:
-    """Every prompt (token ids) with ``max_tokens`` fits the context, ``--max-model-len`` or the model's own
-    positions where they are fewer; else one line naming the longest prompt, before any engine starts."""
-    context = max_model_len
+    """Every prompt (token ids) with ``max_tokens`` fits the context: ``--max-model-len``, or the model's own
+    positions where they are no more (read from a local model directory's ``config.json``); else one line naming
+    the longest prompt, before any engine starts."""
+    positions = None
     with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
         positions = json.loads((Path(policy.model) / "config.json").read_text()).get("max_position_embeddings")
-        context = min(context, positions) if isinstance(positions, int) and positions > 0 else context
+    by_model = isinstance(positions, int) and 0 < positions <= max_model_len
+    context = positions if by_model else max_model_len
     longest = max(range(len(prompts)), key=lambda i: len(prompts[i]), default=None)
     if longest is not None and len(prompts[longest]) + max_tokens > context:
-        bound, fix = ((f"--max-model-len {max_model_len}", "raise --max-model-len or lower --max-tokens")
-                      if context == max_model_len else ("all its positions", "lower --max-tokens or shorten it"))
+        bound, fix = (("all its positions", "lower --max-tokens or shorten it") if by_model else
+                      (f"--max-model-len {max_model_len}", "raise --max-model-len or lower --max-tokens"))
         raise HarnessError(f"example {examples[longest].id or longest}: its prompt is {len(prompts[longest])} tokens, "
                            f"which with --max-tokens {max_tokens} exceeds the model's context of {context} tokens "
                            f"({bound}); {fix}")

@@ -385,9 +385,10 @@ def _train_cells(where: str, policies: dict[str, str | TrainBlock], seeds: list[
             if target.judge:
                 raise HarnessError(f"{where}: policies.{c.label}: base {base!r} is a reward model (train: rm)")
             if (base, c.seed) not in by:
-                trained = ", ".join(str(s) for s in sorted(s for label, s in by if label == base))
-                raise HarnessError(f"{where}: policies.{c.label}: its base {base!r} is not trained on seed {c.seed} "
-                                   f"(its seeds: {trained}); give the two the same seeds")
+                trained = ", ".join(str(s) for label, s in by if label == base)
+                seed = "without a seed" if c.seed is None else f"on seed {c.seed}"
+                raise HarnessError(f"{where}: policies.{c.label}: its base {base!r} is not trained {seed} (its "
+                                   f"seeds: {trained}); train the base on each of the policy's seeds")
             c.needs = by[(base, c.seed)].name
             c.base = c.needs
         elif isinstance(target, str):
@@ -656,6 +657,13 @@ def _comparisons(where: str, value: Any, study: Study, options: dict[str, Option
                 raise HarnessError(f"{at}: {side}: {_unknown('policy', entry[side], study.policies)}")
         if entry["a"] == entry["b"]:
             raise HarnessError(f"{at}: a and b both name {entry['a']!r}; compare two policies")
+        seeds = {side: sorted({c.seed for c in study.train if c.label == entry[side]}, key=str)
+                 for side in ("a", "b") if any(c.label == entry[side] for c in study.train)}
+        if len(seeds) == 2 and seeds["a"] != seeds["b"]:
+            shown = {side: ", ".join(str(s) for s in v) for side, v in seeds.items()}
+            raise HarnessError(f"{at}: {entry['a']} is trained on seeds {shown['a']} and {entry['b']} on seeds "
+                               f"{shown['b']}; a comparison pairs each seed with its own, so give the two the same "
+                               f"seeds")
         where_ = {k: v for k, v in entry.items() if k not in ("a", "b")}
         comparison = Comparison(i, entry["a"], entry["b"], where_)
         if not pairs(study, comparison):

@@ -178,3 +178,16 @@ def coerce(key: str, value: Any, kind: Any) -> Any:
     else:  # a field type this loader does not know: a programming error, not the user's
         raise TypeError(f"setting {key}: no recipe loader for type {kind!r}")
     return value
+
+
+def sampling_problem(temperature: float, top_p: float, max_tokens: int, greedy: bool = False) -> str | None:
+    """What is wrong with rollout sampling settings (``temperature=... must ...``), or None: one rule for the
+    recipe check and for the rollouts themselves (``policies/rollout.py``). RLOO and RFT sample (temperature > 0); a
+    rollout engine asked directly may also decode greedily (``greedy``: temperature 0 allowed)."""
+    if not (math.isfinite(temperature) and (temperature > 0 or greedy and temperature == 0)):
+        return f"temperature={temperature} must be a positive number: training samples its completions"
+    if not 0 < top_p <= 1:
+        return f"top_p={top_p} must lie in (0, 1]"
+    if max_tokens < 1:
+        return f"max_completion_length={max_tokens} must be at least 1"
+    return None

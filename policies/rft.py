@@ -1,6 +1,7 @@
 """Rejection-sampling fine-tuning (RFT, the study's synthetic augmentation): the base samples ``n`` completions of
-each training problem through the harness's engine, the ``reward`` verifier keeps up to ``keep`` distinct accepted
-ones per problem (``policies.augment.select``, what ``harness augment`` keeps), and SFT continues the base on them.
+each training problem through the harness's engine (as RLOO's rollouts do: the chat prompt, no stop strings), the
+``reward`` verifier keeps up to ``keep`` distinct accepted ones per problem (``policies.augment.select``, what
+``harness augment`` keeps), and SFT continues the base on them.
 
 The accepted rows are written into the output directory before training starts, so a resumed run trains on the
 same rows without sampling again. The manifest's ``wall_seconds`` is sampling and training together; its ``rft``
@@ -21,10 +22,9 @@ from harness.record import write_atomic
 from policies import common, sft
 from policies.augment import draw, select
 from policies.common import Method, Result, Run
-from policies.config import at_least_one, not_blank, setting
+from policies.config import at_least_one, not_blank, sampling_problem, setting
 from policies.manifest import read_json, write_json
 from policies.rewards import resolve_reward
-from policies.rloo import sampling_problem
 
 ROWS = "rft.jsonl"  # the accepted completions, the SFT data
 COUNTS = "rft.counts.json"  # written after ROWS: where it exists, ROWS is complete
@@ -59,20 +59,23 @@ class RFTTrainConfig(sft.SFTTrainConfig):
 
 
 def accepted_rows(config: RFTTrainConfig, run: Run) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The SFT rows and counts of this run: read back where an interrupted run already sampled, else sampled."""
+    """The SFT rows and counts of this run, sampled once by the main process (an interrupted run's are read back,
+    and under a multi-process launcher every process reads what the main one wrote)."""
+    from accelerate import PartialState
+
     rows_path, counts_path = run.out / ROWS, run.out / COUNTS
-    if counts_path.exists():
-        rows = [json.loads(line) for line in rows_path.read_text(encoding="utf-8").splitlines() if line]
-        return rows, read_json(counts_path)
-    started = time.perf_counter()
-    sampling = Sampling(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_completion_length,
-                        seed=config.seed)
-    texts = draw(run.base, run.rows, config.n, sampling, EngineOptions(), "auto", run.out / "sampling.log")
-    rows, _, counts = select(run.rows, texts, run.reward, config.keep, config.threshold)
-    facts = {**counts, "sampling_seconds": round(time.perf_counter() - started, 1)}
-    write_atomic(rows_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    write_json(counts_path, facts)
-    return rows, facts
+    ranks = PartialState()
+    if ranks.is_main_process and not counts_path.exists():
+        started = time.perf_counter()
+        sampling = Sampling(temperature=config.temperature, top_p=config.top_p,
+                            max_tokens=config.max_completion_length, seed=config.seed)
+        texts = draw(run.base, run.rows, config.n, sampling, EngineOptions(), "auto", run.out / "sampling.log")
+        rows, _, counts = select(run.rows, texts, run.reward, config.keep, config.threshold)
+        write_atomic(rows_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        write_json(counts_path, {**counts, "sampling_seconds": round(time.perf_counter() - started, 1)})
+    ranks.wait_for_everyone()
+    rows = [json.loads(line) for line in rows_path.read_text(encoding="utf-8").splitlines() if line]
+    return rows, read_json(counts_path)
 
 
 def train(config: RFTTrainConfig, run: Run) -> Result:

@@ -9,14 +9,13 @@ measures, and with ``importance_cap`` corrects, the gap between its and the trai
 from __future__ import annotations
 
 import importlib.util
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
 from harness.errors import HarnessError, choices
 from policies import common
 from policies.common import Hardware, Method, Result, Run
-from policies.config import TrainConfig, at_least_one, not_blank, setting, show
+from policies.config import TrainConfig, at_least_one, not_blank, sampling_problem, setting, show
 from policies.data import example_messages
 from policies.rewards import VerifierReward, resolve_reward
 
@@ -65,19 +64,6 @@ class RLOOTrainConfig(TrainConfig):
             raise HarnessError(f"setting beta={self.beta} must be at least 0 (0: no KL term)")
         if not (self.importance_cap == 0 or self.importance_cap >= 1):
             raise HarnessError(f"setting importance_cap={self.importance_cap} must be 0 (no correction) or at least 1")
-
-
-def sampling_problem(temperature: float, top_p: float, max_tokens: int, greedy: bool = False) -> str | None:
-    """What is wrong with rollout sampling settings (``temperature=... must ...``), or None: one rule for the
-    recipe check and for the rollouts themselves (``policies/rollout.py``). RLOO and RFT sample (temperature > 0); a
-    rollout engine asked directly may also decode greedily (``greedy``: temperature 0 allowed)."""
-    if not (math.isfinite(temperature) and (temperature > 0 or greedy and temperature == 0)):
-        return f"temperature={temperature} must be a positive number: training samples its completions"
-    if not 0 < top_p <= 1:
-        return f"top_p={top_p} must lie in (0, 1]"
-    if max_tokens < 1:
-        return f"max_completion_length={max_tokens} must be at least 1"
-    return None
 
 
 def choose_rollout(config: RLOOTrainConfig, hw: Hardware) -> str:

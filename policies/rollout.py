@@ -33,7 +33,7 @@ from typing import Any
 from harness.engines import EngineOptions, Renderer, Request, Sampled, Sampling, VLLMEngine, load_engine
 from harness.errors import HarnessError
 from harness.policy import Policy
-from policies.rloo import sampling_problem
+from policies.config import sampling_problem
 
 KV_CACHE_GIB = 2.0  # plenty for one step's rollouts (tens of sequences, a few hundred tokens); training needs the rest
 

@@ -154,7 +154,9 @@ def test_a_training_block_s_seeds_replace_the_study_s_for_that_policy(tmp_path):
 
 @pytest.mark.parametrize(("block", "says"), [
     ("rl: {train: rloo, base: sft, seeds: [0, 1]}", "policies.rl: its base 'sft' is not trained on seed 1 (its "
-                                                    "seeds: 0); give the two the same seeds"),
+                                                    "seeds: 0); train the base on each of the policy's seeds"),
+    ("rl: {train: rloo, base: sft, seeds: [0]}\n  other: {train: sft, seeds: [0, 1]}\ncompare: [{a: rl, b: other}]",
+     "compare[1]: rl is trained on seeds 0 and other on seeds 0, 1; a comparison pairs each seed with its own"),
     ("rl: {train: rloo, base: sft, seeds: []}", "policies.rl: seeds [] must be distinct integers"),
     ("rl: {train: rloo, base: sft, seeds: }", "policies.rl: seeds must be a list of distinct integers"),
     ("rl: {train: rloo, base: sft, seeds: [1], overrides: {seed: 3}}", "policies.rl: overrides.seed and the block's "
@@ -162,7 +164,7 @@ def test_a_training_block_s_seeds_replace_the_study_s_for_that_policy(tmp_path):
     ("rl: {train: rm, seeds: [1]}", "policies.rl: seeds do not apply to a reward model"),
 ])
 def test_a_block_s_bad_seeds_are_one_line(tmp_path, block, says):
-    text = f"policies:\n  sft: {{train: sft, seeds: [0]}}\n  {block}\nruns: [{{policy: sft}}]\n"
+    text = f"runs: [{{policy: [sft, rl]}}]\npolicies:\n  sft: {{train: sft, seeds: [0]}}\n  {block}\n"
     code, out = cli("study", str(write(tmp_path, text)), "--dry-run", "-o", str(tmp_path / "runs"))
     assert code == 2 and len(lines(out)) == 1 and says in out, out
 

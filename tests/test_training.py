@@ -478,6 +478,31 @@ def test_rft_fine_tunes_on_the_samples_its_verifier_accepted_and_resumes_without
     assert rft.accepted_rows(config, resumed) == (rows, facts)
 
 
+def test_rft_keeps_the_distinct_answers_its_verifier_accepts_and_samples_again_without_counts(monkeypatch, tmp_path):
+    from policies import rft
+
+    examples = list(harness.get_task("countdown").configure(numbers="3", shots="0").examples("train", limit=3))
+    right = [f"<answer> {ex.reference} </answer>" for ex in examples]
+    canned = [[right[0], "<answer> 1 + 1 </answer>", right[0], f"{right[0]} ", f" {right[0]}"],  # a duplicate, 2 more
+              ["no answer", "<answer> 2 </answer>"],  # none right: no row
+              [right[2], right[2]]]
+    drawn: list[int] = []
+    monkeypatch.setattr(rft, "draw", lambda policy, rows, n, *rest: drawn.append(n) or canned)
+    config = recipe.load("quick", "rft", overrides=["keep=2", "n=5"])
+    run = Run(base=None, rows=examples, hardware=Hardware("cpu", "float32"), out=tmp_path, resume=None,
+              wall_before=0.0, reward=harness.get_verifier("countdown"))
+    rows, facts = rft.accepted_rows(config, run)
+    assert [(r["id"], r["completion"][0]["content"]) for r in rows] == [
+        (examples[0].id, right[0]), (examples[0].id, f"{right[0]} "), (examples[2].id, right[2])]
+    assert {k: facts[k] for k in ("problems", "samples", "accepted", "problems_solved", "rows")} == {
+        "problems": 3, "samples": 9, "accepted": 6, "problems_solved": 2, "rows": 3}
+    assert drawn == [5]
+    assert rft.accepted_rows(config, run)[0] == rows and drawn == [5]  # read back: no second sampling
+    (tmp_path / rft.COUNTS).unlink()  # the rows of a run killed before its counts were written are not trusted
+    canned[1] = [right[1]]
+    assert len(rft.accepted_rows(config, run)[0]) == 4 and drawn == [5, 5]
+
+
 # ---------------------------------------------------------------- every bad input is one line
 
 class _Refusing:
