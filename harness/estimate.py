@@ -43,6 +43,7 @@ class Estimate:
     tokens: float | None
     seconds: float | None
     basis: str  # "measured", "partly measured" or "default"
+    note: str = ""
 
 
 class Rates:
@@ -61,20 +62,22 @@ class Rates:
 
     # -- runs
 
-    def run(self, config: Any, examples: int | None, fingerprint: str | None, backend: str | None) -> Estimate:
+    def run(self, config: Any, examples: int | None, fingerprint: str | None, backend: str | None,
+            cached: bool = False) -> Estimate:
+        """``cached``: another cell generates the same samples first, so this one only grades them."""
         if examples is None:
             return Estimate(None, None, "default")
         samples = examples * config.n
-        same_task = [s for s in self.summaries if s.task == config.task and s.config.max_tokens == config.max_tokens]
-        mine = [s for s in same_task if fingerprint and s.policy and s.policy.fingerprint == fingerprint]
-        source = mine or same_task
-        measured = 0
-        if source:
-            per_sample = sum(s.tokens.generated for s in source) / max(1, sum(s.counts.samples for s in source))
-            measured += 1
-        else:
-            per_sample = float(config.max_tokens)  # an upper bound: every sample uses its whole budget
-        tokens = samples * per_sample
+        verify = [s for s in self.summaries if s.task == config.task and s.config.grader == config.grader
+                  and s.timings.verification_s is not None]
+        per_verify = (sum(s.timings.verification_s for s in verify) / max(1, sum(s.counts.samples for s in verify))
+                      if verify else 0.0)
+        if cached:
+            return Estimate(0.0, per_verify * samples, "measured" if verify else "default",
+                            "its samples come from the generation cache")
+        per_sample = self._per_sample(config, fingerprint)
+        measured = int(per_sample is not None)
+        tokens = samples * (float(config.max_tokens) if per_sample is None else per_sample)
         several = config.n > 1
         timed = [s for s in self.summaries if s.engine is not None and s.timings.tokens_per_s
                  and (s.config.n > 1) == several and (backend is None or (s.numerics or {}).get("backend") == backend)]
@@ -85,12 +88,26 @@ class Rates:
             measured += 1
         else:
             rate, load = DEFAULT_TOK_S[several], DEFAULT_LOAD_S
-        verify = [s for s in self.summaries if s.task == config.task and s.config.grader == config.grader
-                  and s.timings.verification_s is not None]
-        per_verify = (sum(s.timings.verification_s for s in verify) / max(1, sum(s.counts.samples for s in verify))
-                      if verify else 0.0)
         seconds = load + tokens / rate + per_verify * samples
         return Estimate(tokens, seconds, ("measured", "partly measured", "default")[2 - measured])
+
+    def _per_sample(self, config: Any, fingerprint: str | None) -> float | None:
+        """Generated tokens per sample in records of the same task and ``--max-tokens``: of the same weights and
+        sampler, else the same sampler, else the same weights, else any (answer lengths follow how a policy is
+        sampled more than which trained policy it is); None without such a record."""
+        same_task = [s for s in self.summaries if s.task == config.task and s.config.max_tokens == config.max_tokens]
+
+        def mine(s: RunSummary) -> bool:
+            return bool(fingerprint) and s.policy is not None and s.policy.fingerprint == fingerprint
+
+        def sampled_alike(s: RunSummary) -> bool:
+            return s.config.sampler == config.sampler
+
+        for keep in (lambda s: mine(s) and sampled_alike(s), sampled_alike, mine, lambda s: True):
+            source = [s for s in same_task if keep(s)]
+            if source:
+                return sum(s.tokens.generated for s in source) / max(1, sum(s.counts.samples for s in source))
+        return None
 
     # -- training
 

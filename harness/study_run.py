@@ -8,6 +8,7 @@ The study's runs are also gathered in ``OUTPUT/studies/NAME/`` (a link to each r
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 from pathlib import Path
@@ -99,11 +100,13 @@ def _refs(study: Study, cell: TrainCell | RunCell) -> list[RunCell]:
 
 
 def estimates(study: Study) -> tuple[Rates, dict[int, Estimate]]:
-    """Each pending cell's estimate (keyed by the cell's id), and the rates they came from."""
+    """Each pending cell's estimate (keyed by the cell's id), and the rates they came from; a run whose samples a
+    finished or earlier cell generates is priced as grading only."""
     from harness.engines import resolve_backend
 
     rates = Rates(study.output)
     out = {}
+    generated = {_samples(c) for c in study.runs if c.status == "done"}
     for cell in study.cells:
         if cell.status == "done":
             continue
@@ -114,8 +117,20 @@ def estimates(study: Study) -> tuple[Rates, dict[int, Estimate]]:
                 backend = resolve_backend(cell.config.backend)
             except HarnessError:
                 backend = None
-            out[id(cell)] = rates.run(cell.config, cell.examples, cell.fingerprint, backend)
+            same = _samples(cell)
+            out[id(cell)] = rates.run(cell.config, cell.examples, cell.fingerprint, backend, same in generated)
+            generated.add(same)
     return rates, out
+
+
+def _samples(cell: RunCell) -> str:
+    """What decides a run's samples as far as a plan can tell: its policy's weights (or, untrained, its name and
+    seed), engine options and every option but the grader's and the runs it refers to, which grade them."""
+    refs = {key for field, key, _ in cell.refs if field == "task_args"}
+    config = dataclasses.replace(cell.config, grader=None, grader_args={}, task_args={
+        k: v for k, v in cell.config.task_args.items() if k not in refs})
+    return json.dumps([cell.fingerprint or f"{cell.name} seed {cell.seed}", repr(cell.options),
+                       dataclasses.asdict(config)], sort_keys=True, default=str)
 
 
 def show_plan(study: Study, out: Console) -> None:
@@ -127,10 +142,10 @@ def show_plan(study: Study, out: Console) -> None:
     for cell in study.cells:
         needs = ", ".join([*(" -> ".join(f"train {n}" for n in c) for c in chains(study, cell)), *(
             f"run {r.name} {r.config.task}" for r in _refs(study, cell) if r.status != "done")])
+        e = found.get(id(cell))
         note = "; ".join(p for p in (needs and f"needs {needs}", "" if cell.note.startswith("after ") else cell.note,
                                      f"record {cell.record}" if isinstance(cell, RunCell) and cell.status == "done"
-                                     else "") if p)
-        e = found.get(id(cell))
+                                     else "", e.note if e else "") if p)
         table.add_row(*(Text(t) for t in (cell.status, cell.title, note, tokens_text(e.tokens) if e else "-",
                                           minutes(e.seconds) if e else "-", e.basis if e else "")))
     out.print(table)

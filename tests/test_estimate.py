@@ -1,5 +1,7 @@
-"""The dry run's training estimates: a reward model priced per step, rescaled to its batch and window, from its
-own backbone's manifests where there are any, else from the measured MiniLM step, for any recipe."""
+"""The dry run's estimates. Runs: tokens per sample from records of the same sampler before the same weights, and
+a run whose samples another cell generates priced as grading only. Training: a reward model priced per step,
+rescaled to its batch and window, from its own backbone's manifests where there are any, else from the measured
+MiniLM step, for any recipe."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from harness.estimate import DEFAULT_TRAIN_TOK_S, RM_STEP, Rates
+from harness.record import Counts, Headline, PolicyFacts, RunSummary, Timings, Tokens
+from harness.types import RunConfig
 from policies.rm import RMTrainConfig
 
 
@@ -73,3 +77,40 @@ def test_another_backbone_without_a_manifest_keeps_the_bound_from_its_configurat
                                                   max_length=512))
     assert estimate.tokens == 10 * 4 * 512 * 2 and estimate.basis == "default"
     assert estimate.seconds == pytest.approx(estimate.tokens / DEFAULT_TRAIN_TOK_S)
+
+
+# -- runs ---------------------------------------------------------------------------------------------------
+
+
+def _record(fingerprint: str, sampler: str, n: int, samples: int, per_sample: int, verify_s: float = 0.0,
+            grader: str | None = None) -> RunSummary:
+    config = RunConfig(policy=fingerprint, task="countdown", sampler=sampler, n=n, grader=grader)
+    return RunSummary(run_id=f"{fingerprint}-{sampler}", config=config, metric=Headline(0.5), task="countdown",
+                      sampler=sampler, counts=Counts(examples=samples // n, samples=samples),
+                      tokens=Tokens(samples * per_sample, per_sample * n, per_sample),
+                      timings=Timings(verification_s=verify_s), policy=PolicyFacts(fingerprint, fingerprint=fingerprint))
+
+
+def test_tokens_per_sample_come_from_the_same_sampler_before_the_same_weights(tmp_path):
+    """A policy's greedy answers (40 tokens) do not price its sampled ones: another policy's sampled answers
+    (200 tokens) do; its own greedy record prices its greedy run, and any greedy record a new policy's."""
+    rates = Rates(tmp_path / "none")
+    rates.summaries = [_record("p", "greedy", 1, 100, 40), _record("q", "greedy", 1, 100, 60),
+                       _record("q", "bon", 16, 1600, 200)]
+
+    def tokens(fingerprint: str, sampler: str, n: int) -> float:
+        return rates.run(RunConfig(task="countdown", sampler=sampler, n=n), 10, fingerprint, None).tokens
+
+    assert tokens("p", "bon", 16) == 10 * 16 * 200
+    assert tokens("p", "greedy", 1) == 10 * 40
+    assert tokens("new", "greedy", 1) == 10 * 50  # both greedy records: 10,000 tokens over 200 samples
+    assert tokens("p", "beam", 4) == 10 * 4 * 40  # no record of that sampler: the same weights'
+
+
+def test_a_run_served_from_the_cache_costs_its_grading_alone(tmp_path):
+    rates = Rates(tmp_path / "none")
+    rates.summaries = [_record("p", "greedy", 1, 100, 40, verify_s=5.0, grader="judge")]
+    config = RunConfig(task="countdown", grader="judge")
+    cached = rates.run(config, 10, "p", None, cached=True)
+    assert (cached.tokens, cached.seconds, cached.basis) == (0.0, 0.5, "measured") and "cache" in cached.note
+    assert rates.run(config, 10, "p", None).seconds > 0.5 + 10 * 40 / 1000  # an engine start and generation

