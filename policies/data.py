@@ -551,23 +551,17 @@ def _read_countdown_data(spec: dict[str, Any], kind: str, count: Counts, take: T
     earned), counted: only as many as are met before ``rows`` solvable ones are kept, since solving every hub row
     would take minutes."""
     _options(spec, "countdown-data", ("path", "shots"))
-    from tasks.countdown import SHOT, canonical, instruction, solve, split_of
-
-    shots = (SHOT,) if int(spec.get("shots", 0)) else ()
+    from tasks.countdown import NEEDS, canonical, example, solve, split_of, valid_row
 
     def convert(row: dict) -> Any:
-        numbers, target = row.get("nums"), row.get("target")
-        if not (isinstance(numbers, list) and numbers and all(type(n) is int and n >= 0 for n in numbers)):
-            raise Malformed("nums is not a list of non-negative integers")
-        if type(target) is not int:
-            raise Malformed("target is not an integer")
-        if split_of(canonical(numbers, target)) != "train":
+        if not valid_row(row):
+            raise Malformed(f"needs {NEEDS}")
+        if split_of(canonical(row["nums"], row["target"])) != "train":
             return _EVAL_SPLIT
-        return harness.Example(instruction(numbers, target), None, {"numbers": numbers, "target": target},
-                               id=f"cd-{'-'.join(map(str, numbers))}-{target}", shots=shots)
+        return example(row["nums"], row["target"], None, int(spec.get("shots", 0)))
 
-    def solvable(example: harness.Example) -> bool:
-        return solve(example.meta["numbers"], example.meta["target"]) is not None
+    def solvable(problem: harness.Example) -> bool:
+        return solve(problem.meta["numbers"], problem.meta["target"]) is not None
 
     return _limited(read_rows(spec["path"], count), convert, count, take, solvable)
 

@@ -29,6 +29,7 @@ from harness.splits import bucket
 SPLITS = ("train", "validation", "test")
 BUCKETS = {0: "test", 1: "validation"}  # of ten content-hash buckets; the other eight are train
 REMEDY = "pass --task-arg data=PATH to a local JSONL of rows with 'nums' and 'target'"
+NEEDS = "a non-empty int list nums, int target"
 # What limit=None yields from the generator; 1024 is TinyZero's test size, and validation matches it so that a
 # recipe choice made there is measured as finely as the final number.
 GENERATED_SIZE = {"train": 10_000, "validation": 1024, "test": 1024}
@@ -39,6 +40,7 @@ OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.tr
 
 Problem = tuple[list[int], int, str | None]  # numbers, target, a known solution
 Node = tuple[str, int]  # an expression and the precedence of its outermost operator (3: a number)
+_WARNED: set[tuple[str | None, str, int]] = set()  # (data, split, count) already said: once a process
 
 
 def instruction(numbers: list[int], target: int) -> str:
@@ -172,9 +174,22 @@ def _option(key: str, value: Any) -> Any:
     return as_text(key, value) if key == "data" else int_option("countdown", key, value)
 
 
-def _valid_row(row: Any) -> bool:
+def valid_row(row: Any) -> bool:
+    """A data row the task and the training data read: ``NEEDS``, the numbers non-negative."""
     numbers, target = (row.get("nums"), row.get("target")) if isinstance(row, dict) else (None, None)
-    return isinstance(numbers, list) and all(type(n) is int and n >= 0 for n in numbers) and type(target) is int
+    return (isinstance(numbers, list) and bool(numbers) and all(type(n) is int and n >= 0 for n in numbers)
+            and type(target) is int)
+
+
+def example(numbers: list[int], target: int, solution: str | None, shots: int) -> harness.Example:
+    """A problem as the task poses it and RL training prompts it; ``solution`` None where none was sought."""
+    return harness.Example(
+        prompt=instruction(numbers, target),
+        shots=(SHOT,) if shots else (),
+        reference=solution,
+        meta={"numbers": numbers, "target": target, **({"solution": solution} if solution is not None else {})},
+        id=f"cd-{'-'.join(map(str, numbers))}-{target}",
+    )
 
 
 def _counts(value: Any) -> tuple[int, int]:
@@ -243,7 +258,7 @@ class CountdownTask:
     def _read(self, data: str, rows: Iterable[Any]) -> Iterator[Problem]:
         """Validated rows with as many numbers as the ``numbers`` option allows."""
         lo, hi = self.numbers
-        for row in checked(rows, "countdown", data, _valid_row, "int list nums, int target"):
+        for row in checked(rows, "countdown", data, valid_row, NEEDS):
             if lo <= len(row["nums"]) <= hi:
                 yield row["nums"], row["target"], None
 
@@ -268,24 +283,16 @@ class CountdownTask:
                         unsolvable += solution is None
                         if solution is not None:
                             misses = 0
-                            yield self._example(numbers, target, solution)
+                            yield example(numbers, target, solution, self.shots)
                         continue
                 misses += 1
                 if misses >= patience:
                     return
         finally:
-            if unsolvable:
+            if unsolvable and (self.data, split, unsolvable) not in _WARNED:
+                _WARNED.add((self.data, split, unsolvable))
                 warn(f"countdown data {self.data}: skipped {unsolvable} {split} problems that no equation using "
                      "every number exactly once solves")
-
-    def _example(self, numbers: list[int], target: int, solution: str) -> harness.Example:
-        return harness.Example(
-            prompt=instruction(numbers, target),
-            shots=(SHOT,) if self.shots else (),
-            reference=solution,
-            meta={"numbers": numbers, "target": target, "solution": solution},
-            id=f"cd-{'-'.join(map(str, numbers))}-{target}",
-        )
 
 
 @harness.hookimpl

@@ -167,6 +167,7 @@ def test_local_jsonl_rows_load_split_and_skip_the_unsolvable(tmp_path: Path, mon
     expected = {split: sum(tasks.countdown.split_of(k) == split for k in unsolvable) for split in by_split}
     said = {m[2]: int(m[1]) for m in re.finditer(r"skipped (\d+) (\w+) problems", " ".join(warnings))}
     assert said == {split: n for split, n in expected.items() if n} and len(warnings) == len(said)
+    assert list(task.examples("train")) == by_split["train"] and len(warnings) == len(said)  # said once a process
     assert all(e.reference == e.meta["solution"] and strictly_correct(e, e.reference) for e in examples)
     four = next(e for e in examples if e.id == "cd-5-6-7-8-26")
     assert (four.meta["numbers"], four.meta["target"]) == ([5, 6, 7, 8], 26)

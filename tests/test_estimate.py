@@ -88,7 +88,8 @@ def _record(fingerprint: str, sampler: str, n: int, samples: int, per_sample: in
     return RunSummary(run_id=f"{fingerprint}-{sampler}", config=config, metric=Headline(0.5), task="countdown",
                       sampler=sampler, counts=Counts(examples=samples // n, samples=samples),
                       tokens=Tokens(samples * per_sample, per_sample * n, per_sample),
-                      timings=Timings(verification_s=verify_s), policy=PolicyFacts(fingerprint, fingerprint=fingerprint))
+                      timings=Timings(verification_s=verify_s),
+                      policy=PolicyFacts(fingerprint, fingerprint=fingerprint))
 
 
 def test_tokens_per_sample_come_from_the_same_sampler_before_the_same_weights(tmp_path):

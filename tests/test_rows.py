@@ -65,7 +65,7 @@ def test_an_unreachable_split_is_named_and_the_data_word_stands_alone_without_a_
 
 
 GOOD_AND_BAD = {
-    "countdown": ({"nums": [1, 2], "target": 3}, {"nums": [1, "2"], "target": 3}, "int list nums, int target"),
+    "countdown": ({"nums": [1, 2], "target": 3}, {"nums": [], "target": 3}, "a non-empty int list nums, int target"),
     "gsm8k": ({"question": "q", "answer": "so #### 4"}, {"question": "q", "answer": "4"},
               "string fields 'question' and 'answer' ending in '#### <number>'"),
     "alpaca": ({"instruction": "Say hi."}, {"instruction": "  "}, "a non-empty string 'instruction'"),
