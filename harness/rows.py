@@ -2,8 +2,10 @@
 
 For task plugins and the training data sources, so each reads its data one way: every failure is one
 ``HarnessError`` line that names the file and line, or, when the hub cannot be reached, says how to use a
-local file instead. A reader that skips bad rows and counts them (training data) passes ``bad_line``: a
-line that is not JSON then yields that value instead of stopping the read.
+local file instead. A name that is no file here is looked for under the shared data directory too, where a hub
+dataset's local mirror lives as ``OWNER/NAME/SPLIT.jsonl``; offline (``HF_HUB_OFFLINE``) a hub id without one is
+refused before the hub client is asked. A reader that skips bad rows and counts them (training data) passes
+``bad_line``: a line that is not JSON then yields that value instead of stopping the read.
 """
 
 from __future__ import annotations
@@ -25,7 +27,27 @@ def shared_data() -> Path:
 
 
 DATASET_FILES = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}  # files that datasets reads
+OFFLINE = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 _RAISE = object()
+
+
+def locate(data: str, split: str | None = None) -> Path | None:
+    """The local file or folder ``data`` names: as given, else under the shared data directory; with ``split``, a
+    folder holding ``SPLIT.jsonl`` (a hub dataset's mirror) is that file. None when it names neither (a hub id, a
+    missing file)."""
+    try:
+        given = Path(data).expanduser()
+    except RuntimeError:  # ~user of no known user: a name as written
+        given = Path(data)
+    for candidate in (given, shared_data() / data):
+        if candidate.exists():
+            mirror = candidate / f"{split}.jsonl"
+            return mirror if split and candidate.is_dir() and mirror.is_file() else candidate
+    return None
+
+
+def offline() -> bool:
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in OFFLINE)
 
 
 def checked(rows: Iterable[Any], what: str, source: str, valid: Callable[[Any], bool], needs: str) -> Iterator[Any]:
@@ -70,10 +92,17 @@ def read_file(path: Path, what: str, bad_line: Any = _RAISE) -> list[Any]:
 def read_rows(data: str, what: str, remedy: str, split: str = "train", config: str | None = None,
               bad_line: Any = _RAISE) -> list[Any] | Any:
     """``data`` as a local JSON file (one that exists, or any ``.jsonl``/``.json`` name), a local Parquet, Arrow or
-    CSV file, else split ``split`` (subset ``config``) of a hub dataset or local dataset folder; ``remedy`` ends
-    the error when that cannot be loaded."""
+    CSV file, a hub dataset's local mirror (``locate``), else split ``split`` (subset ``config``) of a hub dataset
+    or local dataset folder; ``remedy`` ends the error when that cannot be loaded."""
+    from harness.policy import HUB_ID
+
+    where = f" (split {split})" if split != "train" else ""
+    local = locate(data, split)
+    if local is None and HUB_ID.match(data) and Path(data).suffix not in (".jsonl", ".json") and offline():
+        raise HarnessError(f"cannot load {_data(what)} {data!r}{where}: a hub dataset, and the hub is offline "
+                           f"(HF_HUB_OFFLINE); mirror it as {shared_data() / data / (split + '.jsonl')} or {remedy}")
     try:
-        path = Path(data).expanduser()
+        path = local or Path(data).expanduser()
     except RuntimeError:  # ~user of no such user
         raise HarnessError(f"cannot load {_data(what)} {data!r} (its home directory is unknown); {remedy}") from None
     if (path.is_file() and path.suffix not in DATASET_FILES) or path.suffix in (".jsonl", ".json"):
@@ -83,11 +112,9 @@ def read_rows(data: str, what: str, remedy: str, split: str = "train", config: s
 
         if path.is_file():
             return datasets.load_dataset(DATASET_FILES[path.suffix], data_files=str(path), split="train")
-        return datasets.load_dataset(data, config, split=split)
+        return datasets.load_dataset(str(local or data), config, split=split)
     except Exception as exc:  # the hub client fails in many ways: offline, no such dataset, bad files
-        reason = describe(exc)
-        where = f" (split {split})" if split != "train" else ""
-        raise HarnessError(f"cannot load {_data(what)} {data!r}{where} ({reason}); {remedy}") from None
+        raise HarnessError(f"cannot load {_data(what)} {data!r}{where} ({describe(exc)}); {remedy}") from None
 
 
 def _data(what: str) -> str:

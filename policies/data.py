@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import harness
@@ -32,7 +30,6 @@ import harness.rows
 from harness import splits
 from harness.errors import HarnessError, choices
 from harness.plugins import Spec, registry
-from harness.policy import HUB_ID
 from harness.provenance import example_turns, normalise_prompt
 from harness.rows import shared_data
 from policies.config import show
@@ -42,7 +39,6 @@ KIND_OF_METHOD = {"sft": "sft", "dpo": "pref", "rm": "pref", "rloo": "prompt", "
 CALC = re.compile(r"<<[^<>]*>>")
 HH_TURN = re.compile(r"\n\n(Human|Assistant):")
 HALVES = ("A", "B")
-OFFLINE = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
 Messages = list[dict[str, str]]
@@ -185,7 +181,7 @@ def pool(spec: dict[str, Any]) -> str:
     if not where:
         return str(spec.get("task") or spec.get("source"))
     root = shared_data().resolve()
-    place = resolve_path(str(where)) or root / str(where)
+    place = harness.rows.locate(str(where)) or root / str(where)
     with contextlib.suppress(OSError, ValueError):  # a name no file system holds (a NUL byte): as written
         place = place.resolve()
     if not place.is_relative_to(root):
@@ -211,33 +207,13 @@ def describe_source(spec: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------- files and the hub
 
-def resolve_path(path: str) -> Path | None:
-    """A local file or folder: as given, else under the data root; None when it names neither (a hub id)."""
-    try:
-        given = Path(path).expanduser()
-    except RuntimeError:  # ~user of no known user: a name as written
-        given = Path(path)
-    for candidate in (given, shared_data() / path):
-        if candidate.exists():
-            return candidate
-    return None
-
-
 def read_rows(path: str, count: Counts, split: str = "train", config: str | None = None) -> Iterable[Any]:
-    """Raw rows of a local JSONL/JSON/Parquet file (or folder of them), of a hub dataset's local mirror
-    (``DATA/OWNER/NAME/SPLIT.jsonl``) or of a hub dataset split; a line that is not JSON comes as a row to skip
-    and count."""
-    local = resolve_path(path)
-    if local is not None and local.is_dir() and (local / f"{split}.jsonl").is_file():
-        local = local / f"{split}.jsonl"
+    """Raw rows of a local JSONL/JSON/Parquet file (or folder of them), of a hub dataset's local mirror or of a hub
+    dataset split (``harness.rows.read_rows``); a line that is not JSON comes as a row to skip and count."""
+    local = harness.rows.locate(path, split)
     count.path = str(local) if local else path
-    remedy = f"offline, mirror it as {shared_data() / path / (split + '.jsonl')} or pass path= a local file with " \
-             f"the same fields"
-    hub = local is None and HUB_ID.match(path) and Path(path).suffix not in (".jsonl", ".json")
-    if hub and any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in OFFLINE):
-        raise HarnessError(f"cannot load data {path!r} (split {split}) for data source {count.source}: it is a hub "
-                           f"dataset and the hub is offline (HF_HUB_OFFLINE); {remedy}")
-    return harness.rows.read_rows(count.path, "", remedy, split=split, config=config, bad_line=_BAD_JSON)
+    remedy = f"pass path= a local file with the same fields (data source {count.source})"
+    return harness.rows.read_rows(path, "", remedy, split=split, config=config, bad_line=_BAD_JSON)
 
 
 _BAD_JSON = object()

@@ -1,8 +1,9 @@
 """GSM8K (Cobbe et al. 2021): grade-school math word problems with a numeric answer.
 
-Rows come from the Hugging Face dataset ``openai/gsm8k`` (config ``main``), or, offline,
-from a local copy: a directory holding ``train.jsonl`` and ``test.jsonl``, or one JSONL
-file in GSM8K's layout (``question``, and an ``answer`` whose last line is ``#### N``).
+Rows come from the Hugging Face dataset ``openai/gsm8k`` (config ``main``; its local mirror
+``openai/gsm8k/SPLIT.jsonl`` under the shared data directory where there is one), or from a
+local copy: a directory holding ``train.jsonl`` and ``test.jsonl``, or one JSONL file in
+GSM8K's layout (``question``, and an ``answer`` whose last line is ``#### N``).
 Two prompt formats: zero-shot chain of thought for chat models, and the 8-shot chain of
 thought of Wei et al. (2022) for base models, worded exactly as lm-evaluation-harness's
 ``gsm8k_cot`` task so that scores compare.
@@ -19,7 +20,7 @@ from typing import Any, ClassVar
 import harness
 from harness.errors import choices
 from harness.plugins import as_text, with_options
-from harness.rows import checked, read_file
+from harness.rows import checked, read_file, read_rows
 
 SPLITS = ("train", "test")
 HUB_DATASET = ("openai/gsm8k", "main")
@@ -110,16 +111,9 @@ def _checked(rows: Iterable[Any], source: str) -> list[dict[str, str]]:
 
 
 def _hub_rows(split: str) -> list[dict[str, str]]:
-    """The hub copy; offline it fails, and the fix is a local copy, so say that."""
-    try:
-        from datasets import load_dataset
-
-        rows = load_dataset(*HUB_DATASET, split=split).to_list()
-    except Exception as exc:  # offline, missing package, hub errors: all have the same remedy
-        raise harness.HarnessError(
-            f"cannot load {HUB_DATASET[0]} from the Hugging Face hub ({type(exc).__name__}); pass "
-            "data=PATH with a local GSM8K directory (train.jsonl, test.jsonl) or JSONL file"
-        ) from None
+    """The hub copy (or its local mirror); offline without one, the fix is a local copy, so say that."""
+    remedy = "pass data=PATH with a local GSM8K directory (train.jsonl, test.jsonl) or JSONL file"
+    rows = read_rows(HUB_DATASET[0], "GSM8K", remedy, split=split, config=HUB_DATASET[1])
     return _checked(rows, f"{HUB_DATASET[0]} ({split})")
 
 

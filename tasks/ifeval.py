@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import harness
 from harness.errors import choices
 from harness.plugins import as_text, with_options
-from harness.rows import checked, read_rows
+from harness.rows import checked, locate, read_rows
 
 HUB_ID = "google/IFEval"
 SPLITS = ("test",)  # IFEval is an evaluation set only; the hub calls its one split "train"
@@ -53,8 +53,7 @@ class IFEvalTask:
     def configure(self, **options: Any) -> IFEvalTask:
         """A copy with ``options`` applied; a missing local file is reported now, before any model loads."""
         task = with_options(self, "ifeval", options, as_text)
-        path = Path(task.data).expanduser() if task.data is not None else None
-        if path is not None and path.suffix in (".jsonl", ".json") and not path.is_file():
+        if task.data is not None and Path(task.data).suffix in (".jsonl", ".json") and locate(task.data) is None:
             raise harness.HarnessError(f"ifeval data {task.data} is not a file; {HELP}")
         return task
 

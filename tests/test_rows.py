@@ -30,7 +30,8 @@ def test_missing_file_and_unreachable_hub_are_one_line_errors(tmp_path: Path) ->
     with pytest.raises(HarnessError, match="cannot read demo data .*nope.jsonl") as missing:
         read_rows(str(tmp_path / "nope.jsonl"), "demo", "")
     assert "\n" not in str(missing.value)
-    with pytest.raises(HarnessError, match=r"cannot load demo data 'owner/absent' \(.*\); pass data=PATH$") as hub:
+    with pytest.raises(HarnessError, match=r"cannot load demo data 'owner/absent': .* offline .*; mirror it as .* or "
+                                           r"pass data=PATH$") as hub:
         read_rows("owner/absent", "demo", "pass data=PATH")  # offline in tests (conftest)
     assert "\n" not in str(hub.value)
 
@@ -59,9 +60,47 @@ def test_a_json_file_may_hold_one_row_and_a_parquet_file_is_read_by_datasets(tmp
     assert [row["a"] for row in read_rows(str(parquet), "demo", "")] == [1, 2]
 
 
-def test_an_unreachable_split_is_named_and_the_data_word_stands_alone_without_a_kind() -> None:
-    with pytest.raises(HarnessError, match=r"^cannot load data 'owner/absent' \(split dev\) \(.*\); offline$"):
+def _refuse_the_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError(f"the hub was asked for {args[:1]}")
+
+    monkeypatch.setattr(datasets, "load_dataset", refuse)
+
+
+def test_an_unreachable_split_is_named_and_the_data_word_stands_alone_without_a_kind(monkeypatch) -> None:
+    for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(variable, raising=False)
+    _refuse_the_hub(monkeypatch)
+    with pytest.raises(HarnessError, match=r"^cannot load data 'owner/absent' \(split dev\) \(.*hub was asked.*\); "
+                                           r"offline$"):
         read_rows("owner/absent", "", "offline", split="dev")
+
+
+def test_a_task_reads_a_hub_dataset_from_its_mirror_and_a_name_from_the_data_directory(tmp_path, monkeypatch):
+    """google/IFEval, IFEval's default data, as ``$HARNESS_DATA/google/IFEval/train.jsonl``: the hub is not asked."""
+    _refuse_the_hub(monkeypatch)
+    monkeypatch.setenv("HARNESS_DATA", str(tmp_path))
+    mirror = tmp_path / "google" / "IFEval" / "train.jsonl"
+    mirror.parent.mkdir(parents=True)
+    mirror.write_text(json.dumps({"key": 7, "prompt": "Say hi.", "instruction_id_list": ["a"], "kwargs": [{}]}))
+    examples = list(registry().build(Spec.parse("task", "ifeval", {})).examples())
+    assert [(e.id, e.prompt) for e in examples] == [("ifeval-7", "Say hi.")]
+    by_name = registry().build(Spec.parse("task", "ifeval", {"data": "google/IFEval/train.jsonl"}))
+    assert [e.id for e in by_name.examples()] == ["ifeval-7"]
+
+
+def test_offline_a_hub_dataset_without_a_mirror_is_one_line_before_the_hub_is_asked(tmp_path, monkeypatch):
+    _refuse_the_hub(monkeypatch)
+    monkeypatch.setenv("HARNESS_DATA", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(HarnessError) as err:
+        registry().build(Spec.parse("task", "gsm8k", {})).examples()
+    message = str(err.value)
+    assert message.startswith("cannot load GSM8K data 'openai/gsm8k' (split test): a hub dataset, and the hub is "
+                              "offline (HF_HUB_OFFLINE); mirror it as ")
+    assert str(tmp_path / "openai" / "gsm8k" / "test.jsonl") in message and "data=PATH" in message
 
 
 GOOD_AND_BAD = {
