@@ -26,7 +26,7 @@ from harness.policy import policies_dir, resolve_policy, reward_models_dir
 from harness.provenance import Ancestor, prompt_digest, read_lineage
 from policies import data, recipe
 from policies.cli import register_commands
-from policies.common import Hardware, Run, set_lora_dropout
+from policies.common import Hardware, Run, fit, set_lora_dropout
 from policies.lineage import row_digest
 from policies.manifest import default_output
 from tasks.alpaca import instruction_split
@@ -331,6 +331,38 @@ def test_resume_after_kill_minus_9(tiny_llama, tmp_path, harness_home):
     assert m["steps"] == 6 and sorted({h["step"] for h in m["history"] if "loss" in h}) == list(range(1, 7))
     assert resolve_policy("t-resume").adapter == str(out / "adapter")  # trained elsewhere, still resolves by name
 
+
+
+def test_resuming_a_continued_adapter_restores_the_trained_adapter_beside_trl_s_reference_copy(tiny_llama, tmp_path):
+    """TRL's RL trainers keep a frozen ``ref`` copy of a continued adapter, saved in a checkpoint's sub-folder;
+    transformers resumes the sub-folder alone, so without ``fit``'s load the policy restarts from its start."""
+    from types import SimpleNamespace
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+
+    def trainer() -> Trainer:
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama),
+                               LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+        model.add_adapter("ref", model.peft_config["default"])  # what TRL's RLOO does for a continued adapter
+        rows = [{"input_ids": [1, 5, 6, 7], "labels": [1, 5, 6, 7]}] * 4
+        args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=2, save_steps=2, learning_rate=0.05,
+                                 per_device_train_batch_size=2, report_to="none", use_cpu=True, disable_tqdm=True)
+        return Trainer(model=model, args=args, train_dataset=rows)
+
+    def adapter(model, name: str) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in model.named_parameters() if f".{name}." in n}
+
+    first = trainer()
+    start = adapter(first.model, "default")
+    first.train()
+    trained, reference = adapter(first.model, "default"), adapter(first.model, "ref")
+    assert any(not torch.equal(trained[n], start[n]) for n in trained)
+    again = trainer()
+    fit(again, SimpleNamespace(lora_dropout=0.0), SimpleNamespace(resume=tmp_path / "out" / "checkpoint-2"))
+    resumed = adapter(again.model, "default")
+    assert resumed.keys() == trained.keys() and all(torch.equal(resumed[n], trained[n]) for n in trained)
+    assert all(torch.equal(p, reference[n]) for n, p in adapter(again.model, "ref").items())
 
 # ---------------------------------------------------------------- data: splits, schemas, counts
 
