@@ -3,9 +3,10 @@
 For task plugins and the training data sources, so each reads its data one way: every failure is one
 ``HarnessError`` line that names the file and line, or, when the hub cannot be reached, says how to use a
 local file instead. A name that is no file here is looked for under the shared data directory too, where a hub
-dataset's local mirror lives as ``OWNER/NAME/SPLIT.jsonl``; offline (``HF_HUB_OFFLINE``) a hub id without one is
-refused before the hub client is asked. A reader that skips bad rows and counts them (training data) passes
-``bad_line``: a line that is not JSON then yields that value instead of stopping the read.
+dataset's local mirror lives as ``OWNER/NAME/SPLIT.jsonl``; offline (``HF_HUB_OFFLINE``) a hub id neither
+mirrored nor in the datasets cache is one line saying where to put the mirror. A reader that skips bad rows and
+counts them (training data) passes ``bad_line``: a line that is not JSON then yields that value instead of
+stopping the read.
 """
 
 from __future__ import annotations
@@ -33,17 +34,28 @@ _RAISE = object()
 
 def locate(data: str, split: str | None = None) -> Path | None:
     """The local file or folder ``data`` names: as given, else under the shared data directory; with ``split``, a
-    folder holding ``SPLIT.jsonl`` (a hub dataset's mirror) is that file. None when it names neither (a hub id, a
-    missing file)."""
+    folder holding ``SPLIT.jsonl`` (a hub dataset's mirror) is that file, and a hub id's folder under the data
+    directory without it is no mirror of that split. None when it names neither (a hub id, a missing file)."""
     try:
         given = Path(data).expanduser()
     except RuntimeError:  # ~user of no known user: a name as written
         given = Path(data)
     for candidate in (given, shared_data() / data):
-        if candidate.exists():
-            mirror = candidate / f"{split}.jsonl"
-            return mirror if split and candidate.is_dir() and mirror.is_file() else candidate
+        if not candidate.exists():
+            continue
+        mirror = candidate / f"{split}.jsonl"
+        if split and candidate.is_dir() and mirror.is_file():
+            return mirror
+        if candidate is given or not (split and hub_id(data)):
+            return candidate
     return None
+
+
+def hub_id(data: str) -> bool:
+    """``OWNER/NAME`` with no JSON suffix: what the hub would be asked for."""
+    from harness.policy import HUB_ID
+
+    return bool(HUB_ID.match(data)) and Path(data).suffix not in (".jsonl", ".json")
 
 
 def offline() -> bool:
@@ -94,13 +106,8 @@ def read_rows(data: str, what: str, remedy: str, split: str = "train", config: s
     """``data`` as a local JSON file (one that exists, or any ``.jsonl``/``.json`` name), a local Parquet, Arrow or
     CSV file, a hub dataset's local mirror (``locate``), else split ``split`` (subset ``config``) of a hub dataset
     or local dataset folder; ``remedy`` ends the error when that cannot be loaded."""
-    from harness.policy import HUB_ID
-
     where = f" (split {split})" if split != "train" else ""
     local = locate(data, split)
-    if local is None and HUB_ID.match(data) and Path(data).suffix not in (".jsonl", ".json") and offline():
-        raise HarnessError(f"cannot load {_data(what)} {data!r}{where}: a hub dataset, and the hub is offline "
-                           f"(HF_HUB_OFFLINE); mirror it as {shared_data() / data / (split + '.jsonl')} or {remedy}")
     try:
         path = local or Path(data).expanduser()
     except RuntimeError:  # ~user of no such user
@@ -114,6 +121,10 @@ def read_rows(data: str, what: str, remedy: str, split: str = "train", config: s
             return datasets.load_dataset(DATASET_FILES[path.suffix], data_files=str(path), split="train")
         return datasets.load_dataset(str(local or data), config, split=split)
     except Exception as exc:  # the hub client fails in many ways: offline, no such dataset, bad files
+        if local is None and hub_id(data) and offline():
+            raise HarnessError(f"cannot load {_data(what)} {data!r}{where}: a hub dataset neither mirrored here nor in "
+                               f"the datasets cache, and the hub is offline (HF_HUB_OFFLINE); mirror it as "
+                               f"{shared_data() / data / (split + '.jsonl')} or {remedy}") from None
         raise HarnessError(f"cannot load {_data(what)} {data!r}{where} ({describe(exc)}); {remedy}") from None
 
 

@@ -55,7 +55,7 @@ def run_study(path: Path, output: Path, dry_run: bool = False, executor: str = "
     study.output = output
     settle(study, fetch=not dry_run)
     if dry_run:
-        show_plan(study, out)
+        show_plan(study, out, executor)
         return study
     assert runner is not None
     output.mkdir(parents=True, exist_ok=True)
@@ -99,9 +99,10 @@ def _refs(study: Study, cell: TrainCell | RunCell) -> list[RunCell]:
     return [study.runs[j] for _, _, j in cell.refs] if isinstance(cell, RunCell) else []
 
 
-def estimates(study: Study) -> tuple[Rates, dict[int, Estimate]]:
-    """Each pending cell's estimate (keyed by the cell's id), and the rates they came from; a run whose samples a
-    finished or earlier cell generates is priced as grading only."""
+def estimates(study: Study, executor: str = "local") -> tuple[Rates, dict[int, Estimate]]:
+    """Each pending cell's estimate (keyed by the cell's id), and the rates they came from. A run whose samples a
+    finished cell generated, or (one cell at a time, the local executor) a cell before it, is priced as grading
+    only: Ray may start two such cells at once."""
     from harness.engines import resolve_backend
 
     rates = Rates(study.output)
@@ -119,22 +120,23 @@ def estimates(study: Study) -> tuple[Rates, dict[int, Estimate]]:
                 backend = None
             same = _samples(cell)
             out[id(cell)] = rates.run(cell.config, cell.examples, cell.fingerprint, backend, same in generated)
-            generated.add(same)
+            if executor == "local":
+                generated.add(same)
     return rates, out
 
 
 def _samples(cell: RunCell) -> str:
-    """What decides a run's samples as far as a plan can tell: its policy's weights (or, untrained, its name and
-    seed), engine options and every option but the grader's and the runs it refers to, which grade them."""
+    """What decides a run's samples as far as a plan can tell: its policy and seed (the same weights within a study),
+    engine options and every option but the grader's and the runs it refers to, which grade them."""
     refs = {key for field, key, _ in cell.refs if field == "task_args"}
     config = dataclasses.replace(cell.config, grader=None, grader_args={}, task_args={
         k: v for k, v in cell.config.task_args.items() if k not in refs})
-    return json.dumps([cell.fingerprint or f"{cell.name} seed {cell.seed}", repr(cell.options),
-                       dataclasses.asdict(config)], sort_keys=True, default=str)
+    return json.dumps([cell.name, cell.seed, repr(cell.options), dataclasses.asdict(config)], sort_keys=True,
+                      default=str)
 
 
-def show_plan(study: Study, out: Console) -> None:
-    rates, found = estimates(study)
+def show_plan(study: Study, out: Console, executor: str = "local") -> None:
+    rates, found = estimates(study, executor)
     table = Table(title=f"study {study.name} ({study.path}): dry run, nothing runs", title_justify="left")
     for column, right in (("status", False), ("cell", False), ("needs / note", False), ("est. tokens", True),
                           ("est. min", True), ("basis", False)):

@@ -198,13 +198,14 @@ def callbacks(config: TrainConfig, run: Run) -> tuple[list[Any], Callable[[], fl
 def fit(trainer, config: TrainConfig, run: Run) -> None:
     """Train, from ``run.resume`` where there is one, every LoRA adapter with the recipe's dropout."""
     set_lora_dropout(trainer.model, config.lora_dropout)
-    if run.resume:
+    if run.resume and not getattr(trainer, "is_deepspeed_enabled", False):  # DeepSpeed restores every weight itself
         load_trained_adapter(trainer.model, run.resume)
     trainer.train(resume_from_checkpoint=str(run.resume) if run.resume else None)
 
 
 def load_trained_adapter(model, checkpoint: Path) -> None:
-    """Put a checkpoint's trained adapter back into ``model`` before transformers resumes it.
+    """Put a checkpoint's trained adapter (PEFT's ``default``, saved at its root) back into ``model`` before
+    transformers resumes it.
 
     A checkpoint of a model holding a second adapter (TRL's frozen ``ref`` copy of a continued adapter, saved in
     a sub-folder) is resumed by transformers from its sub-folders alone: the trained adapter would go on from its
@@ -213,14 +214,15 @@ def load_trained_adapter(model, checkpoint: Path) -> None:
     from peft import set_peft_model_state_dict
     from peft.utils import load_peft_weights
 
-    if not hasattr(model, "peft_config") or not any(
+    adapters = getattr(model, "peft_config", None)
+    if not isinstance(adapters, dict) or "default" not in adapters or not any(
             (checkpoint / name).is_file() for name in ("adapter_model.safetensors", "adapter_model.bin")):
         return
-    loaded = set_peft_model_state_dict(model, load_peft_weights(str(checkpoint), device="cpu"),
-                                       adapter_name=model.active_adapter)
-    if loaded.unexpected_keys:
-        raise HarnessError(f"checkpoint {checkpoint}: its adapter does not fit the model being resumed ("
-                           f"{len(loaded.unexpected_keys)} weights it does not have, e.g. {loaded.unexpected_keys[0]})")
+    loaded = set_peft_model_state_dict(model, load_peft_weights(str(checkpoint), device="cpu"), adapter_name="default")
+    unfit = [*loaded.unexpected_keys, *(k for k in loaded.missing_keys if ".default." in k)]
+    if unfit:
+        raise HarnessError(f"checkpoint {checkpoint}: its adapter does not fit the model being resumed ({len(unfit)} "
+                           f"weights missing or unknown, e.g. {unfit[0]})")
 
 
 # ---------------------------------------------------------------- the result

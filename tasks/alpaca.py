@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import harness
 from harness.errors import choices
 from harness.plugins import as_text, with_options
-from harness.rows import checked, read_file
+from harness.rows import checked, locate, read_file
 from harness.splits import in_bucket
 
 HUB_DATASET = "tatsu-lab/alpaca_eval"
@@ -87,13 +87,18 @@ class AlpacaTask:
         task = with_options(self, "alpaca", options, as_text)
         if task.split is not None and task.split not in SPLITS:
             raise choices("alpaca split", task.split, list(SPLITS))
-        if task.data is not None and not Path(task.data).expanduser().is_file():
+        found = task._data_file()
+        if task.data is not None and (found is None or not found.is_file()):
             raise harness.HarnessError(f"alpaca data {task.data} is not a file (a JSONL with an 'instruction' field)")
         if task._run_dir() is not None:
             _run_references(task._run_dir())  # readable now, so a bad run fails at planning
         elif "/" in task.reference or task.reference.startswith((".", "~")):
             raise harness.HarnessError(f"alpaca reference={task.reference}: no such run directory")
         return task
+
+    def _data_file(self) -> Path | None:
+        """``data`` as given, else under the shared data directory (``harness.rows.locate``)."""
+        return locate(self.data) if self.data else None
 
     def _run_dir(self) -> Path | None:
         path = Path(self.reference).expanduser()
@@ -102,7 +107,7 @@ class AlpacaTask:
     def rows(self) -> list[dict[str, Any]]:
         """Every row of the data, checked to have a string ``instruction``."""
         source = str(self.data) if self.data else HUB_DATASET
-        rows = read_file(Path(self.data).expanduser(), "alpaca") if self.data else _hub_rows()
+        rows = read_file(self._data_file() or Path(self.data), "alpaca") if self.data else _hub_rows()
         return list(checked(rows, "alpaca", source, _has_instruction, "a non-empty string 'instruction'"))
 
     def examples(self, split: str = "test", limit: int | None = None, seed: int = 0) -> Iterator[harness.Example]:

@@ -29,7 +29,7 @@ from harness.splits import bucket
 SPLITS = ("train", "validation", "test")
 BUCKETS = {0: "test", 1: "validation"}  # of ten content-hash buckets; the other eight are train
 REMEDY = "pass --task-arg data=PATH to a local JSONL of rows with 'nums' and 'target'"
-NEEDS = "a non-empty int list nums, int target"
+NEEDS = "nums a non-empty list of non-negative ints, target an int"
 # What limit=None yields from the generator; 1024 is TinyZero's test size, and validation matches it so that a
 # recipe choice made there is measured as finely as the final number.
 GENERATED_SIZE = {"train": 10_000, "validation": 1024, "test": 1024}

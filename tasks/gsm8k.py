@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import harness
 from harness.errors import choices
 from harness.plugins import as_text, with_options
-from harness.rows import checked, read_file, read_rows
+from harness.rows import checked, locate, read_file, read_rows
 
 SPLITS = ("train", "test")
 HUB_DATASET = ("openai/gsm8k", "main")
@@ -123,7 +123,7 @@ def load_rows(data: str | None, split: str) -> list[dict[str, str]]:
         raise choices("split", split, list(SPLITS))
     if data is None:
         return _hub_rows(split)
-    path = Path(data).expanduser()
+    path = locate(data) or Path(data).expanduser()
     path = path / f"{split}.jsonl" if path.is_dir() else path
     return _checked(read_file(path, "GSM8K"), str(path))
 

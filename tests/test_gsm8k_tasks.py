@@ -177,7 +177,8 @@ def test_bad_rows_name_the_file(tmp_path, line):
 
 
 def test_offline_hub_failure_says_to_pass_a_local_path(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path),
+           "HARNESS_DATA": str(tmp_path)}  # no mirror of openai/gsm8k either
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     script = (
         "import harness\nfrom tasks.gsm8k import Gsm8kTask\n"

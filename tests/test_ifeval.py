@@ -126,8 +126,9 @@ def test_bad_task_inputs_are_one_line_errors(data, tmp_path):
     assert "twice" in one_line_error(excinfo)
 
 
-def test_hub_offline_says_to_pass_data():
+def test_hub_offline_says_to_pass_data(tmp_path, monkeypatch):
     """HF_DATASETS_OFFLINE=1 (conftest): the default hub data cannot load, and the error says what to do."""
+    monkeypatch.setenv("HARNESS_DATA", str(tmp_path))  # no mirror of google/IFEval
     with pytest.raises(HarnessError) as excinfo:
         list(harness.get_task("ifeval").examples(limit=1))
     assert "google/IFEval" in one_line_error(excinfo) and "data=PATH" in str(excinfo.value)

@@ -8,6 +8,7 @@ import pytest
 from harness import HarnessError
 from harness.plugins import Spec, registry
 from harness.rows import read_file, read_rows
+from tasks.countdown import NEEDS
 
 
 def test_jsonl_skips_blank_lines_and_names_the_bad_line(tmp_path: Path) -> None:
@@ -89,22 +90,35 @@ def test_a_task_reads_a_hub_dataset_from_its_mirror_and_a_name_from_the_data_dir
     assert [(e.id, e.prompt) for e in examples] == [("ifeval-7", "Say hi.")]
     by_name = registry().build(Spec.parse("task", "ifeval", {"data": "google/IFEval/train.jsonl"}))
     assert [e.id for e in by_name.examples()] == ["ifeval-7"]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "test.jsonl").write_text(json.dumps({"question": "Two?", "answer": "so\n#### 2"}) + "\n")
+    (tmp_path / "mine" / "asks.jsonl").write_text(json.dumps({"instruction": "Say hi.", "output": "Hi."}) + "\n")
+    gsm8k = registry().build(Spec.parse("task", "gsm8k", {"data": "mine"}))
+    assert [e.reference for e in gsm8k.examples()] == ["2"]
+    alpaca = registry().build(Spec.parse("task", "alpaca", {"data": "mine/asks.jsonl"}))
+    assert [e.prompt for e in alpaca.examples(split="all")] == ["Say hi."]
 
 
-def test_offline_a_hub_dataset_without_a_mirror_is_one_line_before_the_hub_is_asked(tmp_path, monkeypatch):
+def test_offline_a_hub_dataset_neither_mirrored_nor_cached_is_one_line_naming_the_mirror(tmp_path, monkeypatch):
+    """The datasets client is asked (it reads its cache offline) and fails: the error says where a mirror goes; a
+    folder of the mirror without the split asked for is no mirror of it."""
     _refuse_the_hub(monkeypatch)
+    (tmp_path / "openai" / "gsm8k").mkdir(parents=True)
+    (tmp_path / "openai" / "gsm8k" / "train.jsonl").write_text('{"question": "q", "answer": "#### 1"}\n')
     monkeypatch.setenv("HARNESS_DATA", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(HarnessError) as err:
         registry().build(Spec.parse("task", "gsm8k", {})).examples()
     message = str(err.value)
-    assert message.startswith("cannot load GSM8K data 'openai/gsm8k' (split test): a hub dataset, and the hub is "
-                              "offline (HF_HUB_OFFLINE); mirror it as ")
+    assert message.startswith("cannot load GSM8K data 'openai/gsm8k' (split test): a hub dataset neither mirrored here "
+                              "nor in the datasets cache, and the hub is offline (HF_HUB_OFFLINE); mirror it as ")
     assert str(tmp_path / "openai" / "gsm8k" / "test.jsonl") in message and "data=PATH" in message
 
 
 GOOD_AND_BAD = {
-    "countdown": ({"nums": [1, 2], "target": 3}, {"nums": [], "target": 3}, "a non-empty int list nums, int target"),
+    "countdown": ({"nums": [1, 2], "target": 3}, {"nums": [], "target": 3}, NEEDS),
+    "countdown-typed": ({"nums": [1, 2], "target": 3}, {"nums": [1, "2"], "target": 3}, NEEDS),
+    "countdown-signed": ({"nums": [1, 2], "target": 3}, {"nums": [1, -2], "target": 3}, NEEDS),
     "gsm8k": ({"question": "q", "answer": "so #### 4"}, {"question": "q", "answer": "4"},
               "string fields 'question' and 'answer' ending in '#### <number>'"),
     "alpaca": ({"instruction": "Say hi."}, {"instruction": "  "}, "a non-empty string 'instruction'"),
@@ -119,10 +133,10 @@ def test_a_task_names_the_first_bad_row_of_its_data(tmp_path: Path, task: str) -
     good, bad, needs = GOOD_AND_BAD[task]
     data = tmp_path / "data.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in (good, bad, good)))
-    configured = registry().build(Spec.parse("task", task, {"data": str(data)}))
+    configured = registry().build(Spec.parse("task", task.split("-")[0], {"data": str(data)}))
     with pytest.raises(HarnessError) as err:
         list(configured.examples(split="test" if task != "alpaca" else "all"))
-    assert str(err.value) == f"{'GSM8K' if task == 'gsm8k' else task} data {data} row 2: needs {needs}"
+    assert str(err.value) == f"{'GSM8K' if task == 'gsm8k' else task.split('-')[0]} data {data} row 2: needs {needs}"
 
 
 def test_a_path_in_the_home_of_no_such_user_is_one_line() -> None:

@@ -206,7 +206,7 @@ def test_a_reference_names_that_policys_run_and_becomes_its_record(tmp_path):
 
 
 def test_the_dry_run_prices_a_run_whose_samples_an_earlier_cell_generates_as_grading_only(tmp_path, tiny_llama):
-    """Another grader, or another seed's policy, is not another generation; another limit or sampler is."""
+    """Another grader is not another generation; another limit, sampler or seed's policy is."""
     text = (f"policies:\n  tiny: {tiny_llama}\n  st: {{train: sft, base: tiny, seeds: [0, 1]}}\n{TINY_RUNS}"
             "runs:\n  - {policy: [tiny, st], sampler: greedy, limit: 2, grader: [countdown, 'countdown:subset']}\n"
             "  - {policy: tiny, sampler: greedy, limit: 3}\n  - {policy: tiny, sampler: bon, n: 2, limit: 2}\n")
@@ -219,6 +219,8 @@ def test_the_dry_run_prices_a_run_whose_samples_an_earlier_cell_generates_as_gra
     assert sorted(served) == [("st-s0", "countdown:subset", 2, "greedy"), ("st-s1", "countdown:subset", 2, "greedy"),
                               ("tiny", "countdown:subset", 2, "greedy")]
     assert all("generation cache" in found[id(c)].note for c in study.runs if found[id(c)].tokens == 0)
+    _, concurrent = study_run.estimates(study, "ray")  # Ray may run both of a pair at once: each generates
+    assert all(concurrent[id(c)].tokens for c in study.runs)
 
 
 @pytest.mark.slow
