@@ -39,6 +39,8 @@ from harness.provenance import MANIFEST
 from harness.record import SUMMARY, write_atomic
 from harness.types import RunConfig
 
+CHECKPOINTS = "checkpoints"  # the folder of a training run's checkpoints, as the training package writes it
+
 STUDY = "study.json"
 TOP_KEYS = ("name", "seeds", "policies", "defaults", "runs", "compare")
 TRAIN_KEYS = ("train", "recipe", "base", "reward", "name", "seeds", "overrides", "launcher", "num_gpus", "num_cpus")
@@ -134,6 +136,7 @@ class TrainCell:
     status: str = "pending"
     note: str = ""
     overwrite: bool = False
+    resume_step: int = 0  # the step of the checkpoint it resumes from (0: it starts afresh)
     wall_s: float | None = None
     error: str | None = None
     ran: bool = False  # ran in this invocation
@@ -736,13 +739,21 @@ def _stored_config(path: Path) -> dict[str, Any] | None:
     return config if isinstance(config, dict) else None
 
 
+def checkpoint_step(output: Path) -> int:
+    """The step of the newest complete checkpoint ``harness train`` left in ``output`` (its ``trainer_state.json`` is
+    written last); 0 without one."""
+    steps = [int(p.parent.name.removeprefix("checkpoint-")) for p in (output / CHECKPOINTS).glob(
+        "checkpoint-*/trainer_state.json") if p.parent.name.removeprefix("checkpoint-").isdigit()]
+    return max(steps, default=0)
+
+
 def settle_train(cell: TrainCell) -> None:
     """Done when its policy's manifest holds this configuration (and no other key trained it); otherwise pending:
     resuming a partial run of the same cell, or retraining (``--overwrite``) what another configuration left."""
     known = read_ledger(cell)
     ours = known is None or known.get("key") == cell.key
     manifest, state = _stored_config(cell.output / MANIFEST), _stored_config(cell.output / "train.json")
-    cell.overwrite = False
+    cell.overwrite, cell.resume_step = False, 0
     stale = manifest is not None and _mtime(cell.base_output, MANIFEST) > _mtime(cell.output, MANIFEST)
     if manifest is not None and manifest == cell.config and ours and not stale:
         cell.status, cell.note = "done", ""
@@ -755,7 +766,8 @@ def settle_train(cell: TrainCell) -> None:
         return
     stored = state if state is not None else manifest
     if stored == cell.config and ours and not stale:
-        cell.note = "resumes from its last checkpoint"
+        cell.resume_step = checkpoint_step(cell.output)
+        cell.note = "resumes from its last checkpoint" + (f" (step {cell.resume_step})" if cell.resume_step else "")
         return
     cell.overwrite = True
     changed = sorted(k for k in {*stored, *cell.config} if stored.get(k) != cell.config.get(k))

@@ -112,7 +112,7 @@ def estimates(study: Study, executor: str = "local") -> tuple[Rates, dict[int, E
         if cell.status == "done":
             continue
         if isinstance(cell, TrainCell):
-            out[id(cell)] = rates.train(cell.config)
+            out[id(cell)] = _left(rates.train(cell.config), cell)
         else:
             try:
                 backend = resolve_backend(cell.config.backend)
@@ -123,6 +123,17 @@ def estimates(study: Study, executor: str = "local") -> tuple[Rates, dict[int, E
             if executor == "local":
                 generated.add(same)
     return rates, out
+
+
+def _left(whole: Estimate, cell: TrainCell) -> Estimate:
+    """A resumed training cell's estimate for the steps after its checkpoint."""
+    steps = int(cell.config.get("steps") or 0)
+    if not (cell.resume_step and steps):
+        return whole
+    share = max(0, steps - cell.resume_step) / steps
+    return Estimate(None if whole.tokens is None else whole.tokens * share,
+                    None if whole.seconds is None else whole.seconds * share, whole.basis,
+                    f"{max(0, steps - cell.resume_step)} of its {steps} steps left")
 
 
 def _samples(cell: RunCell) -> str:

