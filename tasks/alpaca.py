@@ -52,14 +52,19 @@ def _has_instruction(row: Any) -> bool:
 
 
 def _hub_rows() -> list[Any]:
-    """The hub copy; offline, one line saying how to use a local file instead."""
+    """The hub copy, or its local mirror (``HUB_DATASET/HUB_FILE`` under the shared data directory); offline
+    without either, one line saying how to use a local file instead."""
+    mirror = locate(f"{HUB_DATASET}/{HUB_FILE}")
+    if mirror is not None:
+        return read_file(mirror, "alpaca")
     try:
         from huggingface_hub import hf_hub_download
 
         path = hf_hub_download(HUB_DATASET, HUB_FILE, repo_type="dataset")
     except Exception as exc:  # offline, hub errors: the remedy is the same
         raise harness.HarnessError(f"cannot load {HUB_DATASET} from the Hugging Face hub ({type(exc).__name__}); "
-                                   "pass data=PATH with a local JSONL of instructions") from None
+                                   f"mirror {HUB_FILE} as {HUB_DATASET}/{HUB_FILE} under the shared data directory "
+                                   "or pass data=PATH with a local JSONL of instructions") from None
     return read_file(Path(path), "alpaca")
 
 

@@ -97,6 +97,12 @@ def test_a_task_reads_a_hub_dataset_from_its_mirror_and_a_name_from_the_data_dir
     assert [e.reference for e in gsm8k.examples()] == ["2"]
     alpaca = registry().build(Spec.parse("task", "alpaca", {"data": "mine/asks.jsonl"}))
     assert [e.prompt for e in alpaca.examples(split="all")] == ["Say hi."]
+    from tasks.alpaca import HUB_DATASET, HUB_FILE
+
+    (tmp_path / HUB_DATASET).mkdir(parents=True)
+    (tmp_path / HUB_DATASET / HUB_FILE).write_text(json.dumps([{"instruction": "Count.", "output": "1 2 3."}]))
+    hub = registry().build(Spec.parse("task", "alpaca", {}))  # AlpacaEval's own file, from its mirror
+    assert [e.prompt for e in hub.examples(split="all")] == ["Count."]
 
 
 def test_offline_a_hub_dataset_neither_mirrored_nor_cached_is_one_line_naming_the_mirror(tmp_path, monkeypatch):
