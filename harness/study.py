@@ -767,7 +767,7 @@ def settle_train(cell: TrainCell) -> None:
     stored = state if state is not None else manifest
     if stored == cell.config and ours and not stale:
         cell.resume_step = checkpoint_step(cell.output)
-        cell.note = "resumes from its last checkpoint" + (f" (step {cell.resume_step})" if cell.resume_step else "")
+        cell.note = "resumes from its last checkpoint" + (f", step {cell.resume_step}" if cell.resume_step else "")
         return
     cell.overwrite = True
     changed = sorted(k for k in {*stored, *cell.config} if stored.get(k) != cell.config.get(k))
