@@ -54,6 +54,7 @@ def git_revision() -> str | None:
 LINEAGE = "lineage.json"  # beside a trained policy's or reward model's policy.json
 LINEAGE_FORMAT = 1
 MANIFEST = "policy.json"
+CHECKPOINTS = "checkpoints"  # beside policy.json: the trainer's checkpoint-N folders while a policy trains
 DIGEST_CHARS = 16  # 64 bits of SHA-256: a collision among a few million prompts is out of reach
 
 
@@ -136,6 +137,15 @@ class Lineage:
         return cls(data["name"], data["method"], sources(data["sources"]) or [],
                    [Ancestor(a["name"], a["trained"], a.get("method"), sources(a.get("sources")))
                     for a in data.get("bases") or []])
+
+
+def checkpoints(output: Path) -> list[tuple[int, Path, bool]]:
+    """``(step, folder, complete)`` of each ``checkpoint-N`` a training run left under ``output``; complete once its
+    ``trainer_state.json``, which the trainer writes last, exists."""
+    folder = output / CHECKPOINTS
+    found = [(path.name.removeprefix("checkpoint-"), path) for path in folder.glob("checkpoint-*")] \
+        if folder.is_dir() else []
+    return [(int(step), path, (path / "trainer_state.json").exists()) for step, path in found if step.isdigit()]
 
 
 def write_lineage(directory: Path, lineage: Lineage) -> None:

@@ -35,11 +35,9 @@ from typing import Any
 from harness.engines import EngineOptions
 from harness.errors import HarnessError, choices, describe
 from harness.policy import HUB_ID, NAME, harness_home, resolve_policy
-from harness.provenance import MANIFEST
+from harness.provenance import MANIFEST, checkpoints
 from harness.record import SUMMARY, write_atomic
 from harness.types import RunConfig
-
-CHECKPOINTS = "checkpoints"  # the folder of a training run's checkpoints, as the training package writes it
 
 STUDY = "study.json"
 TOP_KEYS = ("name", "seeds", "policies", "defaults", "runs", "compare")
@@ -739,14 +737,6 @@ def _stored_config(path: Path) -> dict[str, Any] | None:
     return config if isinstance(config, dict) else None
 
 
-def checkpoint_step(output: Path) -> int:
-    """The step of the newest complete checkpoint ``harness train`` left in ``output`` (its ``trainer_state.json`` is
-    written last); 0 without one."""
-    steps = [int(p.parent.name.removeprefix("checkpoint-")) for p in (output / CHECKPOINTS).glob(
-        "checkpoint-*/trainer_state.json") if p.parent.name.removeprefix("checkpoint-").isdigit()]
-    return max(steps, default=0)
-
-
 def settle_train(cell: TrainCell) -> None:
     """Done when its policy's manifest holds this configuration (and no other key trained it); otherwise pending:
     resuming a partial run of the same cell, or retraining (``--overwrite``) what another configuration left."""
@@ -766,7 +756,7 @@ def settle_train(cell: TrainCell) -> None:
         return
     stored = state if state is not None else manifest
     if stored == cell.config and ours and not stale:
-        cell.resume_step = checkpoint_step(cell.output)
+        cell.resume_step = max((step for step, _, complete in checkpoints(cell.output) if complete), default=0)
         cell.note = "resumes from its last checkpoint" + (f", step {cell.resume_step}" if cell.resume_step else "")
         return
     cell.overwrite = True

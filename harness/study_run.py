@@ -130,10 +130,10 @@ def _left(whole: Estimate, cell: TrainCell) -> Estimate:
     steps = int(cell.config.get("steps") or 0)
     if not (cell.resume_step and steps):
         return whole
-    share = max(0, steps - cell.resume_step) / steps
-    return Estimate(None if whole.tokens is None else whole.tokens * share,
-                    None if whole.seconds is None else whole.seconds * share, whole.basis,
-                    f"{max(0, steps - cell.resume_step)} of its {steps} steps left")
+    left = max(0, steps - cell.resume_step)
+    return Estimate(None if whole.tokens is None else whole.tokens * left / steps,
+                    None if whole.seconds is None else whole.seconds * left / steps, whole.basis,
+                    f"{left} of its {steps} steps left")
 
 
 def _samples(cell: RunCell) -> str:

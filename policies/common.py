@@ -20,10 +20,10 @@ from typing import Any
 from harness.console import console
 from harness.errors import HarnessError
 from harness.policy import Policy, resolve_policy
+from harness.provenance import CHECKPOINTS
 from policies.config import TrainConfig
 from policies.manifest import write_json
 
-CHECKPOINTS = "checkpoints"
 WALL = "harness_wall.json"  # seconds of training kept in a checkpoint, so resumed runs report the whole cost
 SHOWN = ("loss", "reward", "rewards/accuracies", "accuracy", "eval_accuracy", "kl", "step_time",
          "completions/mean_length")  # the metrics on the progress line

@@ -21,10 +21,10 @@ from typing import Any
 from harness.console import console, quiet
 from harness.errors import HarnessError
 from harness.policy import NAME, policies_dir
-from harness.provenance import LINEAGE, MANIFEST, git_revision, write_lineage
+from harness.provenance import CHECKPOINTS, LINEAGE, MANIFEST, checkpoints, git_revision, write_lineage
 from harness.record import check_output
 from policies import data
-from policies.common import CHECKPOINTS, WALL, Run, detect_hardware
+from policies.common import WALL, Run, detect_hardware
 from policies.config import TrainConfig
 from policies.lineage import lineage
 from policies.manifest import STATE, default_output, read_json, versions, write_json
@@ -80,17 +80,14 @@ def _is_pointer(out: Path) -> bool:
         return False
 
 
-def last_checkpoint(folder: Path) -> Path | None:
-    """The newest checkpoint that was saved completely (``trainer_state.json`` is written last); partial ones go."""
+def last_checkpoint(out: Path) -> Path | None:
+    """The newest checkpoint under ``out`` that was saved completely; partial ones (killed while saving) go."""
     found = []
-    for path in folder.glob("checkpoint-*") if folder.is_dir() else []:
-        suffix = path.name.removeprefix("checkpoint-")
-        if not suffix.isdigit():
-            continue
-        if (path / "trainer_state.json").exists():
-            found.append((int(suffix), path))
+    for step, path, complete in checkpoints(out):
+        if complete:
+            found.append((step, path))
         else:
-            shutil.rmtree(path, ignore_errors=True)  # killed while saving: never resume from half a checkpoint
+            shutil.rmtree(path, ignore_errors=True)  # never resume from half a checkpoint
     return max(found)[1] if found else None
 
 
@@ -130,14 +127,14 @@ def train(config: TrainConfig, name: str | None = None, output: Path | None = No
     ranks = PartialState()  # one process, or one of several under `accelerate launch`: the main one writes
     if ranks.is_main_process:
         status = prepare_output(out, config, overwrite)
-        last_checkpoint(out / CHECKPOINTS)  # drops half-saved checkpoints before any rank looks
+        last_checkpoint(out)  # drops half-saved checkpoints before any rank looks
     ranks.wait_for_everyone()
     if not ranks.is_main_process:
         status = "done" if (out / MANIFEST).exists() else "resume"
     if status == "done":
         console.print(f"{name}: already trained with this configuration in {out} (pass --overwrite to retrain)")
         return out
-    resume = last_checkpoint(out / CHECKPOINTS)
+    resume = last_checkpoint(out)
     wall_before = read_json(resume / WALL)["seconds"] if resume and (resume / WALL).exists() else 0.0
     if ranks.is_main_process:
         console.print(f"{config.method} {name}: {config.recipe} recipe, base {config.base}, {config.finetune} on "
