@@ -203,10 +203,12 @@ def report(
 ) -> None:
     """One self-contained HTML report (opens from disk, makes no request): leaderboard, comparisons, curves, samples."""
     from harness.record import check_output
-    from harness.report import write_report
+    from harness.report import studies_in, write_report
 
     check_output(out, "--out", kind="file")  # never into a run record, refused before anything is read
     typer.echo(f"wrote {write_report(source, out, max_chars)}")
+    for folder in studies_in(source):
+        typer.echo(f"study {folder.name}: `harness report {folder}` reports its runs alone, with its comparisons")
 
 
 @app.command()

@@ -110,6 +110,11 @@ def _locate(source: Path) -> tuple[Path, dict[str, Any]]:
     return source, study
 
 
+def studies_in(source: Path) -> list[Path]:
+    """The study folders (``OUTPUT/studies/NAME/``, each with its ``study.json``) inside a runs directory."""
+    return sorted(p.parent for p in source.glob(f"studies/*/{STUDY}")) if source.is_dir() else []
+
+
 def _study_facts(study: dict[str, Any]) -> dict[str, Any] | None:
     """What the page says about a study: its name and how many cells are in each status (when it lists cells)."""
     if not study:

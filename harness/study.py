@@ -911,8 +911,15 @@ def to_json(study: Study, executor: str, compared: Compared | None = None) -> di
             "pooled": compared.pooled}
 
 
+def home(study: Study) -> Path:
+    """``OUTPUT/studies/NAME/``: the study's own folder, so two studies sharing an output directory never overwrite
+    each other's ``study.json``."""
+    return study.output / "studies" / study.name
+
+
 def write_study(study: Study, executor: str, compared: Compared | None = None) -> Path:
-    """``study.json`` beside the records, atomically."""
-    path = study.output / STUDY
+    """``study.json`` in the study's own folder, atomically."""
+    path = home(study) / STUDY
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(to_json(study, executor, compared), indent=2, default=str) + "\n")
     return path

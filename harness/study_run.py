@@ -1,8 +1,8 @@
 """``harness study FILE``: the dry run (every cell, done or pending, with what it will cost here), the run of the
 pending cells on an executor, and the study's table: its cells' leaderboard and its declared comparisons.
 
-The study's runs are also gathered in ``OUTPUT/studies/NAME/`` (a link to each record, and ``study.json``), so
-``harness leaderboard -o`` and ``harness report`` can show the study alone.
+The study's own folder ``OUTPUT/studies/NAME/`` holds its ``study.json`` and a link to each of its records, so
+``harness leaderboard -o`` and ``harness report`` show the study alone.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,7 @@ from rich.text import Text
 
 from harness.errors import HarnessError, RunFailed
 from harness.estimate import DEFAULTS, Estimate, Rates, duration, minutes, tokens_text
-from harness.record import SUMMARY, check_output, read_summary, write_atomic
+from harness.record import SUMMARY, check_output, read_summary
 from harness.study import (
     STUDY,
     Compared,
@@ -29,9 +28,9 @@ from harness.study import (
     Study,
     TrainCell,
     claims,
+    home,
     load,
     settle,
-    to_json,
     write_study,
 )
 
@@ -64,7 +63,7 @@ def run_study(path: Path, output: Path, dry_run: bool = False, executor: str = "
     runner.run(scheduler)
     compared = compare(study)
     write_study(study, runner.name, compared)
-    view = write_view(study, runner.name, compared)
+    view = write_view(study)
     show_table(study, view, compared, out)
     failed = [c for c in study.cells if c.status in ("failed", "blocked")]
     if failed:
@@ -247,12 +246,10 @@ def _pooled_entry(study: Study, comparison: Comparison,
     return {**entry, **result.to_json(), "line": result.line()}, result
 
 
-def write_view(study: Study, executor: str, compared: Compared) -> Path:
-    """``OUTPUT/studies/NAME/``: a link to each of the study's records and its ``study.json``; the output directory
-    itself where links cannot be made."""
-    import json
-
-    view = study.output / "studies" / study.name
+def write_view(study: Study) -> Path:
+    """A link to each of the study's records in its own folder (``study.json`` is already there); the output
+    directory itself where links cannot be made."""
+    view = home(study)
     try:
         view.mkdir(parents=True, exist_ok=True)
         wanted = {c.record for c in study.runs if c.status == "done" and c.record}
@@ -264,9 +261,10 @@ def write_view(study: Study, executor: str, compared: Compared) -> Path:
             if not link.is_symlink():
                 link.symlink_to(os.path.relpath(study.output / record, view), target_is_directory=True)
     except OSError:
-        shutil.rmtree(view, ignore_errors=True)
+        for entry in view.iterdir() if view.is_dir() else ():
+            if entry.is_symlink():
+                entry.unlink()
         return study.output
-    write_atomic(view / STUDY, json.dumps(to_json(study, executor, compared), indent=2, default=str) + "\n")
     return view
 
 
@@ -290,5 +288,5 @@ def show_table(study: Study, view: Path, compared: Compared, out: Console) -> No
     status = {s: sum(c.status == s for c in study.cells) for s in ("done", "failed", "blocked", "pending")}
     out.print(f"study {study.name}: " + ", ".join(f"{n} {s}" for s, n in status.items() if n)
               + f"; {len(ran)} cells ran now ({sum(c.wall_s or 0 for c in ran):,.1f} s), all cells "
-              f"{sum(c.wall_s or 0 for c in study.cells):,.1f} s; {study.output / STUDY}", highlight=False,
+              f"{sum(c.wall_s or 0 for c in study.cells):,.1f} s; {home(study) / STUDY}", highlight=False,
               soft_wrap=True, markup=False)

@@ -36,7 +36,7 @@ from harness.record import (
 )
 from harness.report import write_report
 from harness.study import load
-from harness.study_run import compare, write_study
+from harness.study_run import compare, write_study, write_view
 from harness.types import Completion, Score
 from plugins.winrate import LENGTH_ADJUSTED
 
@@ -145,13 +145,14 @@ def seeded(tmp_path_factory) -> dict:
             policy = cell.config.policy
             derive(study.output, GREEDY, policy, policy, WINS[policy])
             cell.status, cell.record = "done", policy
-    write_study(study, "local", compare(study))
+    saved = write_study(study, "local", compare(study))
+    view = write_view(study)
     (root / "home").mkdir()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HARNESS_HOME", str(root / "home"))
-        report = write_report(study.output, root / "report.html")
-    return {"runs": study.output, "report": report,
-            "pooled": json.loads((study.output / "study.json").read_text())["pooled"]}
+        report = write_report(view, root / "report.html")
+    return {"runs": study.output, "view": view, "report": report,
+            "pooled": json.loads(saved.read_text())["pooled"]}
 
 
 # -- without a browser -----------------------------------------------------------------------------------------
@@ -178,6 +179,19 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     (tmp_path / "file").write_text("x")
     one_line_error(["report", str(tmp_path / "file"), "--out", str(tmp_path / "r.html")], "not a directory")
     assert not (tmp_path / "r.html").exists()
+
+
+def test_a_runs_directory_names_the_studies_inside_it_each_reported_from_its_own_folder(seeded, tmp_path,
+                                                                                        monkeypatch):
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
+    result = runner.invoke(app, ["report", str(seeded["runs"]), "--out", str(tmp_path / "all.html")])
+    view = seeded["view"]
+    assert result.exit_code == 0 and f"study {view.name}: `harness report {view}` reports its runs alone" in \
+        result.output, result.output
+    page = (tmp_path / "all.html").read_text(encoding="utf-8")
+    data = json.loads(re.search(r'id="report-data">(.*?)</script>', page, re.S).group(1))
+    assert data["pooled"] == [] and data["study"] is None  # the runs directory is no study's
+    assert len(data["runs"]) == len(list(view.glob("*/summary.json")))
 
 
 def test_the_file_holds_every_record_and_no_markup_escapes_its_block(study):
@@ -209,7 +223,7 @@ def test_the_page_holds_study_json_s_pooled_entries_each_with_its_verdict(seeded
     assert verdicts[2].startswith("does not hold across seeds: sft > base holds on 2 of 3 seeds; the seeds disagree "
                                   "(1 not in favour)") and fails["line"].endswith(verdicts[2])
     assert verdicts[1] is None and all(len(p["t95"]) == 2 for p in (holds, fails))
-    study = json.loads((seeded["runs"] / "study.json").read_text())  # its output: the runs' absolute path
+    study = json.loads((seeded["view"] / "study.json").read_text())  # its output: the runs' absolute path
     said = {**holds, "verdict": "holds: as harness study worded it"}  # the page words nothing itself
     old = {k: v for k, v in holds.items() if k not in ("verdict", "t95")}  # study.json from before the verdict
     study["pooled"] = [7, {**holds, "pairs": "none", "seeds": "0"}, said, old]

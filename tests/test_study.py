@@ -46,7 +46,10 @@ def records(output: Path) -> dict[str, float]:
 
 
 def study_json(output: Path) -> dict:
-    return json.loads((output / "study.json").read_text())
+    """The one study's ``study.json``: in its own folder, never at the top of the output directory."""
+    (path,) = output.glob("studies/*/study.json")
+    assert not (output / "study.json").exists()
+    return json.loads(path.read_text())
 
 
 # -- the file's checks: each one line, before anything runs ----------------------------------------------------
@@ -552,6 +555,19 @@ def test_study_json_holds_the_declared_comparisons_and_a_view_of_the_study(tmp_p
     assert entry["basis"] == "the examples both runs answered" and study_json(tmp_path / "runs")["pooled"] == []
     view = tmp_path / "runs" / "studies" / "study"
     assert (view / "study.json").exists() and len(list(view.glob("*/summary.json"))) == 1
+
+
+def test_two_studies_sharing_an_output_directory_keep_their_own_study_json(tmp_path):
+    out = tmp_path / "runs"
+    for name in ("demo", "quick"):
+        study = load(write(tmp_path, f"policies: {{base: smollm2}}\nruns: [{{policy: base, limit: 3}}]\n",
+                           name=f"{name}.yaml"))
+        study.output = out
+        settle(study, fetch=False)
+        study_run.write_study(study, "local")
+    saved = {p.parent.name: json.loads(p.read_text()) for p in out.glob("studies/*/study.json")}
+    assert {n: s["name"] for n, s in saved.items()} == {"demo": "demo", "quick": "quick"}
+    assert not (out / "study.json").exists()
 
 
 def test_a_dry_run_does_not_download_a_hub_policy(tmp_path):
