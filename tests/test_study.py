@@ -138,6 +138,15 @@ def test_lists_expand_to_every_combination_and_seeds_to_every_trained_policy(tmp
     assert [c.name for c in one.train] == ["sft", "judge", "rl"]  # one seed: the policy keeps its name
 
 
+def test_a_cell_s_title_names_every_option_that_differs_from_harness_run_s_default(tmp_path):
+    text = ("policies: {base: smollm2}\nruns:\n  - {policy: base, sampler: bon, n: 4, limit: 5, split: validation,"
+            " temperature: [0.7, 1.3]}\n  - {policy: base, limit: 5}\n")
+    hot, cold, plain = (c.title for c in load(write(tmp_path, text)).runs)
+    assert hot == "run base countdown bon n=4 limit=5 split=validation temperature=0.7"
+    assert cold == "run base countdown bon n=4 limit=5 split=validation temperature=1.3"
+    assert plain == "run base countdown greedy n=1 limit=5"
+
+
 def test_a_training_block_s_seeds_replace_the_study_s_for_that_policy(tmp_path):
     text = ("seeds: [0, 1, 2]\npolicies:\n  base: smollm2\n  sft: {train: sft}\n  rl: {train: rloo, base: sft}\n"
             "  ins: {train: sft, recipe: quick-instruct, seeds: [4]}\n  dpo: {train: dpo, base: ins, seeds: [4]}\n"
@@ -560,7 +569,7 @@ def test_study_json_holds_the_declared_comparisons_and_a_view_of_the_study(tmp_p
 def test_two_studies_sharing_an_output_directory_keep_their_own_study_json(tmp_path):
     out = tmp_path / "runs"
     for name in ("demo", "quick"):
-        study = load(write(tmp_path, f"policies: {{base: smollm2}}\nruns: [{{policy: base, limit: 3}}]\n",
+        study = load(write(tmp_path, "policies: {base: smollm2}\nruns: [{policy: base, limit: 3}]\n",
                            name=f"{name}.yaml"))
         study.output = out
         settle(study, fetch=False)
