@@ -586,3 +586,10 @@ def test_a_dry_run_does_not_download_a_hub_policy(tmp_path):
     settle(study, fetch=False)
     (cell,) = study.runs
     assert cell.status == "pending" and "hub model" in cell.note and cell.examples == 5
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_study_file_loads_into_cells(path, monkeypatch, shared_data):
+    monkeypatch.setenv("HARNESS_DATA", str(shared_data))
+    study = load(path)
+    assert study.name == path.stem and study.runs
