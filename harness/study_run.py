@@ -58,6 +58,7 @@ def run_study(path: Path, output: Path, dry_run: bool = False, executor: str = "
         return study
     assert runner is not None
     output.mkdir(parents=True, exist_ok=True)
+    _drop_old_copy(study)
     scheduler = Scheduler(study, lambda: write_study(study, runner.name))
     write_study(study, runner.name)
     runner.run(scheduler)
@@ -71,6 +72,17 @@ def run_study(path: Path, output: Path, dry_run: bool = False, executor: str = "
         raise RunFailed(f"{len(failed)} of {len(study.cells)} cells did not finish ({first.title}: "
                         f"{first.error or first.note}); fix it and rerun: finished cells are kept")
     return study
+
+
+def _drop_old_copy(study: Study) -> None:
+    """Remove ``OUTPUT/study.json`` where it is this study's, written where earlier versions kept it: left there it
+    would pass for the output directory's study in ``harness report``."""
+    old = study.output / STUDY
+    try:
+        if json.loads(old.read_text(encoding="utf-8")).get("name") == study.name:
+            old.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _stdout() -> Console:

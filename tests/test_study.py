@@ -577,6 +577,10 @@ def test_two_studies_sharing_an_output_directory_keep_their_own_study_json(tmp_p
     saved = {p.parent.name: json.loads(p.read_text()) for p in out.glob("studies/*/study.json")}
     assert {n: s["name"] for n, s in saved.items()} == {"demo": "demo", "quick": "quick"}
     assert not (out / "study.json").exists()
+    for name, kept in (("other", True), ("quick", False)):  # where earlier versions wrote it: only its own goes
+        (out / "study.json").write_text(json.dumps({"name": name}))
+        study_run._drop_old_copy(study)
+        assert (out / "study.json").exists() == kept
 
 
 def test_a_dry_run_does_not_download_a_hub_policy(tmp_path):
