@@ -16,8 +16,12 @@ from harness.policy import list_policies
 from harness.record import RunSummary, iter_summaries
 
 FORMATS = ("table", "md", "csv", "json")
-COLUMNS = ("policy", "task", "sampler", "n", "verifier", "metric", "value", "ci95", "examples",
+COLUMNS = ("policy", "task", "sampler", "n", "options", "verifier", "metric", "value", "ci95", "examples",
            "tokens", "tok/s", "wall_s", "run")
+# The run options the other columns show or that are the task's business; ``options`` holds the rest set away from
+# their defaults (temperature, split, seed, ...), a column only where some run has one.
+SHOWN = ("policy", "task", "sampler", "n", "verifier", "grader", "limit", "task_args", "verifier_args",
+         "grader_args", "rescored_from")
 
 
 def rows(output: Path) -> list[dict]:
@@ -39,6 +43,7 @@ def rows(output: Path) -> list[dict]:
             "tok/s": s.timings.tokens_per_s,
             "wall_s": s.timings.wall_s,
             "run": run_dir.name,
+            "options": " ".join(s.config.options(SHOWN)) or None,
         } | {k: v.value for k, v in s.metrics.items()} | _curve_columns(s) | _judge_columns(s)
           | _training_cost(trained.get(s.policy.name) if s.policy else None))
     return sorted(out, key=lambda r: (r["task"], -r["value"]))
@@ -112,7 +117,9 @@ def render(output: Path, fmt: str = "table", console: Console | None = None) -> 
         raise HarnessError(f"output directory {output} does not exist; run `harness run` first")
     data = rows(output)
     extra = sorted({k for r in data for k in r} - set(COLUMNS), key=lambda k: (k.startswith("@"), len(k), k))
-    columns = [*COLUMNS[:8], *extra, *COLUMNS[8:]]
+    columns = [*COLUMNS[:9], *extra, *COLUMNS[9:]]
+    if not any(r["options"] for r in data):
+        columns.remove("options")
     if fmt == "json":
         return json.dumps(data, indent=2)
     if fmt == "csv":

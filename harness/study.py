@@ -165,6 +165,9 @@ class TrainCell:
                 *(["--overwrite"] if self.overwrite else []), *self.overrides()]
 
 
+TITLED = ("policy", "task", "sampler", "n", "limit", "grader", "task_args", "rescored_from")  # a run cell's title
+
+
 @dataclass(eq=False)
 class RunCell:
     """One ``harness run``: its config and engine options, what it waits for, and its record once it has one."""
@@ -197,22 +200,11 @@ class RunCell:
                         for k, v in c.task_args.items())
         parts = [self.name or c.policy, c.task + (f"[{args}]" if args else ""), c.sampler, f"n={c.n}",
                  f"limit={c.limit}" if c.limit else "", f"grader {c.grader}" if c.grader else ""]
-        return "run " + " ".join([*(p for p in parts if p), *_changed(c)])
+        return "run " + " ".join([*(p for p in parts if p), *c.options(TITLED)])
 
     @property
     def resources(self) -> tuple[float, float]:
         return self.num_gpus, self.num_cpus
-
-
-_SHOWN = {"policy", "task", "sampler", "n", "limit", "grader", "task_args", "rescored_from"}
-
-
-def _changed(config: RunConfig) -> list[str]:
-    """``key=value`` for each option the title does not show already that differs from ``harness run``'s default,
-    so that cells differing only in, say, ``temperature`` or ``split`` are told apart."""
-    default = RunConfig()
-    return [f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(RunConfig)
-            if f.name not in _SHOWN and getattr(config, f.name) != getattr(default, f.name)]
 
 
 @dataclass(frozen=True)

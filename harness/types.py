@@ -11,7 +11,7 @@ import numbers
 import re
 import types
 import typing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
@@ -322,6 +322,13 @@ class RunConfig:
     @property
     def sampling_temperature(self) -> float:
         return DEFAULT_TEMPERATURE if self.temperature is None else self.temperature
+
+    def options(self, shown: Collection[str]) -> list[str]:
+        """``key=value`` for each option set away from ``harness run``'s default, but those ``shown`` already: what
+        tells apart two runs of one policy, task and sampler (``temperature=1.3``, ``split=validation``)."""
+        default = RunConfig()
+        return [f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
+                if f.name not in shown and getattr(self, f.name) != getattr(default, f.name)]
 
 
 # -- the plugin contract: what the core reads of a plugin's object ----------------------------------------------

@@ -527,3 +527,20 @@ def test_the_leaderboard_says_where_a_sampler_did_as_well_as_pass_at_n(tmp_path)
         shutil.copytree(ROOT / "tests" / "fixtures" / "records-v2" / name, tmp_path / name)
     marks = {row["sampler"]: row["=pass@N"] for row in leaderboard.rows(tmp_path)}
     assert marks == {"bon": "yes", "majority": "no"}
+
+
+def test_the_leaderboard_tells_apart_runs_that_differ_only_in_an_option(tmp_path, tiny_llama, tokenizer):
+    """Best-of-2 of one policy at two temperatures, and on the validation split: an ``options`` column names what
+    differs; a table of default runs has no such column."""
+    for split, temperature in (("test", None), ("test", 1.3), ("validation", None)):
+        prompts = [e.prompt for e in harness.get_task("countdown").examples(split=split, limit=2)]
+        engine = FakeEngine(tokenizer, lambda p, j: ("<answer>1 + 2</answer>", -1.0), prompts)
+        execute(RunConfig(policy=str(tiny_llama), sampler="bon", n=2, limit=2, split=split, temperature=temperature),
+                tmp_path / "runs", engine=engine)
+    assert sorted(r["options"] or "" for r in leaderboard.rows(tmp_path / "runs")) == ["", "split=validation",
+                                                                                        "temperature=1.3"]
+    assert "| options |" in leaderboard.render(tmp_path / "runs", "md").splitlines()[0]
+    engine = FakeEngine(tokenizer, lambda p, j: ("<answer>1 + 2</answer>", -1.0),
+                        [e.prompt for e in harness.get_task("countdown").examples(limit=2)])
+    execute(RunConfig(policy=str(tiny_llama), limit=2), tmp_path / "plain", engine=engine)
+    assert "options" not in leaderboard.render(tmp_path / "plain", "md").splitlines()[0]
