@@ -31,6 +31,7 @@ from typing import Any
 from harness.compare import compare_runs
 from harness.console import warn
 from harness.errors import HarnessError, describe
+from harness.leaderboard import SHOWN
 from harness.policy import list_policies, policies_dir
 from harness.record import RunSummary, iter_summaries, read_record, write_atomic
 from harness.types import ExampleRecord
@@ -62,6 +63,7 @@ def write_report(source: Path, out: Path, max_chars: int | None = None) -> Path:
             warn(f"showing the summary alone: {exc}")
             examples, note = [], str(exc)
         runs.append({"dir": run_dir.name, "summary": _finite(summary.to_json()), "samples_note": note,
+                     "options": " ".join(summary.config.options(SHOWN)),
                      "train": _training_cost(manifests.get(summary.policy.name) if summary.policy else None)})
         index, detail = _columns(examples, max_chars)
         blocks += [(f"run-{i}-index", index), (f"run-{i}-samples", detail)]
@@ -653,6 +655,8 @@ function leaderboardTab(root) {
     {key: "task", label: "task", get: (r) => s(r).task},
     {key: "sampler", label: "sampler", get: (r) => s(r).sampler},
     {key: "n", label: "n", num: true, get: (r) => s(r).config.n},
+    {key: "options", label: "options", get: (r) => r.run.options,
+     title: "run options set away from harness run's defaults (temperature, split, seed, ...)"},
     {key: "verifier", label: "verifier", get: (r) => s(r).verifier || "-"},
     {key: "metric", label: "metric", get: (r) => s(r).metric.name + (s(r).oracle ? " (oracle)" : "")},
     {key: "value", label: "value", num: true, get: (r) => s(r).metric.value, show: (r) => f3(s(r).metric.value)},
@@ -674,6 +678,7 @@ function leaderboardTab(root) {
      show: (r) => Object.entries(s(r).metrics).map(([k, v]) => `${k} ${f3(v.value)}`).join("  ")},
     {key: "run", label: "run", get: (r) => r.run.dir},
   ];
+  if (!DATA.runs.some((run) => run.options)) cols.splice(cols.findIndex((c) => c.key === "options"), 1);
   const initial = rows.slice().sort((a, b) => s(a).task.localeCompare(s(b).task) ||
                                                (s(b).metric.value ?? -1) - (s(a).metric.value ?? -1));
   root.append(el("h2", {}, "Leaderboard"),

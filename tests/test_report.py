@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -49,10 +50,11 @@ MARKUP = ('</script><script>document.title = "pwned"</script><b>bold?</b>'
 
 
 def derive(runs: Path, source: str, run_id: str, policy: str, wins: set[int], *, task: str | None = None,
-           judge: JudgeFacts | None = None, text: str | None = None, adjusted: str = LENGTH_ADJUSTED) -> Path:
+           judge: JudgeFacts | None = None, text: str | None = None, adjusted: str = LENGTH_ADJUSTED,
+           **options: Any) -> Path:
     """A copy of a canned greedy run under another policy: examples in ``wins`` earn full credit, the rest none
     (a win-rate run: half credit on example 1, a tie, and its length-adjusted win-rate under the name
-    ``adjusted``); ``text`` replaces the first example's sample."""
+    ``adjusted``); ``text`` replaces the first example's sample; ``options`` are run options set on its config."""
     records, summary = read_record(FIXTURES / source)
     for e, record in enumerate(records):
         value = 1.0 if e in wins else (0.5 if judge and e == 1 else 0.0)
@@ -68,7 +70,7 @@ def derive(runs: Path, source: str, run_id: str, policy: str, wins: set[int], *,
     summary = dataclasses.replace(
         summary, run_id=run_id, metric=Headline(mean(credits), bootstrap_ci(credits), name), metrics=metrics,
         counts=dataclasses.replace(summary.counts, credited=sum(credits)), task=task or summary.task,
-        config=dataclasses.replace(summary.config, task=task or summary.task, policy=policy),
+        config=dataclasses.replace(summary.config, task=task or summary.task, policy=policy, **options),
         policy=PolicyFacts(policy, fingerprint=f"{policy}-weights"), judge=judge,
         grader="winrate" if judge else summary.grader)
     write_record(runs / run_id, records, summary)
@@ -192,6 +194,17 @@ def test_a_runs_directory_names_the_studies_inside_it_each_reported_from_its_own
     data = json.loads(re.search(r'id="report-data">(.*?)</script>', page, re.S).group(1))
     assert data["pooled"] == [] and data["study"] is None  # the runs directory is no study's
     assert len(data["runs"]) == len(list(view.glob("*/summary.json")))
+
+
+def test_each_run_carries_the_options_that_set_it_apart(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
+    runs = tmp_path / "runs"
+    shutil.copytree(FIXTURES, runs)
+    derive(runs, GREEDY, "hot", "sft", {0}, temperature=1.3, split="validation")
+    page = write_report(runs, tmp_path / "r.html").read_text(encoding="utf-8")
+    data = json.loads(re.search(r'id="report-data">(.*?)</script>', page, re.S).group(1))
+    assert {r["dir"]: r["options"] for r in data["runs"] if r["options"]} == {"hot": "split=validation "
+                                                                                    "temperature=1.3"}
 
 
 def test_the_file_holds_every_record_and_no_markup_escapes_its_block(study):
