@@ -57,7 +57,8 @@ class Comparison:
 
 
 def _label(summary: RunSummary) -> str:
-    return f"{summary.policy_name}/{summary.config.sampler}"
+    """``policy/sampler``, and the options that set the run apart (``rloo/bon temperature=1.3``)."""
+    return " ".join([f"{summary.policy_name}/{summary.config.sampler}", *summary.config.options()])
 
 
 def _by_content(records: list[ExampleRecord]) -> dict[tuple[str, int], float]:

@@ -18,10 +18,6 @@ from harness.record import RunSummary, iter_summaries
 FORMATS = ("table", "md", "csv", "json")
 COLUMNS = ("policy", "task", "sampler", "n", "options", "verifier", "metric", "value", "ci95", "examples",
            "tokens", "tok/s", "wall_s", "run")
-# The run options the other columns show or that are the task's business; ``options`` holds the rest set away from
-# their defaults (temperature, split, seed, ...), a column only where some run has one.
-SHOWN = ("policy", "task", "sampler", "n", "verifier", "grader", "limit", "task_args", "verifier_args",
-         "grader_args", "rescored_from")
 
 
 def rows(output: Path) -> list[dict]:
@@ -43,7 +39,7 @@ def rows(output: Path) -> list[dict]:
             "tok/s": s.timings.tokens_per_s,
             "wall_s": s.timings.wall_s,
             "run": run_dir.name,
-            "options": " ".join(s.config.options(SHOWN)) or None,
+            "options": " ".join(s.config.options()) or None,
         } | {k: v.value for k, v in s.metrics.items()} | _curve_columns(s) | _judge_columns(s)
           | _training_cost(trained.get(s.policy.name) if s.policy else None))
     return sorted(out, key=lambda r: (r["task"], -r["value"]))

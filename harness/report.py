@@ -31,7 +31,6 @@ from typing import Any
 from harness.compare import compare_runs
 from harness.console import warn
 from harness.errors import HarnessError, describe
-from harness.leaderboard import SHOWN
 from harness.policy import list_policies, policies_dir
 from harness.record import RunSummary, iter_summaries, read_record, write_atomic
 from harness.types import ExampleRecord
@@ -63,7 +62,7 @@ def write_report(source: Path, out: Path, max_chars: int | None = None) -> Path:
             warn(f"showing the summary alone: {exc}")
             examples, note = [], str(exc)
         runs.append({"dir": run_dir.name, "summary": _finite(summary.to_json()), "samples_note": note,
-                     "options": " ".join(summary.config.options(SHOWN)),
+                     "options": " ".join(summary.config.options()),
                      "train": _training_cost(manifests.get(summary.policy.name) if summary.policy else None)})
         index, detail = _columns(examples, max_chars)
         blocks += [(f"run-{i}-index", index), (f"run-{i}-samples", detail)]

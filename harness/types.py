@@ -278,6 +278,12 @@ class ExampleRecord:
         return None if self.selected is None else self.samples[self.selected]
 
 
+# The run options a leaderboard row or a comparison names in columns of their own, or that are the task's business:
+# ``RunConfig.options`` says the rest where they are set away from their defaults.
+TABLED = ("policy", "task", "sampler", "n", "verifier", "grader", "limit", "task_args", "verifier_args", "grader_args",
+          "rescored_from")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that decides a run's result; its hash names the run directory.
@@ -323,7 +329,7 @@ class RunConfig:
     def sampling_temperature(self) -> float:
         return DEFAULT_TEMPERATURE if self.temperature is None else self.temperature
 
-    def options(self, shown: Collection[str]) -> list[str]:
+    def options(self, shown: Collection[str] = TABLED) -> list[str]:
         """``key=value`` for each option set away from ``harness run``'s default, but those ``shown`` already: what
         tells apart two runs of one policy, task and sampler (``temperature=1.3``, ``split=validation``)."""
         default = RunConfig()

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 import harness
 from harness import cli, leaderboard
 from harness.cache import GenerationCache
+from harness.compare import compare_runs
 from harness.errors import HarnessError, RunFailed
 from harness.metrics import accuracy, mean_score, micro
 from harness.pipeline import RunConfig, examples_of, execute, plan, rescore
@@ -540,6 +541,10 @@ def test_the_leaderboard_tells_apart_runs_that_differ_only_in_an_option(tmp_path
     assert sorted(r["options"] or "" for r in leaderboard.rows(tmp_path / "runs")) == ["", "split=validation",
                                                                                         "temperature=1.3"]
     assert "| options |" in leaderboard.render(tmp_path / "runs", "md").splitlines()[0]
+    hot, cold = (next(r for r in leaderboard.rows(tmp_path / "runs") if r["options"] == o) for o in ("temperature=1.3",
+                                                                                                    None))
+    names = compare_runs(tmp_path / "runs" / hot["run"], tmp_path / "runs" / cold["run"]).names
+    assert names == (f"{Path(tiny_llama).name}/bon temperature=1.3", f"{Path(tiny_llama).name}/bon")
     engine = FakeEngine(tokenizer, lambda p, j: ("<answer>1 + 2</answer>", -1.0),
                         [e.prompt for e in harness.get_task("countdown").examples(limit=2)])
     execute(RunConfig(policy=str(tiny_llama), limit=2), tmp_path / "plain", engine=engine)
