@@ -115,13 +115,14 @@ def test_score_rescores_without_generating_and_leaderboard_lists_both(tmp_path, 
     assert [s["text"] for r in rows for s in r["samples"]] == [s["text"] for r in source_rows for s in r["samples"]]
     assert summary["metric"] == source_summary["metric"] and summary["counts"] == source_summary["counts"]
     lb = json.loads(harness_cli("leaderboard", "-o", str(out), "--format", "json", check=True).stdout)
-    assert [(r["sampler"], r["n"], r["verifier"]) for r in lb] == [("bon", 3, "countdown")] * 2
+    assert [(r["sampler"], r["n"], r["verifier"], r["options"]) for r in lb] == [("bon", 3, "countdown",
+                                                                                   "max_tokens=16 backend=hf")] * 2
     low, high = lb[0]["ci95"]
     assert low <= lb[0]["value"] <= high and not math.isnan(low)
     md = harness_cli("leaderboard", "-o", str(out), "--format", "md", check=True).stdout
     assert md.splitlines()[0].startswith("| policy | task | sampler | n |") and "countdown" in md
     csv_text = harness_cli("leaderboard", "-o", str(out), "--format", "csv", check=True).stdout
-    assert csv_text.splitlines()[0].startswith("policy,task,sampler,n,verifier,metric,value,ci95")
+    assert csv_text.splitlines()[0].startswith("policy,task,sampler,n,options,verifier,metric,value,ci95")
     table = harness_cli("leaderboard", "-o", str(out), check=True).stdout
     assert "harness leaderboard" in table and "bon" in table
 
