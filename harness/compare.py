@@ -139,7 +139,7 @@ class PooledComparison:
         """Each pair's line, then the pooled one; a single pair is the one line ``harness compare A B`` prints."""
         if len(self.pairs) == 1:
             return [self.pairs[0].line()]
-        return [*(f"seed {i}: {p.line()}" for i, p in enumerate(self.pairs, 1)), f"pooled: {self.line()}"]
+        return [*(f"pair {i}: {p.line()}" for i, p in enumerate(self.pairs, 1)), f"pooled: {self.line()}"]
 
     def to_json(self) -> dict[str, Any]:
         """Every field and the verdict in words, so a reader (``harness report``) shows it without rebuilding it."""
