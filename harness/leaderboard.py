@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from harness.errors import HarnessError
@@ -137,8 +138,9 @@ def render(output: Path, fmt: str = "table", console: Console | None = None) -> 
     for r in data:
         table.add_row(*(_cell(k, r.get(k)) for k in columns))
     console = console or Console()
-    if not console.is_terminal:
-        console.width = max(console.width, 200)  # piped output: never squeeze the columns
+    if not console.is_terminal:  # piped output: as wide as the table, never a squeezed column
+        natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
+        console.width = max(console.width, natural)
     console.print(table)
     for note in notes:
         console.print(note, markup=False, highlight=False, soft_wrap=True)

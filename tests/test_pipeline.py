@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import math
 import multiprocessing
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 from fakes import FakeEngine
+from rich.console import Console
 from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
@@ -541,6 +543,9 @@ def test_the_leaderboard_tells_apart_runs_that_differ_only_in_an_option(tmp_path
     assert sorted(r["options"] or "" for r in leaderboard.rows(tmp_path / "runs")) == ["", "split=validation",
                                                                                         "temperature=1.3"]
     assert "| options |" in leaderboard.render(tmp_path / "runs", "md").splitlines()[0]
+    piped = Console(file=io.StringIO(), width=80)  # not a terminal: the table keeps every column whole
+    leaderboard.render(tmp_path / "runs", "table", piped)
+    assert "split=validation" in piped.file.getvalue() and "temperature=1.3" in piped.file.getvalue()
     hot, cold = (next(r for r in leaderboard.rows(tmp_path / "runs") if r["options"] == o) for o in ("temperature=1.3",
                                                                                                     None))
     names = compare_runs(tmp_path / "runs" / hot["run"], tmp_path / "runs" / cold["run"]).names
