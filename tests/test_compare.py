@@ -243,13 +243,13 @@ def invoke(*args: str | Path):
     return CliRunner().invoke(app, ["compare", *map(str, args)])
 
 
-def test_the_cli_takes_each_sides_runs_and_prints_each_seed_and_the_pooled_verdict(tmp_path):
+def test_the_cli_takes_each_sides_runs_and_prints_each_pair_and_the_pooled_verdict(tmp_path):
     a = runs(tmp_path, "rloo", [set(range(12)), set(range(13)), set(range(4))])
     b = runs(tmp_path, "sft", [B, B, B])
     result = invoke(*a, "--vs", *b)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["seed 1", "seed 2", "seed 3", "pooled"]
+    assert [line.split(":")[0] for line in lines] == ["pair 1", "pair 2", "pair 3", "pooled"]
     assert "rloo-s2/greedy 0.200 vs sft-s2/greedy 0.400" in lines[2]
     assert "per seed +0.200, +0.250, -0.200 (mean +0.083" in lines[3] and "does not hold across seeds" in lines[3]
 
