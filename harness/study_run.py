@@ -7,6 +7,7 @@ The study's own folder ``OUTPUT/studies/NAME/`` holds its ``study.json`` and a l
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -272,10 +273,11 @@ def write_view(study: Study) -> Path:
             link = view / record
             if not link.is_symlink():
                 link.symlink_to(os.path.relpath(study.output / record, view), target_is_directory=True)
-    except OSError:
-        for entry in view.iterdir() if view.is_dir() else ():
-            if entry.is_symlink():
-                entry.unlink()
+    except OSError:  # no partial view: the links made so far go, and the table shows the output directory
+        with contextlib.suppress(OSError):
+            for entry in view.iterdir():
+                if entry.is_symlink():
+                    entry.unlink()
         return study.output
     return view
 

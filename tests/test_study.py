@@ -597,3 +597,27 @@ def test_every_shipped_study_file_loads_into_cells(path, monkeypatch, shared_dat
     monkeypatch.setenv("HARNESS_DATA", str(shared_data))
     study = load(path)
     assert study.name == path.stem and study.runs
+
+
+def test_a_view_that_cannot_be_linked_whole_leaves_no_partial_view(tmp_path, monkeypatch):
+    study = load(write(tmp_path, "policies: {base: smollm2}\nruns: [{policy: base, limit: [2, 3]}]\n"))
+    study.output = tmp_path / "runs"
+    for i, cell in enumerate(study.runs):
+        (study.output / f"rec-{i}").mkdir(parents=True)
+        cell.status, cell.record = "done", f"rec-{i}"
+    made = []
+    real = Path.symlink_to
+
+    def second_fails(self, target, target_is_directory=False):
+        if made:
+            raise OSError("no more links")
+        made.append(self)
+        real(self, target, target_is_directory)
+
+    monkeypatch.setattr(Path, "symlink_to", second_fails)
+    assert study_run.write_view(study) == study.output
+    view = study.output / "studies" / "study"
+    assert made and not any(p.is_symlink() for p in view.iterdir())
+    made.clear()
+    monkeypatch.setattr(Path, "unlink", lambda self, missing_ok=False: (_ for _ in ()).throw(OSError("read-only")))
+    assert study_run.write_view(study) == study.output  # the cleanup failing too is no traceback
