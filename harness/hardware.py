@@ -52,6 +52,25 @@ def native_bf16(device: str) -> bool:
     return bool(BF16_FLAGS & cpu_flags()) and onednn_isa_cap() not in ONEDNN_ISAS_WITHOUT_BF16
 
 
+def cpu_share() -> str:
+    """This process's torch threads and the CPUs it may run on, e.g. ``2 threads on CPUs 0-1 of 2``: printed where
+    training starts, as a process pinned to fewer cores than the machine has trains that much slower."""
+    import torch
+
+    n = torch.get_num_threads()
+    threads = f"{n} thread{'s' if n != 1 else ''}"
+    if not hasattr(os, "sched_getaffinity"):
+        return threads
+    runs: list[list[int]] = []
+    for cpu in sorted(os.sched_getaffinity(0)):
+        if runs and runs[-1][-1] == cpu - 1:
+            runs[-1].append(cpu)
+        else:
+            runs.append([cpu])
+    spans = ",".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+    return f"{threads} on CPUs {spans} of {os.cpu_count()}"
+
+
 def cpu_dtype(requested: str) -> str:
     """The dtype to run on this CPU: the one requested, else bf16 where it is native and float32 where not."""
     if requested != "auto":

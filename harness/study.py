@@ -267,9 +267,11 @@ def load(path: Path) -> Study:
     policies = _policies(where, doc.get("policies"), seeds)
     options = run_options()
     entries = doc.get("runs")
-    if not isinstance(entries, list) or not entries:
+    if not isinstance(entries, list):
         raise HarnessError(f"{where}: runs must be a list of run entries (mappings of `harness run` options); got "
                            f"{_kind(entries)}")
+    if not entries:
+        raise HarnessError(f"{where}: runs is empty; a study needs at least one run entry (its table is made of runs)")
     defaults = doc.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise HarnessError(f"{where}: defaults must be a mapping of `harness run` options; got {_kind(defaults)}")

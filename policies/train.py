@@ -20,6 +20,7 @@ from typing import Any
 
 from harness.console import console, quiet
 from harness.errors import HarnessError
+from harness.hardware import cpu_share
 from harness.policy import NAME, policies_dir
 from harness.provenance import CHECKPOINTS, LINEAGE, MANIFEST, checkpoints, git_revision, write_lineage
 from harness.record import check_output
@@ -138,7 +139,8 @@ def train(config: TrainConfig, name: str | None = None, output: Path | None = No
     wall_before = read_json(resume / WALL)["seconds"] if resume and (resume / WALL).exists() else 0.0
     if ranks.is_main_process:
         console.print(f"{config.method} {name}: {config.recipe} recipe, base {config.base}, {config.finetune} on "
-                      f"{hw.device} in {hw.dtype}, {len(rows)} rows"
+                      f"{hw.device} in {hw.dtype}" + (f" ({cpu_share()})" if hw.device == "cpu" else "")
+                      + f", {len(rows)} rows"
                       + (f"; resuming from {resume.name}" if resume else ""), highlight=False)
     run = Run(base, rows, hw, out, resume, wall_before, reward, list(callbacks))
     with quiet(out / "train.log", loggers=TRAINER_LOGGERS):

@@ -469,3 +469,21 @@ def test_vllm_closes_and_a_second_engine_starts_in_the_same_process(vllm_engine,
     tuned.close()
     stamp = (merged / "config.json").stat().st_mtime_ns
     assert engines.merged_model(policy) == str(merged) and (merged / "config.json").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux-only")
+def test_cpu_share_names_the_cpus_a_pinned_process_may_use():
+    """A trainer pinned to fewer CPUs than the machine has says so where it starts (its header)."""
+    def share(cpus: set[int], threads: int) -> str:
+        probe = ("import os, torch; from harness.hardware import cpu_share; "
+                 f"torch.set_num_threads({threads}); os.sched_setaffinity(0, {cpus}); print(cpu_share())")
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
+        return out.stdout.strip() or out.stderr[-2000:]
+
+    allowed = os.sched_getaffinity(0)
+    last = max(allowed)
+    assert share({last}, 1) == f"1 thread on CPUs {last} of {os.cpu_count()}"
+    if {0, 1, 3} <= allowed:
+        assert share({0, 1, 3}, 3) == f"3 threads on CPUs 0-1,3 of {os.cpu_count()}"
+    if {0, 1} <= allowed:
+        assert share({0, 1}, 2) == f"2 threads on CPUs 0-1 of {os.cpu_count()}"

@@ -58,6 +58,8 @@ def study_json(output: Path) -> dict:
 POLICIES = "policies: {base: smollm2, other: /nonexistent/model}\n"
 BAD = [
     ("runs: [\n", "malformed YAML at line"),
+    (POLICIES + "runs: []\n", "runs is empty; a study needs at least one run entry"),
+    (POLICIES + "runs: {policy: base}\n", "runs must be a list of run entries"),
     ("policies: {base: smollm2}\nruns: [{policy: base}]\nsweeps: 3\n", "unknown top-level key 'sweeps'"),
     (POLICIES + "runs:\n  - {policy: base, max_token: 8}\n", "runs[1]: unknown key 'max_token'"),
     (POLICIES + "runs:\n  - {policy: base}\n  - {policy: [base, nobody]}\n", "runs[2]: unknown policy 'nobody'"),
