@@ -196,12 +196,14 @@ class Scheduler:
         return True
 
     def done(self, cell: Cell, wall_s: float, record: str | None = None) -> None:
-        cell.wall_s, cell.ran = wall_s, True
+        cell.wall_s = cell.ran_s = wall_s
         if isinstance(cell, RunCell):
             if record is not None and record != cell.record:
                 cell.record = record  # what the pipeline wrote is the record (the prediction is a check)
         else:
+            cell.wall_s = None  # the manifest's, over every invocation that resumed it
             settle_train(cell)
+            cell.wall_s = cell.wall_s if cell.wall_s is not None else wall_s
             if cell.status != "done":
                 self.fail(cell, f"{cell.title} finished but its manifest in {cell.output} does not hold the "
                                 "study's configuration")
@@ -216,7 +218,8 @@ class Scheduler:
                       highlight=False, soft_wrap=True)
 
     def fail(self, cell: Cell, error: str) -> None:
-        cell.status, cell.error, cell.ran = "failed", error, True
+        cell.status, cell.error = "failed", error
+        cell.ran_s = cell.ran_s or 0.0
         self.finished += 1
         self.save()
         console.print(f"[red]study {escape(self.study.name)}: {escape(cell.title)} failed:[/] {escape(error)}",

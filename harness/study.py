@@ -135,9 +135,9 @@ class TrainCell:
     note: str = ""
     overwrite: bool = False
     resume_step: int = 0  # the step of the checkpoint it resumes from (0: it starts afresh)
-    wall_s: float | None = None
+    wall_s: float | None = None  # its training's, every invocation that resumed it included (the manifest's)
     error: str | None = None
-    ran: bool = False  # ran in this invocation
+    ran_s: float | None = None  # seconds it ran in this invocation (None: it did not run)
     kind = "train"
 
     @property
@@ -190,7 +190,7 @@ class RunCell:
     note: str = ""
     wall_s: float | None = None
     error: str | None = None
-    ran: bool = False  # ran in this invocation
+    ran_s: float | None = None  # seconds it ran in this invocation (None: it did not run)
     kind = "run"
 
     @property

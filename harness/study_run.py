@@ -298,9 +298,9 @@ def show_table(study: Study, view: Path, compared: Compared, out: Console) -> No
             seeds = ", ".join(str(s) for s in c["seeds"])
             out.print(f"  compare[{c['compare']}] pooled over seeds {seeds} {c['task']} {c['sampler']} n={c['n']}: "
                       f"{c.get('line') or c.get('note')}", highlight=False, soft_wrap=True, markup=False)
-    ran = [c for c in study.cells if c.ran]
+    ran = [c for c in study.cells if c.ran_s is not None]
     status = {s: sum(c.status == s for c in study.cells) for s in ("done", "failed", "blocked", "pending")}
     out.print(f"study {study.name}: " + ", ".join(f"{n} {s}" for s, n in status.items() if n)
-              + f"; {len(ran)} cells ran now ({sum(c.wall_s or 0 for c in ran):,.1f} s), all cells "
+              + f"; {len(ran)} cells ran now ({sum(c.ran_s or 0 for c in ran):,.1f} s), all cells "
               f"{sum(c.wall_s or 0 for c in study.cells):,.1f} s; {home(study) / STUDY}", highlight=False,
               soft_wrap=True, markup=False)

@@ -141,7 +141,7 @@ def train(config: TrainConfig, name: str | None = None, output: Path | None = No
         console.print(f"{config.method} {name}: {config.recipe} recipe, base {config.base}, {config.finetune} on "
                       f"{hw.device} in {hw.dtype}" + (f" ({cpu_share()})" if hw.device == "cpu" else "")
                       + f", {len(rows)} rows"
-                      + (f"; resuming from {resume.name}" if resume else ""), highlight=False)
+                      + (f"; resuming from {resume.name}" if resume else ""), highlight=False, soft_wrap=True)
     run = Run(base, rows, hw, out, resume, wall_before, reward, list(callbacks))
     with quiet(out / "train.log", loggers=TRAINER_LOGGERS):
         result = method.train(config, run)

@@ -326,6 +326,9 @@ def test_an_unchanged_study_runs_nothing_the_second_time_and_an_edit_reruns_only
     assert [c.record for c in edited.runs[:2]] == predicted[:2]
 
 
+TRAINED_S = 4321.0  # a fake training's wall by its manifest, as if earlier invocations had trained most of it
+
+
 def fake_train(policy_dir: Path, model: Path):
     """A stand-in for `harness train`: the manifest the training package writes, pointing at ``model``."""
 
@@ -334,7 +337,7 @@ def fake_train(policy_dir: Path, model: Path):
         (policy_dir / name).mkdir(parents=True, exist_ok=True)
         config = json.loads(Path(os.environ["STUDY_CONFIGS"]).read_text())[name]
         (policy_dir / name / "policy.json").write_text(json.dumps({"name": name, "model": str(model),
-                                                                   "config": config}))
+                                                                   "config": config, "wall_seconds": TRAINED_S}))
         return None
 
     return train
@@ -359,7 +362,7 @@ def test_runs_start_as_soon_as_their_policy_is_trained_and_bases_train_first(tmp
     monkeypatch.setenv("STUDY_CONFIGS", str(configs))
     trained = fake_train(policies_dir(), tiny_llama)
     monkeypatch.setattr(executors, "train_process", Count(trained, watched, "train"))
-    study_run.run_study(path, tmp_path / "runs")
+    ran = study_run.run_study(path, tmp_path / "runs")
     order = [(kind, args[0][args[0].index("--name") + 1] if kind == "train" else args[0].policy)
              for kind, args in watched]
     # a run that can start goes first, each trained policy's run right after its training, the base before
@@ -369,6 +372,9 @@ def test_runs_start_as_soon_as_their_policy_is_trained_and_bases_train_first(tmp
     assert argv[argv.index("--base") + 1] == "st-a" and argv[argv.index("--recipe") + 1] == "quick"
     cells = study_json(tmp_path / "runs")["cells"]
     assert [c["status"] for c in cells] == ["done"] * 5
+    # a training cell's wall is its training's, over every invocation; what this invocation spent is apart
+    assert [c["wall_s"] for c in cells if c["kind"] == "train"] == [TRAINED_S] * 2
+    assert all(0 < c.ran_s < TRAINED_S for c in ran.train)
 
     manifest = policies_dir() / "st-a" / "policy.json"  # the base trained again, after what was trained from it
     manifest.write_text(manifest.read_text())
