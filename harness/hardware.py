@@ -59,7 +59,7 @@ def cpu_share() -> str:
 
     n = torch.get_num_threads()
     threads = f"{n} thread{'s' if n != 1 else ''}"
-    if not hasattr(os, "sched_getaffinity"):
+    if sys.platform != "linux":  # where the affinity call exists
         return threads
     runs: list[list[int]] = []
     for cpu in sorted(os.sched_getaffinity(0)):
