@@ -42,18 +42,27 @@ Cell = TrainCell | RunCell
 # -- one cell ------------------------------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL when the study's process dies (``kill -9`` included), so a rerun never
-    finds a training run still writing its checkpoints."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _child_setup(cpus: set[int]) -> Callable[[], None]:
+    """What the child runs before exec: SIGKILL when the study's process dies (``kill -9`` included), so a rerun
+    never finds a training run still writing its checkpoints; and this process's CPUs back. A ``preexec_fn`` makes
+    Python fork, which runs Intel OpenMP's at-fork handler, and once torch is imported that pins the child to one
+    CPU: a trainer started so computes on one core."""
+
+    def setup() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, cpus)
+
+    return setup
 
 
 def train_process(argv: list[str], env: dict[str, str] | None = None) -> str | None:
     """Run one training command, its error output shown as it comes; None on success, else its last line."""
     tail: collections.deque[str] = collections.deque(maxlen=20)
+    setup = _child_setup(os.sched_getaffinity(0)) if sys.platform == "linux" else None
     with subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, errors="replace", env=env,
-                          preexec_fn=_die_with_parent if sys.platform == "linux" else None) as proc:
+                          preexec_fn=setup) as proc:
         assert proc.stderr is not None
         for line in proc.stderr:
             sys.stderr.write(line)

@@ -404,6 +404,28 @@ def test_the_dry_run_runs_nothing_and_prices_every_cell(tmp_path, tiny_llama, mo
     assert "24" in row  # 3 examples x 2 samples x 4 tokens at most, from the defaults
 
 
+# -- the training process -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform != "linux" or len(os.sched_getaffinity(0)) < 2, reason="needs CPU affinity, 2 CPUs")
+def test_a_training_process_may_use_every_cpu_its_study_may(tmp_path):
+    """The study's process has torch and Intel OpenMP loaded (``harness`` preloads it); a trainer it starts must not
+    come out pinned to one CPU by OpenMP's at-fork handler (it then trained on one core of two)."""
+    from harness.hardware import cpu_preload_libraries
+
+    iomp = [lib for lib in cpu_preload_libraries() if "iomp" in lib]
+    if not iomp:
+        pytest.skip("Intel OpenMP (intel-openmp) is not installed")
+    probe = ("import sys, torch; torch.randn(64, 64) @ torch.randn(64, 64); from harness import executors; "
+             "sys.exit(executors.train_process([sys.executable, '-c', "
+             "'import os, sys; sys.stderr.write(str(sorted(os.sched_getaffinity(0))))']) is not None)")
+    env = {**os.environ, "LD_PRELOAD": ":".join(iomp)}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines()[-1] == str(sorted(os.sched_getaffinity(0))), out.stderr[-2000:]
+
+
 # -- kill -9 and resume ----------------------------------------------------------------------------------------
 
 
