@@ -1,6 +1,7 @@
 """The HTML report at the size the issue asks it to stay usable at: its bytes and its load time in Chromium.
 
 Usage: python bench/report_size.py [--runs 10] [--examples 1000] [--samples 16] [--loads 3] [--keep DIR]
+       python bench/report_size.py --report FILE [--loads 3]     # a report already written, e.g. a study's
 
 Builds a synthetic runs directory (no model: typed records written by ``harness.record``): ``--runs`` runs of
 ``--examples`` Countdown-like examples with ``--samples`` samples each (texts of 150 to 1,000 characters, a
@@ -141,7 +142,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--loads", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="write the runs and report here instead of a temporary folder")
+    parser.add_argument("--report", type=Path, help="measure this report instead of building one")
     args = parser.parse_args()
+    if args.report:
+        _describe(args.report, _chromium(args.report.resolve(), args.loads), args.loads)
+        return
     root = args.keep or Path(tempfile.mkdtemp(prefix="report-size-"))
     os.environ["HARNESS_HOME"] = str(root / "home")
     _manifests(root / "home")
@@ -157,23 +162,27 @@ def main() -> None:
     started = time.perf_counter()
     report = write_report(runs, root / "report.html")
     wrote = time.perf_counter() - started
-    size = report.stat().st_size
     samples_bytes = sum((d / "samples.jsonl").stat().st_size for d in runs.iterdir() if d.is_dir())
     browser = _chromium(report, args.loads)
+    print(f"runs: {len(combos)} x {args.examples} examples x {args.samples} samples (records built in {built:.1f} s; "
+          f"samples.jsonl in all: {samples_bytes:,} bytes); write_report: {wrote:.1f} s")
+    _describe(report, browser, args.loads)
+    if not args.keep:
+        shutil.rmtree(root)
+
+
+def _describe(report: Path, browser: dict[str, float], loads: int) -> None:
     cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True, text=True).stdout
     cpu = " ".join(cpu.split()).removeprefix("Model name: ")
     chromium = subprocess.run(["/usr/bin/chromium", "--version"], capture_output=True, text=True).stdout.strip()
+    size = report.stat().st_size
     print(f"date: {time.strftime('%Y-%m-%d')}; {cpu or platform.processor()}; {os.cpu_count()} CPUs; {chromium}; "
           f"python {sys.version.split()[0]}")
-    print(f"runs: {len(combos)} x {args.examples} examples x {args.samples} samples (records built in {built:.1f} s; "
-          f"samples.jsonl in all: {samples_bytes:,} bytes)")
-    print(f"report: {size:,} bytes ({size / 2**20:.1f} MiB); write_report: {wrote:.1f} s")
-    print(f"load (navigation start -> data-ready), median of {args.loads}: {browser['ready_ms']:.0f} ms "
+    print(f"report: {size:,} bytes ({size / 2**20:.1f} MiB)")
+    print(f"load (navigation start -> data-ready), median of {loads}: {browser['ready_ms']:.0f} ms "
           f"(each: {', '.join(f'{v:.0f}' for v in browser['ready_all'])} ms)")
     print(f"open the Samples tab: {browser['samples_tab_ms']:.0f} ms of script; open one example: "
           f"{browser['example_ms']:.0f} ms of script")
-    if not args.keep:
-        shutil.rmtree(root)
 
 
 if __name__ == "__main__":
