@@ -205,14 +205,12 @@ class Scheduler:
         return True
 
     def done(self, cell: Cell, wall_s: float, record: str | None = None) -> None:
-        cell.wall_s = cell.ran_s = wall_s
+        cell.wall_s = cell.ran_s = wall_s  # a training cell's becomes its manifest's as it settles
         if isinstance(cell, RunCell):
             if record is not None and record != cell.record:
                 cell.record = record  # what the pipeline wrote is the record (the prediction is a check)
         else:
-            cell.wall_s = None  # the manifest's, over every invocation that resumed it
             settle_train(cell)
-            cell.wall_s = cell.wall_s if cell.wall_s is not None else wall_s
             if cell.status != "done":
                 self.fail(cell, f"{cell.title} finished but its manifest in {cell.output} does not hold the "
                                 "study's configuration")

@@ -752,8 +752,7 @@ def settle_train(cell: TrainCell) -> None:
     stale = manifest is not None and _mtime(cell.base_output, MANIFEST) > _mtime(cell.output, MANIFEST)
     if manifest is not None and manifest == cell.config and ours and not stale:
         cell.status, cell.note = "done", ""
-        if cell.wall_s is None:
-            cell.wall_s = _read_json(cell.output / MANIFEST).get("wall_seconds")
+        cell.wall_s = _read_json(cell.output / MANIFEST).get("wall_seconds", cell.wall_s)  # every invocation's
         return
     cell.status = "pending"
     if state is None and manifest is None:
